@@ -1,0 +1,259 @@
+//! Where commands run: this machine, or another over one multiplexed SSH connection.
+//!
+//! Local commands run from argv vectors; remote ones go through [`shell_quote`], the
+//! only place that builds a string for a shell. Every command is logged at `-v`
+//! exactly as run, so a user can paste and rerun it.
+
+mod quote;
+
+pub use quote::shell_quote;
+
+use crate::report::log;
+use anyhow::{anyhow, Context, Result};
+use openssh::{KnownHosts, Session, SessionBuilder};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+/// How to reach a remote host. Anything not set here comes from `~/.ssh/config`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshTarget {
+    /// Host name or `~/.ssh/config` alias.
+    pub host: String,
+    /// Login user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// SSH port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Private key file.
+    #[serde(default)]
+    pub identity_file: Option<PathBuf>,
+    /// known_hosts file to check the host key against (strict checking always).
+    #[serde(default)]
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+impl SshTarget {
+    /// `user@host:port` for messages.
+    pub fn label(&self) -> String {
+        let mut s = String::new();
+        if let Some(u) = &self.user {
+            s.push_str(u);
+            s.push('@');
+        }
+        s.push_str(&self.host);
+        if let Some(p) = self.port {
+            s.push_str(&format!(":{p}"));
+        }
+        s
+    }
+}
+
+/// A place to run zfs commands.
+#[derive(Clone)]
+pub enum Host {
+    /// This machine.
+    Local,
+    /// A remote machine behind one SSH control connection.
+    Ssh {
+        /// `user@host:port`, for messages.
+        label: String,
+        /// The shared control connection.
+        session: Arc<Session>,
+    },
+}
+
+/// A finished command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code; `None` when killed by a signal or the connection broke.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// True on exit code 0.
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Describes an exit code for messages.
+pub fn describe_code(code: Option<i32>) -> String {
+    match code {
+        Some(255) => "exit 255 (ssh failed or the connection dropped)".into(),
+        Some(c) => format!("exit {c}"),
+        None => "killed or connection lost".into(),
+    }
+}
+
+impl Host {
+    /// Opens the control connection (honouring `~/.ssh/config`, strict host keys).
+    pub async fn connect(t: &SshTarget) -> Result<Host> {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(KnownHosts::Strict)
+            .connect_timeout(std::time::Duration::from_secs(20))
+            .server_alive_interval(std::time::Duration::from_secs(30));
+        if let Some(u) = &t.user {
+            b.user(u.clone());
+        }
+        if let Some(p) = t.port {
+            b.port(p);
+        }
+        if let Some(k) = &t.identity_file {
+            b.keyfile(k);
+        }
+        if let Some(k) = &t.known_hosts_file {
+            b.user_known_hosts_file(k);
+        }
+        let label = t.label();
+        log::debug(&format!("ssh: connecting to {label}"));
+        let session = b.connect(&t.host).await.map_err(|e| {
+            anyhow!("cannot connect to {label} over SSH: {e}; check the host, user, key and known_hosts (try: ssh {}{}{})",
+                t.port.map(|p| format!("-p {p} ")).unwrap_or_default(),
+                t.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
+                t.host)
+        })?;
+        Ok(Host::Ssh {
+            label,
+            session: Arc::new(session),
+        })
+    }
+
+    /// `local` or `user@host:port`.
+    pub fn label(&self) -> &str {
+        match self {
+            Host::Local => "local",
+            Host::Ssh { label, .. } => label,
+        }
+    }
+
+    /// Runs `argv` to completion and captures its output.
+    pub async fn run(&self, argv: &[String]) -> Result<Output> {
+        let mut p = self.spawn(argv, false, true).await?;
+        let mut stdout = String::new();
+        let mut out = p.stdout.take().expect("stdout is piped");
+        let (r, status) = tokio::join!(out.read_to_string(&mut stdout), p.wait());
+        r.with_context(|| format!("reading output of '{}' on {}", shell_quote(argv), self.label()))?;
+        let (code, stderr) = status?;
+        Ok(Output { code, stdout, stderr })
+    }
+
+    /// Runs `argv` and fails with both the command and its stderr when it exits non-zero.
+    pub async fn run_ok(&self, argv: &[String]) -> Result<Output> {
+        let out = self.run(argv).await?;
+        if !out.ok() {
+            return Err(anyhow!(
+                "'{}' on {} failed ({}): {}",
+                shell_quote(argv),
+                self.label(),
+                describe_code(out.code),
+                out.stderr.trim()
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Starts `argv` with stderr captured and stdin/stdout piped when asked.
+    pub async fn spawn(&self, argv: &[String], stdin: bool, stdout: bool) -> Result<Proc> {
+        log::command(self.label(), &shell_quote(argv));
+        let pipe = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        match self {
+            Host::Local => {
+                let (prog, args) = argv.split_first().expect("argv is never empty");
+                let mut child = tokio::process::Command::new(prog)
+                    .args(args)
+                    .stdin(pipe(stdin))
+                    .stdout(pipe(stdout))
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("cannot start '{prog}' locally"))?;
+                Ok(Proc {
+                    stdin: child.stdin.take().map(|s| Box::new(s) as _),
+                    stdout: child.stdout.take().map(|s| Box::new(s) as _),
+                    stderr: child.stderr.take().map(|s| Box::new(s) as _),
+                    child: Child::Local(child),
+                    host: self.label().to_string(),
+                })
+            }
+            Host::Ssh { session, label } => {
+                let ospipe = |on: bool| {
+                    if on {
+                        openssh::Stdio::piped()
+                    } else {
+                        openssh::Stdio::null()
+                    }
+                };
+                let mut child = Session::to_raw_command(session.clone(), shell_quote(argv))
+                    .stdin(ospipe(stdin))
+                    .stdout(ospipe(stdout))
+                    .stderr(openssh::Stdio::piped())
+                    .spawn()
+                    .await
+                    .with_context(|| format!("cannot start a command on {label}"))?;
+                Ok(Proc {
+                    stdin: child.stdin().take().map(|s| Box::new(s) as _),
+                    stdout: child.stdout().take().map(|s| Box::new(s) as _),
+                    stderr: child.stderr().take().map(|s| Box::new(s) as _),
+                    child: Child::Remote(child),
+                    host: label.clone(),
+                })
+            }
+        }
+    }
+
+    /// Closes the SSH control connection.
+    pub async fn close(self) {
+        if let Host::Ssh { session, .. } = self {
+            if let Ok(s) = Arc::try_unwrap(session) {
+                let _ = s.close().await;
+            }
+        }
+    }
+}
+
+enum Child {
+    Local(tokio::process::Child),
+    Remote(openssh::Child<Arc<Session>>),
+}
+
+/// A running command.
+pub struct Proc {
+    /// Its standard input, when piped.
+    pub stdin: Option<Box<dyn AsyncWrite + Unpin + Send>>,
+    /// Its standard output, when piped.
+    pub stdout: Option<Box<dyn AsyncRead + Unpin + Send>>,
+    stderr: Option<Box<dyn AsyncRead + Unpin + Send>>,
+    child: Child,
+    host: String,
+}
+
+impl Proc {
+    /// Waits for exit; returns the exit code (`None` if killed) and stderr.
+    pub async fn wait(mut self) -> Result<(Option<i32>, String)> {
+        let mut err = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            // Lossy: a stderr read error must not hide the exit status.
+            let _ = e.read_to_string(&mut err).await;
+        }
+        let code = match self.child {
+            Child::Local(mut c) => c.wait().await?.code(),
+            Child::Remote(c) => match c.wait().await {
+                Ok(s) => s.code(),
+                Err(e) => {
+                    err.push_str(&format!("\n(ssh to {}: {e})", self.host));
+                    None
+                }
+            },
+        };
+        Ok((code, err))
+    }
+}

@@ -1,0 +1,596 @@
+//! Pure replication decisions: listings in, steps out, no I/O.
+//!
+//! The base of an incremental is found by GUID (ordered by createtxg), never by name.
+//! Every refusal is a typed reason that names the dataset, the snapshots involved and
+//! the option that would resolve it. Destructive steps are planned only when the
+//! matching [`OnDivergence`] option asks for them.
+
+use crate::zfs::cmd::SendSpan;
+use crate::zfs::list::{DatasetInfo, Listing, Point};
+use crate::zfs::name::{Dataset, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[cfg(test)]
+mod tests;
+
+/// Whether streams are raw (`zfs send -w`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMode {
+    /// Raw for encrypted sources, plain otherwise.
+    #[default]
+    Auto,
+    /// Always raw: the key never reaches the target.
+    Always,
+    /// Never raw: needs the source key loaded and yields an unencrypted copy.
+    Never,
+}
+
+/// What may be done to a target that diverged from its source. Graded: each level
+/// allows the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDivergence {
+    /// Change nothing and say why (the default).
+    #[default]
+    Refuse,
+    /// `zfs rollback -r` the target to the common base, then receive normally.
+    RollbackToCommon,
+    /// Destroy the target (never one with children) and send everything again.
+    DestroyTargetAndResend,
+}
+
+/// Planner options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Raw sends.
+    pub raw: RawMode,
+    /// Divergence policy.
+    pub on_divergence: OnDivergence,
+}
+
+/// What a resume token turned out to be, told by the sending side (`zfs send -nvt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// The token's snapshot still exists on the source with this GUID.
+    Valid {
+        /// GUID of the snapshot being received.
+        toguid: u64,
+    },
+    /// The source can no longer send it (its snapshot is gone).
+    Stale {
+        /// What the source said.
+        why: String,
+    },
+}
+
+/// One action on one dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Create a missing target parent (unmounted, `canmount=off`).
+    CreateParent {
+        /// The parent to create.
+        dataset: Dataset,
+    },
+    /// Discard an interrupted receive whose token can no longer be resumed.
+    AbortResume {
+        /// Target holding the partial state.
+        target: Dataset,
+        /// Why it cannot resume.
+        why: String,
+    },
+    /// Roll the target back to the common base, destroying what is newer there.
+    Rollback {
+        /// Target snapshot to roll back to.
+        to: Snapshot,
+        /// Target snapshots this destroys.
+        destroys: Vec<String>,
+    },
+    /// Destroy the target dataset before a full resend.
+    DestroyTarget {
+        /// The dataset destroyed.
+        target: Dataset,
+        /// Its snapshots, destroyed with it.
+        destroys: Vec<String>,
+    },
+    /// One stream from source to target.
+    Send {
+        /// What the stream covers.
+        #[serde(skip)]
+        span: SendSpan,
+        /// `-w`.
+        raw: bool,
+        /// Receiving dataset.
+        target: Dataset,
+        /// Snapshots that arrive with this stream, oldest first.
+        snapshots: Vec<String>,
+    },
+}
+
+impl Step {
+    /// True for steps that destroy data on the target.
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, Step::Rollback { .. } | Step::DestroyTarget { .. })
+    }
+}
+
+/// Why a dataset was not replicated, with what would fix it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Refusal {
+    /// The requested source dataset does not exist.
+    #[error("source dataset {source_name} does not exist")]
+    SourceMissing {
+        /// The missing dataset.
+        source_name: Dataset,
+    },
+    /// Target was written to after its newest snapshot.
+    #[error("target {target} was modified after its newest snapshot @{latest} ({written} bytes written); set on_divergence=rollback_to_common to discard the changes")]
+    Modified {
+        /// Target dataset.
+        target: Dataset,
+        /// Its newest snapshot.
+        latest: String,
+        /// Bytes written since.
+        written: u64,
+    },
+    /// Target has snapshots the source does not, newer than the common base.
+    #[error("target {target} has snapshots newer than the common base @{base} that the source does not have: {}; set on_divergence=rollback_to_common to destroy them", newer.join(", "))]
+    NewerOnTarget {
+        /// Target dataset.
+        target: Dataset,
+        /// Common base.
+        base: String,
+        /// Target-only snapshots after it.
+        newer: Vec<String>,
+    },
+    /// Target has snapshots but none shares a GUID with the source.
+    #[error("target {target} has no snapshot in common with {source_name} (compared by GUID{}); set on_divergence=destroy_target_and_resend to replace it", same_name_note(same_name))]
+    NoCommonBase {
+        /// Source dataset.
+        source_name: Dataset,
+        /// Target dataset.
+        target: Dataset,
+        /// Snapshot names present on both sides with different GUIDs.
+        same_name: Vec<String>,
+    },
+    /// Target exists without snapshots: zferry never replicated into it.
+    #[error("target {target} exists but has no snapshots, so it was never replicated by zferry; set on_divergence=destroy_target_and_resend to replace it, or choose another destination")]
+    NotReplicated {
+        /// Target dataset.
+        target: Dataset,
+    },
+    /// Destroying the target would take its children with it.
+    #[error("target {target} would have to be destroyed and resent, but it has child datasets ({}); zferry never destroys those, resolve it by hand", children.join(", "))]
+    HasChildren {
+        /// Target dataset.
+        target: Dataset,
+        /// Its children.
+        children: Vec<String>,
+    },
+}
+
+fn same_name_note(same: &[String]) -> String {
+    if same.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; same name but different GUID: {}",
+            same.iter()
+                .map(|s| format!("@{s}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// The planner's conclusion for one dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Nothing to send.
+    UpToDate,
+    /// Snapshots will be sent.
+    Transfer {
+        /// A full stream starts the copy.
+        full: bool,
+        /// Number of snapshots that arrive.
+        snapshots: usize,
+    },
+    /// An interrupted receive continues; plan again after it.
+    Resume,
+    /// Nothing to do, and not an error (e.g. no snapshots yet).
+    Skip {
+        /// Why.
+        why: String,
+    },
+    /// Not replicated until someone acts.
+    Refuse(Refusal),
+}
+
+/// The plan for one source dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatasetPlan {
+    /// Source dataset.
+    pub source: Dataset,
+    /// Target dataset.
+    pub target: Dataset,
+    /// Conclusion.
+    pub verdict: Verdict,
+    /// Steps to execute, in order.
+    pub steps: Vec<Step>,
+    /// Snapshot the copy will end at (the next base), if any.
+    pub base_after: Option<String>,
+}
+
+/// Everything known about one source/target pair.
+#[derive(Debug, Clone, Copy)]
+pub struct Pair<'a> {
+    /// Source dataset name.
+    pub source_name: &'a Dataset,
+    /// Source state, `None` when it does not exist.
+    pub source: Option<&'a DatasetInfo>,
+    /// Target dataset name.
+    pub target_name: &'a Dataset,
+    /// Target state, `None` when it does not exist.
+    pub target: Option<&'a DatasetInfo>,
+    /// Checked resume token, when the target has one.
+    pub token: Option<&'a TokenCheck>,
+    /// Target's child datasets (they forbid destroying it).
+    pub target_children: &'a [Dataset],
+}
+
+/// Decides what to do for one dataset. `missing_parents` are target parents that do
+/// not exist yet; they are created first.
+pub fn plan_dataset(pair: Pair<'_>, missing_parents: &[Dataset], opts: Options) -> DatasetPlan {
+    let mut plan = DatasetPlan {
+        source: pair.source_name.clone(),
+        target: pair.target_name.clone(),
+        verdict: Verdict::UpToDate,
+        steps: Vec::new(),
+        base_after: None,
+    };
+    let Some(src) = pair.source else {
+        plan.verdict = Verdict::Refuse(Refusal::SourceMissing {
+            source_name: pair.source_name.clone(),
+        });
+        return plan;
+    };
+    let raw = match opts.raw {
+        RawMode::Auto => src.encrypted,
+        RawMode::Always => true,
+        RawMode::Never => false,
+    };
+
+    // An interrupted receive is dealt with before anything else.
+    let mut target = pair.target;
+    if let (Some(t), Some(check)) = (target, pair.token) {
+        if let Some(token) = &t.resume_token {
+            match check {
+                TokenCheck::Valid { toguid }
+                    if src.snapshots.iter().any(|p| p.guid == *toguid) =>
+                {
+                    plan.steps.push(Step::Send {
+                        span: SendSpan::Resume {
+                            token: token.clone(),
+                        },
+                        raw,
+                        target: pair.target_name.clone(),
+                        snapshots: src
+                            .snapshots
+                            .iter()
+                            .filter(|p| p.guid == *toguid)
+                            .map(|p| p.name.clone())
+                            .collect(),
+                    });
+                    plan.verdict = Verdict::Resume;
+                    return plan;
+                }
+                TokenCheck::Valid { .. } | TokenCheck::Stale { .. } => {
+                    let why = match check {
+                        TokenCheck::Stale { why } => why.clone(),
+                        TokenCheck::Valid { .. } => {
+                            "its snapshot no longer matches the source".into()
+                        }
+                    };
+                    plan.steps.push(Step::AbortResume {
+                        target: pair.target_name.clone(),
+                        why,
+                    });
+                    // An aborted first receive leaves no dataset behind.
+                    if t.snapshots.is_empty() {
+                        target = None;
+                    }
+                }
+            }
+        }
+    }
+
+    if src.snapshots.is_empty() {
+        plan.verdict = Verdict::Skip {
+            why: format!("source {} has no snapshots yet", src.name),
+        };
+        return plan;
+    }
+
+    match target {
+        None => {
+            plan.steps
+                .extend(missing_parents.iter().map(|d| Step::CreateParent {
+                    dataset: d.clone(),
+                }));
+            push_full(&mut plan, src, raw);
+        }
+        Some(t) => plan_existing(&mut plan, pair, src, t, raw, opts),
+    }
+    plan
+}
+
+/// Full send of the earliest snapshot, then one `-I` to the latest.
+fn push_full(plan: &mut DatasetPlan, src: &DatasetInfo, raw: bool) {
+    let first = &src.snapshots[0];
+    plan.steps.push(Step::Send {
+        span: SendSpan::Full {
+            to: src.point_name(first),
+        },
+        raw,
+        target: plan.target.clone(),
+        snapshots: vec![first.name.clone()],
+    });
+    push_incremental(plan, src, first, raw);
+    plan.verdict = Verdict::Transfer {
+        full: true,
+        snapshots: src.snapshots.len(),
+    };
+    plan.base_after = src.latest().map(|p| p.name.clone());
+}
+
+/// Steps from source point `base` (snapshot or bookmark) to the source's latest
+/// snapshot. Returns the number of snapshots sent.
+fn push_incremental(plan: &mut DatasetPlan, src: &DatasetInfo, base: &Point, raw: bool) -> usize {
+    let newer: Vec<&Point> = src
+        .snapshots
+        .iter()
+        .filter(|p| p.createtxg > base.createtxg)
+        .collect();
+    let Some(last) = newer.last() else { return 0 };
+    let mut from = base;
+    if base.bookmark {
+        // -I does not take a bookmark: -i to the first snapshot after it, then -I.
+        let first = newer[0];
+        plan.steps.push(Step::Send {
+            span: SendSpan::Incremental {
+                from: src.point_name(base),
+                to: src.point_name(first),
+                intermediates: false,
+            },
+            raw,
+            target: plan.target.clone(),
+            snapshots: vec![first.name.clone()],
+        });
+        from = first;
+    }
+    if from.guid != last.guid {
+        plan.steps.push(Step::Send {
+            span: SendSpan::Incremental {
+                from: src.point_name(from),
+                to: src.point_name(last),
+                intermediates: true,
+            },
+            raw,
+            target: plan.target.clone(),
+            snapshots: newer
+                .iter()
+                .filter(|p| p.createtxg > from.createtxg)
+                .map(|p| p.name.clone())
+                .collect(),
+        });
+    }
+    newer.len()
+}
+
+fn plan_existing(
+    plan: &mut DatasetPlan,
+    pair: Pair<'_>,
+    src: &DatasetInfo,
+    t: &DatasetInfo,
+    raw: bool,
+    opts: Options,
+) {
+    let refuse = |plan: &mut DatasetPlan, r: Refusal| {
+        plan.steps.retain(|s| matches!(s, Step::AbortResume { .. }));
+        plan.verdict = Verdict::Refuse(r);
+    };
+    // The newest target snapshot whose GUID the source still has (as snapshot or bookmark).
+    let source_point = |guid: u64| {
+        src.snapshots
+            .iter()
+            .find(|p| p.guid == guid)
+            .or_else(|| src.bookmarks.iter().find(|p| p.guid == guid))
+    };
+    let common = t
+        .snapshots
+        .iter()
+        .rev()
+        .find_map(|tp| source_point(tp.guid).map(|sp| (tp, sp)));
+
+    let Some((t_base, s_base)) = common else {
+        let r = if t.snapshots.is_empty() {
+            Refusal::NotReplicated {
+                target: t.name.clone(),
+            }
+        } else {
+            Refusal::NoCommonBase {
+                source_name: src.name.clone(),
+                target: t.name.clone(),
+                same_name: t
+                    .snapshots
+                    .iter()
+                    .filter(|tp| src.snapshots.iter().any(|sp| sp.name == tp.name))
+                    .map(|tp| tp.name.clone())
+                    .collect(),
+            }
+        };
+        if opts.on_divergence < OnDivergence::DestroyTargetAndResend {
+            return refuse(plan, r);
+        }
+        if !pair.target_children.is_empty() {
+            return refuse(
+                plan,
+                Refusal::HasChildren {
+                    target: t.name.clone(),
+                    children: pair.target_children.iter().map(|c| c.to_string()).collect(),
+                },
+            );
+        }
+        plan.steps.push(Step::DestroyTarget {
+            target: t.name.clone(),
+            destroys: t.snapshots.iter().map(|p| p.name.clone()).collect(),
+        });
+        return push_full(plan, src, raw);
+    };
+
+    let newer_on_target: Vec<String> = t
+        .snapshots
+        .iter()
+        .filter(|p| p.createtxg > t_base.createtxg)
+        .map(|p| p.name.clone())
+        .collect();
+    if !newer_on_target.is_empty() || t.written > 0 {
+        let r = if !newer_on_target.is_empty() {
+            Refusal::NewerOnTarget {
+                target: t.name.clone(),
+                base: t_base.name.clone(),
+                newer: newer_on_target.clone(),
+            }
+        } else {
+            Refusal::Modified {
+                target: t.name.clone(),
+                latest: t_base.name.clone(),
+                written: t.written,
+            }
+        };
+        if opts.on_divergence < OnDivergence::RollbackToCommon {
+            return refuse(plan, r);
+        }
+        plan.steps.push(Step::Rollback {
+            to: t.point_name(t_base),
+            destroys: newer_on_target,
+        });
+    }
+
+    let sent = push_incremental(plan, src, s_base, raw);
+    plan.base_after = Some(
+        src.snapshots
+            .iter()
+            .rev()
+            .find(|p| p.createtxg >= s_base.createtxg)
+            .map_or_else(|| t_base.name.clone(), |p| p.name.clone()),
+    );
+    plan.verdict = if sent == 0 {
+        Verdict::UpToDate
+    } else {
+        Verdict::Transfer {
+            full: false,
+            snapshots: sent,
+        }
+    };
+}
+
+/// Source datasets requested by a job, mapped to their targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    /// (source, target) pairs, parents before children.
+    pub pairs: Vec<(Dataset, Dataset)>,
+}
+
+/// Maps every dataset under the requested roots (`requested` as given; missing ones
+/// stay in so they fail on their own) through `map`.
+pub fn expand(
+    source: &Listing,
+    requested: &[Dataset],
+    map: impl Fn(&Dataset) -> Result<Dataset, String>,
+) -> Result<Mapping, String> {
+    let mut seen = BTreeSet::new();
+    let mut pairs = Vec::new();
+    for root in requested {
+        let mut names: Vec<Dataset> = source.subtree(root).map(|d| d.name.clone()).collect();
+        if names.is_empty() {
+            names.push(root.clone());
+        }
+        for n in names {
+            if seen.insert(n.clone()) {
+                let t = map(&n)?;
+                pairs.push((n, t));
+            }
+        }
+    }
+    pairs.sort();
+    Ok(Mapping { pairs })
+}
+
+/// Plans a whole job. Target parents are created once, and not at all for datasets
+/// that this plan receives earlier (parents sort before children).
+pub fn plan_job(
+    source: &Listing,
+    target: &Listing,
+    mapping: &Mapping,
+    tokens: &BTreeMap<Dataset, TokenCheck>,
+    target_root: &Dataset,
+    opts: Options,
+) -> Vec<DatasetPlan> {
+    let mut will_exist: BTreeSet<Dataset> = target.datasets.keys().cloned().collect();
+    let mut plans = Vec::new();
+    for (s, t) in &mapping.pairs {
+        let missing: Vec<Dataset> = t
+            .ancestors()
+            .into_iter()
+            .filter(|a| a.is_within(target_root) && !will_exist.contains(a))
+            .collect();
+        let children: Vec<Dataset> = target
+            .subtree(t)
+            .filter(|d| &d.name != t)
+            .map(|d| d.name.clone())
+            .collect();
+        let pair = Pair {
+            source_name: s,
+            source: source.get(s),
+            target_name: t,
+            target: target.get(t),
+            token: tokens.get(t),
+            target_children: &children,
+        };
+        let p = plan_dataset(pair, &missing, opts);
+        for step in &p.steps {
+            match step {
+                Step::CreateParent { dataset } => {
+                    will_exist.insert(dataset.clone());
+                }
+                Step::Send { target, .. } => {
+                    will_exist.insert(target.clone());
+                }
+                _ => {}
+            }
+        }
+        plans.push(p);
+    }
+    plans
+}
+
+/// Target of a pulled dataset: `dest/<name>/<source path>`.
+pub fn pull_target(dest: &Dataset, name: &str, source: &Dataset) -> Result<Dataset, String> {
+    dest.join(name)
+        .and_then(|d| d.join(source.as_str()))
+        .map_err(|e| e.to_string())
+}
+
+/// Target of a pushed dataset: `dest/<source with prefix stripped>`. A dataset
+/// outside the prefix is an error, never a silent full path.
+pub fn push_target(dest: &Dataset, strip: &Dataset, source: &Dataset) -> Result<Dataset, String> {
+    let rel = source.relative_to(strip).ok_or_else(|| {
+        format!("dataset {source} is not under the strip prefix {strip}; push only datasets below it or change strip_prefix")
+    })?;
+    dest.join(rel).map_err(|e| e.to_string())
+}

@@ -1,0 +1,125 @@
+//! Run reports: what happened to each dataset, for humans and as JSON.
+
+pub mod log;
+
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What happened to one dataset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetReport {
+    /// Source dataset.
+    pub source: String,
+    /// Target dataset.
+    pub target: String,
+    /// `up_to_date`, `full`, `incremental`, `resume`, `skipped`, `refused` or `failed`.
+    pub action: String,
+    /// Snapshots that arrived (or would, in a dry run).
+    pub snapshots: Vec<String>,
+    /// Bytes streamed (in a dry run: the `zfs send -nP` estimate).
+    pub bytes: u64,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// The common base the copy ends at.
+    pub base: Option<String>,
+    /// Snapshots or datasets destroyed on the target by an explicit option.
+    pub destroyed: Vec<String>,
+    /// Why it failed or was refused.
+    pub error: Option<String>,
+    /// Things that went wrong without failing the transfer (e.g. a hold not placed).
+    pub warnings: Vec<String>,
+    /// Whether holds moved.
+    pub holds_changed: bool,
+}
+
+impl DatasetReport {
+    /// True when the dataset ended failed or refused.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// True when data or holds moved.
+    pub fn changed(&self) -> bool {
+        !self.snapshots.is_empty() && self.action != "up_to_date" || self.holds_changed
+    }
+}
+
+/// One run of one job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Job name.
+    pub job: String,
+    /// `pull` or `push`.
+    pub kind: String,
+    /// Remote host label.
+    pub host: String,
+    /// Only planned, nothing changed.
+    pub dry_run: bool,
+    /// Start, Unix seconds.
+    pub started: u64,
+    /// End, Unix seconds.
+    pub finished: u64,
+    /// A failure of the whole job (e.g. SSH unreachable), before any dataset.
+    pub error: Option<String>,
+    /// Per dataset.
+    pub datasets: Vec<DatasetReport>,
+}
+
+impl RunReport {
+    /// True when the job and every dataset succeeded.
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.datasets.iter().all(|d| !d.failed())
+    }
+
+    /// True when anything moved.
+    pub fn changed(&self) -> bool {
+        self.datasets.iter().any(DatasetReport::changed)
+    }
+
+    /// Human summary, one line per dataset.
+    pub fn human(&self) -> String {
+        let mut s = format!(
+            "{} {} {} ({}){}\n",
+            if self.ok() { "OK" } else { "FAILED" },
+            self.kind,
+            self.job,
+            self.host,
+            if self.dry_run { " [dry run]" } else { "" }
+        );
+        if let Some(e) = &self.error {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+        for d in &self.datasets {
+            let what = match d.action.as_str() {
+                "up_to_date" => "up to date".to_string(),
+                a if d.snapshots.is_empty() => a.to_string(),
+                a => format!(
+                    "{a}, {} snapshot(s) @{}..@{}, {} bytes",
+                    d.snapshots.len(),
+                    d.snapshots[0],
+                    d.snapshots[d.snapshots.len() - 1],
+                    d.bytes
+                ),
+            };
+            s.push_str(&format!("  {} -> {}: {what}\n", d.source, d.target));
+            if let Some(e) = &d.error {
+                s.push_str(&format!("    error: {e}\n"));
+            }
+            for w in &d.warnings {
+                s.push_str(&format!("    warning: {w}\n"));
+            }
+            for x in &d.destroyed {
+                s.push_str(&format!("    destroyed: {x}\n"));
+            }
+        }
+        s
+    }
+}

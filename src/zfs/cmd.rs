@@ -1,0 +1,168 @@
+//! argv builders: the only place that knows zfs's command-line syntax.
+//!
+//! They take validated names, return argv vectors and never touch a shell.
+
+use super::name::{Dataset, Snapshot};
+
+fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// What a send stream covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendSpan {
+    /// Everything up to `to`.
+    Full {
+        /// The snapshot sent.
+        to: Snapshot,
+    },
+    /// From `from` (snapshot or bookmark) to `to`; `intermediates` sends every snapshot
+    /// between them (`-I`), otherwise only `to` (`-i`).
+    Incremental {
+        /// The common base on both sides.
+        from: Snapshot,
+        /// The newest snapshot sent.
+        to: Snapshot,
+        /// `-I` rather than `-i`.
+        intermediates: bool,
+    },
+    /// Continue an interrupted receive from its resume token.
+    Resume {
+        /// `receive_resume_token` of the target.
+        token: String,
+    },
+}
+
+/// `zfs send` for `span`; `raw` keeps encrypted data encrypted (`-w`); `dry_run` only
+/// estimates (`-nP`).
+pub fn send(span: &SendSpan, raw: bool, dry_run: bool) -> Vec<String> {
+    let mut a = argv(&["zfs", "send"]);
+    if dry_run {
+        a.push("-nP".into());
+    }
+    match span {
+        SendSpan::Resume { token } => {
+            // A token carries the original flags (raw included); adding -w is an error.
+            a.push("-t".into());
+            a.push(token.clone());
+            return a;
+        }
+        SendSpan::Full { to } => {
+            if raw {
+                a.push("-w".into());
+            }
+            a.push(to.to_string());
+        }
+        SendSpan::Incremental {
+            from,
+            to,
+            intermediates,
+        } => {
+            if raw {
+                a.push("-w".into());
+            }
+            a.push(if *intermediates { "-I" } else { "-i" }.into());
+            a.push(from.to_string());
+            a.push(to.to_string());
+        }
+    }
+    a
+}
+
+/// `zfs receive` into `target`: never mounted (`-u`, only root may mount on Linux) and
+/// resumable (`-s`). Never `-F`: rolling back is a separate, explicit step.
+pub fn receive(target: &Dataset) -> Vec<String> {
+    argv(&["zfs", "receive", "-u", "-s", target.as_str()])
+}
+
+/// Abort an interrupted resumable receive, discarding its partial state.
+pub fn receive_abort(target: &Dataset) -> Vec<String> {
+    argv(&["zfs", "receive", "-A", target.as_str()])
+}
+
+/// Create an unmounted placeholder parent; it inherits encryption from its own parent.
+pub fn create_parent(ds: &Dataset) -> Vec<String> {
+    argv(&["zfs", "create", "-u", "-o", "canmount=off", ds.as_str()])
+}
+
+/// Place hold `tag` on `snap`.
+pub fn hold(tag: &str, snap: &Snapshot) -> Vec<String> {
+    argv(&["zfs", "hold", tag, &snap.to_string()])
+}
+
+/// Release hold `tag` from `snap`.
+pub fn release(tag: &str, snap: &Snapshot) -> Vec<String> {
+    argv(&["zfs", "release", tag, &snap.to_string()])
+}
+
+/// List the holds on `snaps`.
+pub fn holds(snaps: &[Snapshot]) -> Vec<String> {
+    let mut a = argv(&["zfs", "holds", "-H"]);
+    a.extend(snaps.iter().map(|s| s.to_string()));
+    a
+}
+
+/// Roll `ds` back to `snap`, destroying later snapshots (`-r`).
+pub fn rollback(snap: &Snapshot) -> Vec<String> {
+    argv(&["zfs", "rollback", "-r", &snap.to_string()])
+}
+
+/// Destroy `ds` and everything below it.
+pub fn destroy_recursive(ds: &Dataset) -> Vec<String> {
+    argv(&["zfs", "destroy", "-r", ds.as_str()])
+}
+
+/// Describe a resume token without sending (`-nvP`): its output names the snapshots.
+pub fn describe_token(token: &str) -> Vec<String> {
+    argv(&["zfs", "send", "-nvP", "-t", token])
+}
+
+/// Parses the estimated size from `zfs send -nP` output (the `size` line).
+pub fn parse_send_size(out: &str) -> Option<u64> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("size\t"))
+        .filter_map(|v| v.trim().parse().ok())
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: &str) -> Snapshot {
+        Snapshot::new(n).unwrap()
+    }
+
+    #[test]
+    fn send_variants() {
+        let full = SendSpan::Full { to: s("t/a@1") };
+        assert_eq!(send(&full, true, false), ["zfs", "send", "-w", "t/a@1"]);
+        let inc = SendSpan::Incremental {
+            from: s("t/a#1"),
+            to: s("t/a@3"),
+            intermediates: false,
+        };
+        assert_eq!(
+            send(&inc, false, true),
+            ["zfs", "send", "-nP", "-i", "t/a#1", "t/a@3"]
+        );
+        let res = SendSpan::Resume { token: "1-x".into() };
+        assert_eq!(send(&res, true, false), ["zfs", "send", "-t", "1-x"]);
+    }
+
+    #[test]
+    fn receive_is_never_forced() {
+        let r = receive(&Dataset::new("b/a").unwrap());
+        assert!(!r.contains(&"-F".to_string()));
+        assert!(r.contains(&"-u".to_string()) && r.contains(&"-s".to_string()));
+    }
+
+    #[test]
+    fn parses_estimates() {
+        let out = "full\tt/a@1\t123\nsize\t123\n";
+        assert_eq!(parse_send_size(out), Some(123));
+        let inc = "incremental\ta\tt/a@2\t10\nincremental\tb\tt/a@3\t20\nsize\t30\n";
+        assert_eq!(parse_send_size(inc), Some(30));
+        assert_eq!(parse_send_size("garbage"), None);
+    }
+}

@@ -1,0 +1,273 @@
+//! One batched `zfs list -Hp` per side per run, parsed into plain data the planner reads.
+
+use super::name::{Dataset, Snapshot};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Properties asked for, in column order.
+pub const LIST_PROPS: &[&str] = &[
+    "name",
+    "type",
+    "guid",
+    "createtxg",
+    "encryption",
+    "keystatus",
+    "written",
+    "receive_resume_token",
+    "userrefs",
+];
+
+/// argv for the one listing of `roots` and everything below them.
+pub fn list_argv(roots: &[Dataset]) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        "zfs",
+        "list",
+        "-Hp",
+        "-t",
+        "filesystem,volume,snapshot,bookmark",
+        "-s",
+        "createtxg",
+        "-o",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.push(LIST_PROPS.join(","));
+    argv.push("-r".into());
+    argv.extend(roots.iter().map(|r| r.to_string()));
+    argv
+}
+
+/// A snapshot or bookmark: a point in a dataset's history that streams start or end at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Point {
+    /// The part after `@` or `#`.
+    pub name: String,
+    /// Identity across pools: a received snapshot keeps its source's GUID.
+    pub guid: u64,
+    /// Creation order within the pool.
+    pub createtxg: u64,
+    /// True for a bookmark.
+    pub bookmark: bool,
+    /// Number of user holds (0 for bookmarks).
+    pub userrefs: u64,
+}
+
+/// A filesystem or volume and its history, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatasetInfo {
+    /// Full name.
+    pub name: Dataset,
+    /// `encryption` is not `off`.
+    pub encrypted: bool,
+    /// `keystatus` (`available`/`unavailable`), `None` when unencrypted.
+    pub keystatus: Option<String>,
+    /// Bytes written since the newest snapshot: non-zero means modified.
+    pub written: u64,
+    /// `receive_resume_token` of an interrupted resumable receive.
+    pub resume_token: Option<String>,
+    /// Snapshots ordered by createtxg.
+    pub snapshots: Vec<Point>,
+    /// Bookmarks ordered by createtxg.
+    pub bookmarks: Vec<Point>,
+}
+
+impl DatasetInfo {
+    fn new(name: Dataset) -> Self {
+        DatasetInfo {
+            name,
+            encrypted: false,
+            keystatus: None,
+            written: 0,
+            resume_token: None,
+            snapshots: Vec::new(),
+            bookmarks: Vec::new(),
+        }
+    }
+
+    /// The newest snapshot.
+    pub fn latest(&self) -> Option<&Point> {
+        self.snapshots.last()
+    }
+
+    /// The full name of snapshot or bookmark `p` of this dataset.
+    pub fn point_name(&self, p: &Point) -> Snapshot {
+        let sep = if p.bookmark { '#' } else { '@' };
+        Snapshot::new(&format!("{}{}{}", self.name, sep, p.name))
+            .expect("names parsed from zfs list are valid")
+    }
+}
+
+/// Every dataset one side has under the listed roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Listing {
+    /// By name; iteration order puts parents before children.
+    pub datasets: BTreeMap<Dataset, DatasetInfo>,
+}
+
+impl Listing {
+    /// The dataset `name`, if it exists.
+    pub fn get(&self, name: &Dataset) -> Option<&DatasetInfo> {
+        self.datasets.get(name)
+    }
+
+    /// `root` and all its descendants, parents first.
+    pub fn subtree<'a>(&'a self, root: &'a Dataset) -> impl Iterator<Item = &'a DatasetInfo> {
+        self.datasets
+            .range(root.clone()..)
+            .take_while(move |(n, _)| n.as_str().starts_with(root.as_str()))
+            .filter(move |(n, _)| n.is_within(root))
+            .map(|(_, d)| d)
+    }
+}
+
+fn opt(s: &str) -> Option<&str> {
+    (s != "-" && !s.is_empty()).then_some(s)
+}
+
+fn num(field: &str, s: &str, line: &str) -> Result<u64> {
+    match opt(s) {
+        None => Ok(0),
+        Some(v) => v
+            .parse()
+            .with_context(|| format!("bad {field} '{v}' in zfs list line: {line}")),
+    }
+}
+
+/// Parses `zfs list -Hp -o <LIST_PROPS>` output.
+pub fn parse_listing(out: &str) -> Result<Listing> {
+    let mut listing = Listing::default();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != LIST_PROPS.len() {
+            bail!(
+                "zfs list line has {} fields, expected {}: {line}",
+                f.len(),
+                LIST_PROPS.len()
+            );
+        }
+        match f[1] {
+            "filesystem" | "volume" => {
+                let name = Dataset::new(f[0])?;
+                let d = listing
+                    .datasets
+                    .entry(name.clone())
+                    .or_insert_with(|| DatasetInfo::new(name));
+                d.encrypted = opt(f[4]).is_some_and(|e| e != "off");
+                d.keystatus = opt(f[5]).map(str::to_string);
+                d.written = num("written", f[6], line)?;
+                d.resume_token = opt(f[7]).map(str::to_string);
+            }
+            "snapshot" | "bookmark" => {
+                let snap = Snapshot::new(f[0])?;
+                let p = Point {
+                    name: snap.short().to_string(),
+                    guid: num("guid", f[2], line)?,
+                    createtxg: num("createtxg", f[3], line)?,
+                    bookmark: snap.is_bookmark(),
+                    userrefs: num("userrefs", f[8], line)?,
+                };
+                let ds = snap.dataset().clone();
+                let d = listing
+                    .datasets
+                    .entry(ds.clone())
+                    .or_insert_with(|| DatasetInfo::new(ds));
+                if p.bookmark {
+                    d.bookmarks.push(p);
+                } else {
+                    d.snapshots.push(p);
+                }
+            }
+            other => bail!("unexpected dataset type '{other}' in zfs list line: {line}"),
+        }
+    }
+    for d in listing.datasets.values_mut() {
+        d.snapshots.sort_by_key(|p| p.createtxg);
+        d.bookmarks.sort_by_key(|p| p.createtxg);
+    }
+    Ok(listing)
+}
+
+/// Names in `zfs list` stderr that do not exist; `Err` if stderr says anything else.
+///
+/// One listing covers many roots; a missing root must fail only its own datasets.
+pub fn missing_from_stderr(stderr: &str) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let name = line
+            .strip_prefix("cannot open '")
+            .and_then(|r| r.strip_suffix("': dataset does not exist"));
+        match name {
+            Some(n) => missing.push(n.to_string()),
+            None => bail!("zfs list failed: {}", stderr.trim()),
+        }
+    }
+    Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+tank/data\tfilesystem\t111\t5\taes-256-gcm\tavailable\t0\t-\t-
+tank/data@a\tsnapshot\t201\t6\t-\t-\t-\t-\t0
+tank/data#a\tbookmark\t201\t6\t-\t-\t-\t-\t-
+tank/data/kid\tfilesystem\t112\t7\taes-256-gcm\tavailable\t4096\t1-abc-def\t-
+tank/data@b\tsnapshot\t202\t9\t-\t-\t-\t-\t1
+tank/dataz\tfilesystem\t113\t10\toff\t-\t0\t-\t-
+";
+
+    #[test]
+    fn parses_datasets_snapshots_bookmarks() {
+        let l = parse_listing(SAMPLE).unwrap();
+        let d = l.get(&Dataset::new("tank/data").unwrap()).unwrap();
+        assert!(d.encrypted);
+        assert_eq!(d.keystatus.as_deref(), Some("available"));
+        assert_eq!(
+            d.snapshots.iter().map(|p| p.guid).collect::<Vec<_>>(),
+            [201, 202]
+        );
+        assert_eq!(d.snapshots[1].userrefs, 1);
+        assert_eq!(d.bookmarks.len(), 1);
+        assert!(d.bookmarks[0].bookmark);
+        let kid = l.get(&Dataset::new("tank/data/kid").unwrap()).unwrap();
+        assert_eq!(kid.written, 4096);
+        assert_eq!(kid.resume_token.as_deref(), Some("1-abc-def"));
+        let plain = l.get(&Dataset::new("tank/dataz").unwrap()).unwrap();
+        assert!(!plain.encrypted);
+        assert_eq!(plain.keystatus, None);
+    }
+
+    #[test]
+    fn subtree_does_not_include_name_prefix_siblings() {
+        let l = parse_listing(SAMPLE).unwrap();
+        let root = Dataset::new("tank/data").unwrap();
+        let names: Vec<_> = l.subtree(&root).map(|d| d.name.to_string()).collect();
+        assert_eq!(names, ["tank/data", "tank/data/kid"]);
+    }
+
+    #[test]
+    fn rejects_malformed_lines() {
+        assert!(parse_listing("tank\tfilesystem\t1\n").is_err());
+        assert!(parse_listing("tank\tfilesystem\tx\t1\toff\t-\t0\t-\t-\n").is_err());
+        assert!(parse_listing("tank;x\tfilesystem\t1\t1\toff\t-\t0\t-\t-\n").is_err());
+    }
+
+    #[test]
+    fn missing_roots_are_told_apart_from_other_errors() {
+        assert_eq!(
+            missing_from_stderr("cannot open 'tank/gone': dataset does not exist\n").unwrap(),
+            ["tank/gone"]
+        );
+        assert!(missing_from_stderr("permission denied\n").is_err());
+    }
+
+    #[test]
+    fn argv_lists_roots_recursively() {
+        let argv = list_argv(&[Dataset::new("tank/a").unwrap()]);
+        assert_eq!(argv[..3], ["zfs", "list", "-Hp"]);
+        assert_eq!(argv.last().unwrap(), "tank/a");
+    }
+}
