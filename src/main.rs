@@ -1,1 +1,9 @@
-fn main() {}
+//! One binary, two doors: the `zferry` command line, and Ansible binary modules when
+//! invoked as `zfs_pull`, `zfs_push` or `zfs_allow` with an args file.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    zferry::cli::main(args)
+}

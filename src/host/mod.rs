@@ -141,9 +141,19 @@ impl Host {
         let mut stdout = String::new();
         let mut out = p.stdout.take().expect("stdout is piped");
         let (r, status) = tokio::join!(out.read_to_string(&mut stdout), p.wait());
-        r.with_context(|| format!("reading output of '{}' on {}", shell_quote(argv), self.label()))?;
+        r.with_context(|| {
+            format!(
+                "reading output of '{}' on {}",
+                shell_quote(argv),
+                self.label()
+            )
+        })?;
         let (code, stderr) = status?;
-        Ok(Output { code, stdout, stderr })
+        Ok(Output {
+            code,
+            stdout,
+            stderr,
+        })
     }
 
     /// Runs `argv` and fails with both the command and its stderr when it exits non-zero.

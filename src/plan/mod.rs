@@ -269,9 +269,7 @@ pub fn plan_dataset(pair: Pair<'_>, missing_parents: &[Dataset], opts: Options) 
     if let (Some(t), Some(check)) = (target, pair.token) {
         if let Some(token) = &t.resume_token {
             match check {
-                TokenCheck::Valid { toguid }
-                    if src.snapshots.iter().any(|p| p.guid == *toguid) =>
-                {
+                TokenCheck::Valid { toguid } if src.snapshots.iter().any(|p| p.guid == *toguid) => {
                     plan.steps.push(Step::Send {
                         span: SendSpan::Resume {
                             token: token.clone(),
@@ -317,10 +315,11 @@ pub fn plan_dataset(pair: Pair<'_>, missing_parents: &[Dataset], opts: Options) 
 
     match target {
         None => {
-            plan.steps
-                .extend(missing_parents.iter().map(|d| Step::CreateParent {
-                    dataset: d.clone(),
-                }));
+            plan.steps.extend(
+                missing_parents
+                    .iter()
+                    .map(|d| Step::CreateParent { dataset: d.clone() }),
+            );
             push_full(&mut plan, src, raw);
         }
         Some(t) => plan_existing(&mut plan, pair, src, t, raw, opts),

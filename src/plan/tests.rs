@@ -60,7 +60,11 @@ fn apply(plan: &DatasetPlan, src: &DatasetInfo, tgt: Option<DatasetInfo>) -> Opt
             }
             Step::Rollback { to, .. } => {
                 let t = tgt.as_mut().unwrap();
-                let keep = t.snapshots.iter().position(|p| p.name == to.short()).unwrap();
+                let keep = t
+                    .snapshots
+                    .iter()
+                    .position(|p| p.name == to.short())
+                    .unwrap();
                 t.snapshots.truncate(keep + 1);
                 t.written = 0;
             }
@@ -69,10 +73,17 @@ fn apply(plan: &DatasetPlan, src: &DatasetInfo, tgt: Option<DatasetInfo>) -> Opt
                 let t = tgt.get_or_insert_with(|| info("b/t", vec![]));
                 let names: Vec<String> = match span {
                     SendSpan::Full { to } => {
-                        assert!(t.snapshots.is_empty(), "full send into a dataset with snapshots");
+                        assert!(
+                            t.snapshots.is_empty(),
+                            "full send into a dataset with snapshots"
+                        );
                         vec![to.short().to_string()]
                     }
-                    SendSpan::Incremental { from, to, intermediates } => {
+                    SendSpan::Incremental {
+                        from,
+                        to,
+                        intermediates,
+                    } => {
                         let from_p = src
                             .snapshots
                             .iter()
@@ -84,7 +95,9 @@ fn apply(plan: &DatasetPlan, src: &DatasetInfo, tgt: Option<DatasetInfo>) -> Opt
                         let to_p = src.snapshots.iter().find(|p| p.name == to.short()).unwrap();
                         src.snapshots
                             .iter()
-                            .filter(|p| p.createtxg > from_p.createtxg && p.createtxg <= to_p.createtxg)
+                            .filter(|p| {
+                                p.createtxg > from_p.createtxg && p.createtxg <= to_p.createtxg
+                            })
                             .filter(|p| *intermediates || p.guid == to_p.guid)
                             .map(|p| p.name.clone())
                             .collect()
@@ -104,12 +117,32 @@ fn apply(plan: &DatasetPlan, src: &DatasetInfo, tgt: Option<DatasetInfo>) -> Opt
 
 #[test]
 fn initial_sync_is_full_then_one_incremental() {
-    let src = info("t/a", vec![snap("1", 11, 1), snap("2", 12, 2), snap("3", 13, 3)]);
+    let src = info(
+        "t/a",
+        vec![snap("1", 11, 1), snap("2", 12, 2), snap("3", 13, 3)],
+    );
     let p = plan1(&src, None, Options::default());
-    assert_eq!(p.verdict, Verdict::Transfer { full: true, snapshots: 3 });
+    assert_eq!(
+        p.verdict,
+        Verdict::Transfer {
+            full: true,
+            snapshots: 3
+        }
+    );
     assert_eq!(p.steps.len(), 2);
-    assert!(matches!(&p.steps[0], Step::Send { span: SendSpan::Full { to }, raw: true, .. } if to.short() == "1"));
-    assert!(matches!(&p.steps[1], Step::Send { span: SendSpan::Incremental { intermediates: true, .. }, .. }));
+    assert!(
+        matches!(&p.steps[0], Step::Send { span: SendSpan::Full { to }, raw: true, .. } if to.short() == "1")
+    );
+    assert!(matches!(
+        &p.steps[1],
+        Step::Send {
+            span: SendSpan::Incremental {
+                intermediates: true,
+                ..
+            },
+            ..
+        }
+    ));
     assert_eq!(p.base_after.as_deref(), Some("3"));
 }
 
@@ -131,7 +164,10 @@ fn same_name_different_guid_is_not_a_base() {
     match p.verdict {
         Verdict::Refuse(r @ Refusal::NoCommonBase { .. }) => {
             let msg = r.to_string();
-            assert!(msg.contains("@2") && msg.contains("destroy_target_and_resend"), "{msg}");
+            assert!(
+                msg.contains("@2") && msg.contains("destroy_target_and_resend"),
+                "{msg}"
+            );
         }
         v => panic!("expected refusal, got {v:?}"),
     }
@@ -141,11 +177,22 @@ fn same_name_different_guid_is_not_a_base() {
 #[test]
 fn bookmark_serves_as_base_after_pruning() {
     let mut src = info("t/a", vec![snap("3", 13, 3)]);
-    src.bookmarks.push(Point { bookmark: true, ..snap("1", 11, 1) });
+    src.bookmarks.push(Point {
+        bookmark: true,
+        ..snap("1", 11, 1)
+    });
     let tgt = info("b/t", vec![snap("1", 11, 5)]);
     let p = plan1(&src, Some(&tgt), Options::default());
-    assert_eq!(p.verdict, Verdict::Transfer { full: false, snapshots: 1 });
-    assert!(matches!(&p.steps[0], Step::Send { span: SendSpan::Incremental { from, intermediates: false, .. }, .. } if from.is_bookmark()));
+    assert_eq!(
+        p.verdict,
+        Verdict::Transfer {
+            full: false,
+            snapshots: 1
+        }
+    );
+    assert!(
+        matches!(&p.steps[0], Step::Send { span: SendSpan::Incremental { from, intermediates: false, .. }, .. } if from.is_bookmark())
+    );
 }
 
 #[test]
@@ -153,13 +200,24 @@ fn divergence_refused_by_default_and_rolled_back_on_request() {
     let src = info("t/a", vec![snap("1", 11, 1), snap("2", 12, 2)]);
     let tgt = info("b/t", vec![snap("1", 11, 5), snap("local", 77, 6)]);
     let p = plan1(&src, Some(&tgt), Options::default());
-    assert!(matches!(p.verdict, Verdict::Refuse(Refusal::NewerOnTarget { .. })));
+    assert!(matches!(
+        p.verdict,
+        Verdict::Refuse(Refusal::NewerOnTarget { .. })
+    ));
     assert!(p.steps.is_empty());
-    let opts = Options { on_divergence: OnDivergence::RollbackToCommon, ..Options::default() };
+    let opts = Options {
+        on_divergence: OnDivergence::RollbackToCommon,
+        ..Options::default()
+    };
     let p = plan1(&src, Some(&tgt), opts);
-    assert!(matches!(&p.steps[0], Step::Rollback { to, destroys } if to.short() == "1" && destroys == &["local"]));
+    assert!(
+        matches!(&p.steps[0], Step::Rollback { to, destroys } if to.short() == "1" && destroys == &["local"])
+    );
     let after = apply(&p, &src, Some(tgt)).unwrap();
-    assert_eq!(after.snapshots.iter().map(|p| p.guid).collect::<Vec<_>>(), [11, 12]);
+    assert_eq!(
+        after.snapshots.iter().map(|p| p.guid).collect::<Vec<_>>(),
+        [11, 12]
+    );
 }
 
 #[test]
@@ -168,7 +226,9 @@ fn modified_target_refused() {
     let mut tgt = info("b/t", vec![snap("1", 11, 5)]);
     tgt.written = 4096;
     let p = plan1(&src, Some(&tgt), Options::default());
-    let Verdict::Refuse(r) = &p.verdict else { panic!("{p:?}") };
+    let Verdict::Refuse(r) = &p.verdict else {
+        panic!("{p:?}")
+    };
     assert!(r.to_string().contains("rollback_to_common"));
 }
 
@@ -187,9 +247,15 @@ fn destroy_never_takes_children() {
             target_children: &kids,
         },
         &[],
-        Options { on_divergence: OnDivergence::DestroyTargetAndResend, ..Options::default() },
+        Options {
+            on_divergence: OnDivergence::DestroyTargetAndResend,
+            ..Options::default()
+        },
     );
-    assert!(matches!(p.verdict, Verdict::Refuse(Refusal::HasChildren { .. })));
+    assert!(matches!(
+        p.verdict,
+        Verdict::Refuse(Refusal::HasChildren { .. })
+    ));
     assert!(p.steps.iter().all(|s| !s.is_destructive()));
 }
 
@@ -214,10 +280,18 @@ fn resume_valid_and_stale_tokens() {
     };
     let p = mk(&TokenCheck::Valid { toguid: 12 });
     assert_eq!(p.verdict, Verdict::Resume);
-    assert!(matches!(&p.steps[0], Step::Send { span: SendSpan::Resume { token }, .. } if token == "1-abc"));
+    assert!(
+        matches!(&p.steps[0], Step::Send { span: SendSpan::Resume { token }, .. } if token == "1-abc")
+    );
     let p = mk(&TokenCheck::Stale { why: "gone".into() });
     assert!(matches!(&p.steps[0], Step::AbortResume { .. }));
-    assert_eq!(p.verdict, Verdict::Transfer { full: false, snapshots: 1 });
+    assert_eq!(
+        p.verdict,
+        Verdict::Transfer {
+            full: false,
+            snapshots: 1
+        }
+    );
     let p = mk(&TokenCheck::Valid { toguid: 999 });
     assert!(matches!(&p.steps[0], Step::AbortResume { .. }));
 }
@@ -225,10 +299,16 @@ fn resume_valid_and_stale_tokens() {
 #[test]
 fn mapping_pull_and_push() {
     let dest = ds("backup");
-    assert_eq!(pull_target(&dest, "client", &ds("tank/data")).unwrap(), ds("backup/client/tank/data"));
+    assert_eq!(
+        pull_target(&dest, "client", &ds("tank/data")).unwrap(),
+        ds("backup/client/tank/data")
+    );
     let strip = ds("slowpool/encryptedbackups");
     let s = ds("slowpool/encryptedbackups/host-storage/tank/data");
-    assert_eq!(push_target(&ds("tank/backups"), &strip, &s).unwrap(), ds("tank/backups/host-storage/tank/data"));
+    assert_eq!(
+        push_target(&ds("tank/backups"), &strip, &s).unwrap(),
+        ds("tank/backups/host-storage/tank/data")
+    );
     let err = push_target(&dest, &strip, &ds("slowpool/other")).unwrap_err();
     assert!(err.contains("not under the strip prefix"), "{err}");
 }
@@ -246,7 +326,10 @@ fn job_creates_each_parent_once_and_not_for_received_parents() {
     .unwrap();
     let tgt = crate::zfs::list::parse_listing("b\tfilesystem\t9\t1\toff\t-\t0\t-\t-\n").unwrap();
     let root = ds("b");
-    let m = expand(&src, &[ds("t/a"), ds("t/c")], |s| pull_target(&root, "h", s)).unwrap();
+    let m = expand(&src, &[ds("t/a"), ds("t/c")], |s| {
+        pull_target(&root, "h", s)
+    })
+    .unwrap();
     let plans = plan_job(&src, &tgt, &m, &BTreeMap::new(), &root, Options::default());
     let parents: Vec<String> = plans
         .iter()
@@ -261,12 +344,30 @@ fn job_creates_each_parent_once_and_not_for_received_parents() {
 
 #[test]
 fn missing_source_fails_alone() {
-    let src = crate::zfs::list::parse_listing("t/a\tfilesystem\t1\t1\toff\t-\t0\t-\t-\nt/a@1\tsnapshot\t11\t2\t-\t-\t-\t-\t0\n").unwrap();
+    let src = crate::zfs::list::parse_listing(
+        "t/a\tfilesystem\t1\t1\toff\t-\t0\t-\t-\nt/a@1\tsnapshot\t11\t2\t-\t-\t-\t-\t0\n",
+    )
+    .unwrap();
     let root = ds("b");
-    let m = expand(&src, &[ds("t/gone"), ds("t/a")], |s| pull_target(&root, "h", s)).unwrap();
-    let plans = plan_job(&src, &Listing::default(), &m, &BTreeMap::new(), &root, Options::default());
-    assert!(matches!(plans[0].verdict, Transfer { .. }) || matches!(plans[1].verdict, Verdict::Transfer { .. }));
-    assert!(plans.iter().any(|p| matches!(p.verdict, Verdict::Refuse(Refusal::SourceMissing { .. }))));
+    let m = expand(&src, &[ds("t/gone"), ds("t/a")], |s| {
+        pull_target(&root, "h", s)
+    })
+    .unwrap();
+    let plans = plan_job(
+        &src,
+        &Listing::default(),
+        &m,
+        &BTreeMap::new(),
+        &root,
+        Options::default(),
+    );
+    assert!(
+        matches!(plans[0].verdict, Transfer { .. })
+            || matches!(plans[1].verdict, Verdict::Transfer { .. })
+    );
+    assert!(plans
+        .iter()
+        .any(|p| matches!(p.verdict, Verdict::Refuse(Refusal::SourceMissing { .. }))));
 }
 use Verdict::Transfer;
 
@@ -284,41 +385,60 @@ fn history() -> impl Strategy<Value = (DatasetInfo, Option<DatasetInfo>)> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(n, replicated, prune, bookmark, extra, written, collide, exists)| {
-            let all: Vec<Point> = (0..n).map(|i| snap(&format!("s{i}"), 100 + i as u64, i as u64 + 1)).collect();
-            let replicated = replicated.min(n);
-            let tgt_snaps: Vec<Point> = all[..replicated]
-                .iter()
-                .enumerate()
-                .map(|(i, p)| snap(&p.name, p.guid, 500 + i as u64))
-                .chain((0..extra).map(|i| {
-                    let name = if collide { format!("s{}", n - 1) } else { format!("t{i}") };
-                    snap(&name, 9000 + i as u64, 600 + i as u64)
-                }))
-                .collect();
-            let mut src = info("t/a", vec![]);
-            for (i, p) in all.into_iter().enumerate() {
-                if prune[i] && i + 1 < n {
-                    if bookmark[i] {
-                        src.bookmarks.push(Point { bookmark: true, ..p });
+        .prop_map(
+            |(n, replicated, prune, bookmark, extra, written, collide, exists)| {
+                let all: Vec<Point> = (0..n)
+                    .map(|i| snap(&format!("s{i}"), 100 + i as u64, i as u64 + 1))
+                    .collect();
+                let replicated = replicated.min(n);
+                let tgt_snaps: Vec<Point> = all[..replicated]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| snap(&p.name, p.guid, 500 + i as u64))
+                    .chain((0..extra).map(|i| {
+                        let name = if collide {
+                            format!("s{}", n - 1)
+                        } else {
+                            format!("t{i}")
+                        };
+                        snap(&name, 9000 + i as u64, 600 + i as u64)
+                    }))
+                    .collect();
+                let mut src = info("t/a", vec![]);
+                for (i, p) in all.into_iter().enumerate() {
+                    if prune[i] && i + 1 < n {
+                        if bookmark[i] {
+                            src.bookmarks.push(Point {
+                                bookmark: true,
+                                ..p
+                            });
+                        }
+                    } else {
+                        src.snapshots.push(p);
                     }
-                } else {
-                    src.snapshots.push(p);
                 }
-            }
-            let tgt = (exists || replicated > 0).then(|| {
-                let mut t = info("b/t", tgt_snaps);
-                t.written = if written && !t.snapshots.is_empty() { 512 } else { 0 };
-                t
-            });
-            (src, tgt)
-        })
+                let tgt = (exists || replicated > 0).then(|| {
+                    let mut t = info("b/t", tgt_snaps);
+                    t.written = if written && !t.snapshots.is_empty() {
+                        512
+                    } else {
+                        0
+                    };
+                    t
+                });
+                (src, tgt)
+            },
+        )
 }
 
 fn any_options() -> impl Strategy<Value = Options> {
     (0..3u8, 0..3u8).prop_map(|(r, d)| Options {
         raw: [RawMode::Auto, RawMode::Always, RawMode::Never][r as usize],
-        on_divergence: [OnDivergence::Refuse, OnDivergence::RollbackToCommon, OnDivergence::DestroyTargetAndResend][d as usize],
+        on_divergence: [
+            OnDivergence::Refuse,
+            OnDivergence::RollbackToCommon,
+            OnDivergence::DestroyTargetAndResend,
+        ][d as usize],
     })
 }
 
@@ -342,7 +462,8 @@ proptest! {
             }
         }
         if let Verdict::Refuse(_) = p.verdict {
-            prop_assert!(p.steps.iter().all(|s| !s.is_destructive() && !matches!(s, Step::Send { .. })));
+            let harmless = p.steps.iter().all(|s| !s.is_destructive() && !matches!(s, Step::Send { .. }));
+            prop_assert!(harmless, "refused plan has steps: {:?}", p.steps);
         }
     }
 

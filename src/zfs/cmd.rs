@@ -146,7 +146,9 @@ mod tests {
             send(&inc, false, true),
             ["zfs", "send", "-nP", "-i", "t/a#1", "t/a@3"]
         );
-        let res = SendSpan::Resume { token: "1-x".into() };
+        let res = SendSpan::Resume {
+            token: "1-x".into(),
+        };
         assert_eq!(send(&res, true, false), ["zfs", "send", "-t", "1-x"]);
     }
 

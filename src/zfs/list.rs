@@ -251,7 +251,7 @@ tank/dataz\tfilesystem\t113\t10\toff\t-\t0\t-\t-
     #[test]
     fn rejects_malformed_lines() {
         assert!(parse_listing("tank\tfilesystem\t1\n").is_err());
-        assert!(parse_listing("tank\tfilesystem\tx\t1\toff\t-\t0\t-\t-\n").is_err());
+        assert!(parse_listing("tank@a\tsnapshot\tx\t1\t-\t-\t-\t-\t0\n").is_err());
         assert!(parse_listing("tank;x\tfilesystem\t1\t1\toff\t-\t0\t-\t-\n").is_err());
     }
 

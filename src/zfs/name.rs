@@ -34,7 +34,10 @@ fn valid_char(c: char) -> bool {
 
 fn check_component(full: &str, comp: &str) -> Result<(), NameError> {
     if comp.is_empty() {
-        return Err(err(full, "empty component (doubled, leading or trailing '/')"));
+        return Err(err(
+            full,
+            "empty component (doubled, leading or trailing '/')",
+        ));
     }
     if comp == "." || comp == ".." {
         return Err(err(full, "'.' and '..' are not allowed as components"));
@@ -131,6 +134,13 @@ impl TryFrom<String> for Dataset {
     type Error = NameError;
     fn try_from(s: String) -> Result<Self, NameError> {
         Dataset::new(&s)
+    }
+}
+
+impl std::str::FromStr for Dataset {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        Dataset::new(s)
     }
 }
 
@@ -285,6 +295,10 @@ mod tests {
         assert_eq!(d.pool(), "tank");
     }
 
+    const FORBIDDEN: [char; 12] = [
+        '\'', '"', '$', '`', ';', '|', '&', '\n', '\\', '*', '<', '>',
+    ];
+
     proptest! {
         #[test]
         fn valid_names_round_trip(comps in proptest::collection::vec("[a-zA-Z][a-zA-Z0-9_.:-]{0,12}", 1..6)) {
@@ -298,7 +312,7 @@ mod tests {
         #[test]
         fn no_accepted_name_has_shell_metacharacters(s in ".{0,40}") {
             if let Ok(d) = Dataset::new(&s) {
-                prop_assert!(!d.as_str().contains(['\'', '"', '$', '`', ';', '|', '&', '\n', '\\', '*', '<', '>']));
+                prop_assert!(!d.as_str().contains(FORBIDDEN));
             }
         }
     }

@@ -1,0 +1,196 @@
+//! A replication job: defined once, used by the CLI flags, the TOML config and the
+//! Ansible modules alike.
+
+use crate::host::SshTarget;
+use crate::plan::{OnDivergence, RawMode};
+use crate::zfs::name::{check_hold_tag, Dataset};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Direction of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Remote source, local target.
+    Pull,
+    /// Local source, remote target (always raw).
+    Push,
+}
+
+impl Kind {
+    /// `pull` or `push`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Pull => "pull",
+            Kind::Push => "push",
+        }
+    }
+}
+
+/// One job's options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// `pull` or `push`.
+    pub kind: Kind,
+    /// How to reach the remote side.
+    #[serde(flatten)]
+    pub ssh: SshTarget,
+    /// Source datasets; each includes its children, each child its own stream.
+    pub datasets: Vec<Dataset>,
+    /// Root the copies go under (must exist).
+    pub destination: Dataset,
+    /// Pull only: directory under `destination` for this host (default: the host).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Push only: prefix removed from source names (required for push).
+    #[serde(default)]
+    pub strip_prefix: Option<Dataset>,
+    /// Raw sends: `auto` (raw for encrypted sources), `always`, `never`. Push is always raw.
+    #[serde(default)]
+    pub raw: RawMode,
+    /// What may be done to a diverged target: `refuse`, `rollback_to_common`,
+    /// `destroy_target_and_resend`.
+    #[serde(default)]
+    pub on_divergence: OnDivergence,
+    /// Hold tag placed on the common base (default `zferry:<job>`).
+    #[serde(default)]
+    pub hold_tag: Option<String>,
+}
+
+impl Job {
+    /// Checks what serde cannot: options that only make sense together.
+    pub fn validate(&self, job_name: &str) -> Result<()> {
+        if self.datasets.is_empty() {
+            bail!("job '{job_name}': datasets is empty; name at least one source dataset");
+        }
+        match self.kind {
+            Kind::Push => {
+                if self.raw == RawMode::Never {
+                    bail!("job '{job_name}': push always sends raw (zfs send -w) so the key never leaves; remove raw = \"never\"");
+                }
+                let Some(strip) = &self.strip_prefix else {
+                    bail!("job '{job_name}': push needs strip_prefix (e.g. the local backup root) to map local names under the destination");
+                };
+                for d in &self.datasets {
+                    if !d.is_within(strip) {
+                        bail!("job '{job_name}': dataset {d} is not under strip_prefix {strip}");
+                    }
+                }
+            }
+            Kind::Pull => {
+                if self.strip_prefix.is_some() {
+                    bail!("job '{job_name}': strip_prefix is for push jobs; pull jobs use name");
+                }
+                Dataset::new(self.pull_name()).with_context(|| {
+                    format!("job '{job_name}': name must be a valid dataset component")
+                })?;
+            }
+        }
+        check_hold_tag(&self.hold_tag(job_name))?;
+        Ok(())
+    }
+
+    /// The directory under the destination for a pull.
+    pub fn pull_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.ssh.host)
+    }
+
+    /// The hold tag for this job.
+    pub fn hold_tag(&self, job_name: &str) -> String {
+        self.hold_tag
+            .clone()
+            .unwrap_or_else(|| format!("zferry:{job_name}"))
+    }
+
+    /// Raw mode after the push rule.
+    pub fn raw_mode(&self) -> RawMode {
+        match self.kind {
+            Kind::Push => RawMode::Always,
+            Kind::Pull => self.raw,
+        }
+    }
+}
+
+/// The config file `zferry run` reads and the roles template.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where run reports go (default `/var/lib/zferry`).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Jobs by name, run in name order unless named on the command line.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, Job>,
+}
+
+impl Config {
+    /// Reads and validates a TOML config.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("in config {}", path.display()))
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text)?;
+        for (name, job) in &cfg.jobs {
+            job.validate(name)?;
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pull_and_push_jobs() {
+        let cfg = Config::parse(
+            r#"
+            [jobs.pull-client]
+            kind = "pull"
+            host = "client"
+            user = "zferry"
+            port = 2222
+            datasets = ["tank/data"]
+            destination = "backup"
+
+            [jobs.offsite]
+            kind = "push"
+            host = "offsite"
+            datasets = ["backup/client"]
+            destination = "tank/backups"
+            strip_prefix = "backup"
+            on_divergence = "rollback_to_common"
+            "#,
+        )
+        .unwrap();
+        let pull = &cfg.jobs["pull-client"];
+        assert_eq!(pull.ssh.port, Some(2222));
+        assert_eq!(pull.pull_name(), "client");
+        assert_eq!(pull.hold_tag("pull-client"), "zferry:pull-client");
+        let push = &cfg.jobs["offsite"];
+        assert_eq!(push.raw_mode(), RawMode::Always);
+        assert_eq!(push.on_divergence, OnDivergence::RollbackToCommon);
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        for (text, needle) in [
+            ("[jobs.a]\nkind='pull'\nhost='h'\ndatasets=['t/a;x']\ndestination='b'\n", "invalid ZFS name"),
+            ("[jobs.a]\nkind='pull'\nhost='h'\ndatasets=['t/a']\ndestination='b'\nbogus=1\n", "bogus"),
+            ("[jobs.a]\nkind='push'\nhost='h'\ndatasets=['t/a']\ndestination='b'\n", "strip_prefix"),
+            ("[jobs.a]\nkind='push'\nhost='h'\ndatasets=['x/a']\ndestination='b'\nstrip_prefix='t'\n", "not under strip_prefix"),
+            ("[jobs.a]\nkind='push'\nhost='h'\ndatasets=['t/a']\ndestination='b'\nstrip_prefix='t'\nraw='never'\n", "always sends raw"),
+            ("[jobs.a]\nkind='pull'\nhost='h'\ndatasets=[]\ndestination='b'\n", "datasets is empty"),
+        ] {
+            let e = format!("{:#}", Config::parse(text).unwrap_err());
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+}

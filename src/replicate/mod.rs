@@ -1,0 +1,411 @@
+//! Executes plans: lists both sides once, plans, streams, verifies, moves holds.
+//!
+//! Each dataset succeeds or fails on its own; a failure is reported with both sides'
+//! exit codes and stderr, the receiving side first (it usually holds the reason).
+
+mod holds;
+mod stream;
+
+use crate::host::{shell_quote, Host};
+use crate::job::{Job, Kind};
+use crate::plan::{self, DatasetPlan, Options, Step, TokenCheck, Verdict};
+use crate::report::{log, now, DatasetReport, RunReport};
+use crate::zfs::cmd;
+use crate::zfs::list::{list_argv, missing_from_stderr, parse_listing, DatasetInfo, Listing};
+use crate::zfs::name::Dataset;
+use anyhow::{anyhow, bail, Result};
+use holds::HoldBook;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// A resume that keeps failing is given up after this many tries in one run.
+const MAX_RESUMES: usize = 3;
+
+/// How a run behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Plan and estimate only; change nothing.
+    pub dry_run: bool,
+}
+
+/// Both ends of a job.
+struct Sides {
+    source: Host,
+    target: Host,
+}
+
+/// Runs one job and reports; never panics on a remote failure, never returns early
+/// without saying why.
+pub async fn run_job(name: &str, job: &Job, opts: RunOptions) -> RunReport {
+    let mut report = RunReport {
+        job: name.to_string(),
+        kind: job.kind.as_str().to_string(),
+        host: job.ssh.label(),
+        dry_run: opts.dry_run,
+        started: now(),
+        ..RunReport::default()
+    };
+    match Host::connect(&job.ssh).await {
+        Err(e) => report.error = Some(format!("{e:#}")),
+        Ok(remote) => {
+            let sides = match job.kind {
+                Kind::Pull => Sides {
+                    source: remote.clone(),
+                    target: Host::Local,
+                },
+                Kind::Push => Sides {
+                    source: Host::Local,
+                    target: remote.clone(),
+                },
+            };
+            match run_datasets(name, job, &sides, opts).await {
+                Ok(ds) => report.datasets = ds,
+                Err(e) => report.error = Some(format!("{e:#}")),
+            }
+            drop(sides);
+            remote.close().await;
+        }
+    }
+    report.finished = now();
+    report
+}
+
+/// Lists `roots` on `host`; roots that do not exist are returned apart.
+async fn list(host: &Host, roots: &[Dataset]) -> Result<(Listing, Vec<String>)> {
+    let out = host.run(&list_argv(roots)).await?;
+    let missing = if out.ok() {
+        Vec::new()
+    } else {
+        missing_from_stderr(&out.stderr).map_err(|e| anyhow!("on {}: {e}", host.label()))?
+    };
+    Ok((parse_listing(&out.stdout)?, missing))
+}
+
+/// Lists one dataset again (after a resume), `None` if it does not exist.
+async fn relist(host: &Host, ds: &Dataset) -> Result<Option<DatasetInfo>> {
+    let (l, _) = list(host, std::slice::from_ref(ds)).await?;
+    Ok(l.get(ds).cloned())
+}
+
+async fn run_datasets(
+    name: &str,
+    job: &Job,
+    sides: &Sides,
+    opts: RunOptions,
+) -> Result<Vec<DatasetReport>> {
+    let (src_list, _) = list(&sides.source, &job.datasets).await?;
+    let (dst_list, missing) = list(&sides.target, std::slice::from_ref(&job.destination)).await?;
+    if !missing.is_empty() {
+        bail!(
+            "destination {} does not exist on {}; create it first (encrypted, if the copies should be), zferry never creates the backup root",
+            job.destination,
+            sides.target.label()
+        );
+    }
+    let mapping = plan::expand(&src_list, &job.datasets, |s| match job.kind {
+        Kind::Pull => plan::pull_target(&job.destination, job.pull_name(), s),
+        Kind::Push => plan::push_target(
+            &job.destination,
+            job.strip_prefix.as_ref().expect("validated"),
+            s,
+        ),
+    })
+    .map_err(|e| anyhow!(e))?;
+    let mut tokens = BTreeMap::new();
+    for (_, t) in &mapping.pairs {
+        if let Some(tok) = dst_list.get(t).and_then(|d| d.resume_token.as_ref()) {
+            tokens.insert(t.clone(), check_token(&sides.source, tok).await?);
+        }
+    }
+    let popts = Options {
+        raw: job.raw_mode(),
+        on_divergence: job.on_divergence,
+    };
+    let plans = plan::plan_job(
+        &src_list,
+        &dst_list,
+        &mapping,
+        &tokens,
+        &job.destination,
+        popts,
+    );
+    let tag = job.hold_tag(name);
+    let mut src_holds = HoldBook::load(&sides.source, &src_list, &tag).await;
+    let mut dst_holds = HoldBook::load(&sides.target, &dst_list, &tag).await;
+    let mut reports = Vec::new();
+    for p in plans {
+        let mut rep = execute_dataset(sides, p, popts, opts).await;
+        if !opts.dry_run && !rep.failed() {
+            if let Some(base) = rep.base.clone() {
+                let source = Dataset::new(&rep.source)?;
+                let target = Dataset::new(&rep.target)?;
+                let a = src_holds.move_to(&sides.source, &source, &base).await;
+                let b = dst_holds.move_to(&sides.target, &target, &base).await;
+                for r in [a, b] {
+                    match r {
+                        Ok(changed) => rep.holds_changed |= changed,
+                        Err(e) => rep.warnings.push(format!("{e:#}")),
+                    }
+                }
+            }
+        }
+        log::info(&format!(
+            "{} -> {}: {}{}",
+            rep.source,
+            rep.target,
+            rep.action,
+            rep.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+        reports.push(rep);
+    }
+    Ok(reports)
+}
+
+/// Asks the source whether it can still send from a resume token.
+async fn check_token(source: &Host, token: &str) -> Result<TokenCheck> {
+    let out = source.run(&cmd::describe_token(token)).await?;
+    if !out.ok() {
+        return Ok(TokenCheck::Stale {
+            why: out.stderr.trim().to_string(),
+        });
+    }
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let toguid = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("toguid = "))
+        .and_then(|v| match v.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => v.parse().ok(),
+        })
+        .ok_or_else(|| anyhow!("cannot read toguid from 'zfs send -nvP -t': {text}"))?;
+    Ok(TokenCheck::Valid { toguid })
+}
+
+fn action_of(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::UpToDate => "up_to_date",
+        Verdict::Transfer { full: true, .. } => "full",
+        Verdict::Transfer { full: false, .. } => "incremental",
+        Verdict::Resume => "resume",
+        Verdict::Skip { .. } => "skipped",
+        Verdict::Refuse(_) => "refused",
+    }
+}
+
+async fn execute_dataset(
+    sides: &Sides,
+    mut plan: DatasetPlan,
+    popts: Options,
+    opts: RunOptions,
+) -> DatasetReport {
+    let started = Instant::now();
+    let mut rep = DatasetReport {
+        source: plan.source.to_string(),
+        target: plan.target.to_string(),
+        ..DatasetReport::default()
+    };
+    let mut resumes = 0;
+    loop {
+        rep.action = action_of(&plan.verdict).to_string();
+        match &plan.verdict {
+            Verdict::Refuse(r) => rep.error = Some(r.to_string()),
+            Verdict::Skip { why } => rep.warnings.push(why.clone()),
+            _ => {}
+        }
+        let result = if opts.dry_run {
+            estimate(sides, &plan, &mut rep).await
+        } else {
+            execute_steps(sides, &plan, &mut rep).await
+        };
+        if let Err(e) = result {
+            rep.action = "failed".into();
+            rep.error = Some(format!("{e:#}"));
+            break;
+        }
+        if opts.dry_run || plan.verdict != Verdict::Resume {
+            break;
+        }
+        resumes += 1;
+        match replan_after_resume(sides, &plan, popts, resumes).await {
+            Ok(p) => plan = p,
+            Err(e) => {
+                rep.action = "failed".into();
+                rep.error = Some(format!("{e:#}"));
+                break;
+            }
+        }
+        if plan.verdict == Verdict::UpToDate {
+            rep.action = "resume".into();
+        }
+    }
+    if !opts.dry_run
+        && !rep.failed()
+        && matches!(rep.action.as_str(), "full" | "incremental" | "resume")
+    {
+        if let Err(e) = verify(sides, &plan).await {
+            rep.action = "failed".into();
+            rep.error = Some(format!("{e:#}"));
+        }
+    }
+    if !rep.failed() {
+        rep.base = plan.base_after.clone();
+    }
+    rep.duration_ms = started.elapsed().as_millis() as u64;
+    rep
+}
+
+async fn replan_after_resume(
+    sides: &Sides,
+    plan: &DatasetPlan,
+    popts: Options,
+    resumes: usize,
+) -> Result<DatasetPlan> {
+    let src = relist(&sides.source, &plan.source).await?;
+    let dst = relist(&sides.target, &plan.target).await?;
+    let token = match dst.as_ref().and_then(|d| d.resume_token.as_ref()) {
+        Some(t) if resumes >= MAX_RESUMES => bail!(
+            "resuming into {} did not complete after {resumes} tries (token {}...); run again, or abort it with 'zfs receive -A {}'",
+            plan.target,
+            &t[..t.len().min(24)],
+            plan.target
+        ),
+        Some(t) => Some(check_token(&sides.source, t).await?),
+        None => None,
+    };
+    Ok(plan::plan_dataset(
+        plan::Pair {
+            source_name: &plan.source,
+            source: src.as_ref(),
+            target_name: &plan.target,
+            target: dst.as_ref(),
+            token: token.as_ref(),
+            target_children: &[],
+        },
+        &[],
+        popts,
+    ))
+}
+
+/// Dry run: the `zfs send -nP` estimate of each stream.
+async fn estimate(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetReport) -> Result<()> {
+    for step in &plan.steps {
+        if let Step::Send {
+            span,
+            raw,
+            snapshots,
+            ..
+        } = step
+        {
+            let out = sides.source.run_ok(&cmd::send(span, *raw, true)).await?;
+            rep.bytes +=
+                cmd::parse_send_size(&format!("{}{}", out.stdout, out.stderr)).unwrap_or(0);
+            rep.snapshots.extend(snapshots.iter().cloned());
+        }
+    }
+    Ok(())
+}
+
+async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetReport) -> Result<()> {
+    let target = &sides.target;
+    for step in &plan.steps {
+        match step {
+            Step::CreateParent { dataset } => {
+                target.run_ok(&cmd::create_parent(dataset)).await.map_err(|e| {
+                    anyhow!("{e:#}\n  (creating parent {dataset}: if its parent is encrypted, its key must be loaded on {}; zferry never creates it unencrypted instead)", target.label())
+                })?;
+            }
+            Step::AbortResume { target: t, why } => {
+                log::warn(&format!(
+                    "discarding the interrupted receive into {t} on {}: {why}",
+                    target.label()
+                ));
+                target.run_ok(&cmd::receive_abort(t)).await?;
+                rep.warnings
+                    .push(format!("discarded interrupted receive: {why}"));
+            }
+            Step::Rollback { to, destroys } => {
+                log::warn(&format!(
+                    "rolling {} back to @{} on {} (on_divergence), destroying: {}",
+                    to.dataset(),
+                    to.short(),
+                    target.label(),
+                    if destroys.is_empty() {
+                        "unsnapshotted changes only".to_string()
+                    } else {
+                        destroys.join(", ")
+                    }
+                ));
+                target.run_ok(&cmd::rollback(to)).await?;
+                rep.destroyed
+                    .extend(destroys.iter().map(|s| format!("{}@{s}", to.dataset())));
+                if destroys.is_empty() {
+                    rep.destroyed
+                        .push(format!("{}: changes after @{}", to.dataset(), to.short()));
+                }
+            }
+            Step::DestroyTarget {
+                target: t,
+                destroys,
+            } => {
+                log::warn(&format!(
+                    "destroying {t} on {} to resend it (on_divergence=destroy_target_and_resend); snapshots: {}",
+                    target.label(),
+                    destroys.join(", ")
+                ));
+                target.run_ok(&cmd::destroy_recursive(t)).await?;
+                rep.destroyed.push(t.to_string());
+                rep.destroyed
+                    .extend(destroys.iter().map(|s| format!("{t}@{s}")));
+            }
+            Step::Send {
+                span,
+                raw,
+                target: t,
+                snapshots,
+            } => {
+                let send = cmd::send(span, *raw, false);
+                let recv = cmd::receive(t);
+                rep.bytes += stream::transfer(&sides.source, &send, target, &recv).await?;
+                rep.snapshots.extend(snapshots.iter().cloned());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Exit codes are not trusted alone: the target must now end at the source's GUID.
+async fn verify(sides: &Sides, plan: &DatasetPlan) -> Result<()> {
+    let Some(base) = &plan.base_after else {
+        return Ok(());
+    };
+    let src = relist(&sides.source, &plan.source).await?;
+    let dst = relist(&sides.target, &plan.target).await?;
+    let want = src
+        .as_ref()
+        .and_then(|d| d.snapshots.iter().find(|p| &p.name == base));
+    let got = dst.as_ref().and_then(|d| d.latest());
+    match (want, got) {
+        (Some(w), Some(g)) if w.guid == g.guid => Ok(()),
+        _ => bail!(
+            "after receiving, {} on {} ends at {} but the source's @{base} has GUID {}; check '{}'",
+            plan.target,
+            sides.target.label(),
+            got.map(|g| format!("@{} (GUID {})", g.name, g.guid))
+                .unwrap_or_else(|| "no snapshot".into()),
+            want.map(|w| w.guid.to_string())
+                .unwrap_or_else(|| "?".into()),
+            shell_quote(&[
+                "zfs",
+                "list",
+                "-t",
+                "snapshot",
+                "-o",
+                "name,guid",
+                plan.target.as_str()
+            ])
+        ),
+    }
+}
