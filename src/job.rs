@@ -84,7 +84,12 @@ impl Job {
                 if self.strip_prefix.is_some() {
                     bail!("job '{job_name}': strip_prefix is for push jobs; pull jobs use name");
                 }
-                Dataset::new(self.pull_name()).with_context(|| {
+                // `name` is one path component below the destination.
+                let name = self.pull_name();
+                if name.contains('/') {
+                    bail!("job '{job_name}': name '{name}' must be a single dataset component (no '/')");
+                }
+                self.destination.join(name).with_context(|| {
                     format!("job '{job_name}': name must be a valid dataset component")
                 })?;
             }

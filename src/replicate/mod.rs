@@ -132,9 +132,24 @@ async fn run_datasets(
     let tag = job.hold_tag(name);
     let mut src_holds = HoldBook::load(&sides.source, &src_list, &tag).await;
     let mut dst_holds = HoldBook::load(&sides.target, &dst_list, &tag).await;
-    let mut reports = Vec::new();
+    let mut reports: Vec<DatasetReport> = Vec::new();
     for p in plans {
-        let mut rep = execute_dataset(sides, p, popts, opts).await;
+        // A child cannot arrive where its parent failed to; say so instead of trying.
+        let parent_failed = reports.iter().find(|r| {
+            r.failed()
+                && p.target.as_str().starts_with(&format!("{}/", r.target))
+                && !dst_list.datasets.keys().any(|d| d.as_str() == r.target)
+        });
+        let mut rep = match parent_failed {
+            Some(parent) => DatasetReport {
+                source: p.source.to_string(),
+                target: p.target.to_string(),
+                action: "failed".into(),
+                error: Some(format!("not attempted: its parent {} failed above", parent.target)),
+                ..DatasetReport::default()
+            },
+            None => execute_dataset(sides, p, popts, opts).await,
+        };
         if !opts.dry_run && !rep.failed() {
             if let Some(base) = rep.base.clone() {
                 let source = Dataset::new(&rep.source)?;
@@ -149,7 +164,7 @@ async fn run_datasets(
                 }
             }
         }
-        log::info(&format!(
+        log::debug(&format!(
             "{} -> {}: {}{}",
             rep.source,
             rep.target,
@@ -314,7 +329,12 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
         match step {
             Step::CreateParent { dataset } => {
                 target.run_ok(&cmd::create_parent(dataset)).await.map_err(|e| {
-                    anyhow!("{e:#}\n  (creating parent {dataset}: if its parent is encrypted, its key must be loaded on {}; zferry never creates it unencrypted instead)", target.label())
+                    let hint = if format!("{e}").contains("permission denied") {
+                        "the user needs create,mount,canmount delegated on the destination (zfs allow)"
+                    } else {
+                        "if its parent is encrypted, the key must be loaded there; zferry never creates it unencrypted instead"
+                    };
+                    anyhow!("creating parent {dataset} on {}: {e:#}\n  hint: {hint}", target.label())
                 })?;
             }
             Step::AbortResume { target: t, why } => {

@@ -1,0 +1,26 @@
+# The two commands the README names: `make demo` and `make test`.
+.PHONY: setup build demo test lint unit lab-down
+
+setup:
+	tests/lab/setup-host.sh
+
+build:
+	cargo build --locked
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+unit:
+	cargo test --locked --lib --bins
+
+# Everything: lint, unit and property tests, then the lab tests on real OpenZFS.
+test: setup lint
+	cargo test --locked
+
+# The main job end to end in the lab: client -> server (pull) -> offsite (raw push).
+demo: setup build
+	tests/lab/demo.sh
+
+lab-down:
+	tests/lab/lab down

@@ -1,0 +1,182 @@
+//! Test harness for the lab: boots (or reuses) the VMs once per test binary, installs
+//! the freshly built zferry, and gives tests root and user shells in each VM.
+//!
+//! Lab tests never skip: if the lab cannot boot, they fail with the lab's own output.
+#![allow(dead_code)]
+
+pub mod zferry;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The VMs every lab test can use.
+pub const VMS: [&str; 3] = ["client", "server", "offsite"];
+
+/// The unprivileged user zferry runs as in every VM (the Debian user `backup` exists already).
+pub const USER: &str = "zferry";
+
+/// Output of a command in a VM.
+#[derive(Debug)]
+pub struct Out {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The running lab.
+pub struct Lab {
+    script: PathBuf,
+    env: HashMap<String, String>,
+}
+
+fn lab_cmd(script: &PathBuf, args: &[&str]) -> std::process::Output {
+    Command::new(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()))
+}
+
+/// The lab, booted on first use.
+pub fn lab() -> &'static Lab {
+    static LAB: OnceLock<Lab> = OnceLock::new();
+    LAB.get_or_init(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab");
+        let mut args = vec!["up"];
+        args.extend(VMS);
+        let up = lab_cmd(&script, &args);
+        assert!(
+            up.status.success(),
+            "the lab did not come up (tests/lab/lab up {}):\n{}{}",
+            VMS.join(" "),
+            String::from_utf8_lossy(&up.stdout),
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let env_out = lab_cmd(&script, &["env"]);
+        let env = String::from_utf8_lossy(&env_out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lab = Lab { script, env };
+        lab.install();
+        lab
+    })
+}
+
+impl Lab {
+    /// The forwarded SSH port of `vm`, as other VMs reach it at 10.0.2.2.
+    pub fn port(&self, vm: &str) -> u16 {
+        self.env[&format!("ZFERRY_LAB_PORT_{}", vm.to_uppercase())]
+            .parse()
+            .unwrap()
+    }
+
+    /// Runs `script` with `sh -euc` in `vm` as `user`.
+    pub fn sh_as(&self, vm: &str, user: &str, script: &str) -> Out {
+        let o = lab_cmd(
+            &self.script,
+            &["ssh", vm, "--user", user, "--", "sh", "-euc", script],
+        );
+        Out {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `script` as root in `vm`.
+    pub fn sh(&self, vm: &str, script: &str) -> Out {
+        self.sh_as(vm, "root", script)
+    }
+
+    /// Runs `script` as root and returns its trimmed stdout; panics with both streams on failure.
+    pub fn ok(&self, vm: &str, script: &str) -> String {
+        let o = self.sh(vm, script);
+        assert_eq!(
+            o.code,
+            Some(0),
+            "[{vm}] failed: {script}\nstdout: {}\nstderr: {}",
+            o.stdout,
+            o.stderr
+        );
+        o.stdout.trim().to_string()
+    }
+
+    /// Same as [`Lab::ok`] as the unprivileged user.
+    pub fn ok_as(&self, vm: &str, user: &str, script: &str) -> String {
+        let o = self.sh_as(vm, user, script);
+        assert_eq!(
+            o.code,
+            Some(0),
+            "[{vm} as {user}] failed: {script}\nstdout: {}\nstderr: {}",
+            o.stdout,
+            o.stderr
+        );
+        o.stdout.trim().to_string()
+    }
+
+    /// Copies the test's zferry binary in and makes the unprivileged user on every VM.
+    fn install(&self) {
+        let mut args = vec!["provision", env!("CARGO_BIN_EXE_zferry")];
+        args.extend(VMS);
+        let o = lab_cmd(&self.script, &args);
+        assert!(o.status.success(), "lab provision: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// A fresh file-backed pool `name` in `vm` (destroyed first if a previous run left it).
+    pub fn pool(&self, vm: &str, name: &str) {
+        self.ok(
+            vm,
+            &format!(
+                "zpool destroy -f {name} 2>/dev/null || true
+                 rm -f /var/tmp/{name}.img
+                 truncate -s 300M /var/tmp/{name}.img
+                 zpool create -O mountpoint=/{name} {name} /var/tmp/{name}.img"
+            ),
+        );
+    }
+
+    /// An encrypted dataset (passphrase from a key file, as the users have it).
+    pub fn encrypted(&self, vm: &str, ds: &str) {
+        self.ok(
+            vm,
+            &format!(
+                "echo 'lab passphrase 0123' > /root/enc.key
+                 zfs create -o encryption=on -o keyformat=passphrase -o keylocation=file:///root/enc.key {ds}"
+            ),
+        );
+    }
+
+    /// Writes `mb` MiB of random data into a new file in mounted dataset `ds` and snapshots it.
+    pub fn write_and_snap(&self, vm: &str, ds: &str, snap: &str, mb: u32) {
+        self.ok(
+            vm,
+            &format!(
+                "mp=$(zfs get -Ho value mountpoint {ds})
+                 dd if=/dev/urandom of=\"$mp/{snap}.bin\" bs=1M count={mb} status=none
+                 zfs snapshot {ds}@{snap}"
+            ),
+        );
+    }
+
+    /// `name guid` lines of the snapshots of `ds` (just `ds`, not its children), oldest first.
+    pub fn guids(&self, vm: &str, ds: &str) -> Vec<(String, String)> {
+        self.ok(
+            vm,
+            &format!("zfs list -Hp -t snapshot -d 1 -s createtxg -o name,guid {ds}"),
+        )
+        .lines()
+        .map(|l| {
+            let (n, g) = l.split_once('\t').unwrap();
+            (n.split_once('@').unwrap().1.to_string(), g.to_string())
+        })
+        .collect()
+    }
+
+    /// One property of one dataset.
+    pub fn prop(&self, vm: &str, ds: &str, prop: &str) -> String {
+        self.ok(vm, &format!("zfs get -Hpo value {prop} {ds}"))
+    }
+}

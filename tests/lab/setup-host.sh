@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the lab and the tests need on a Debian 12 host. Idempotent; run as root.
+set -euo pipefail
+
+# QEMU comes from bookworm-backports so it matches the qemu-utils such hosts may already
+# carry from there (mixing 7.2 and 10.0 packages does not install).
+if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  cat >/etc/apt/sources.list.d/zferry-backports.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+need=(debootstrap qemu-system-x86 qemu-utils e2fsprogs zstd openssh-client python3 python3-venv make)
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports qemu-system-x86 qemu-utils >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || {
+  echo "setup: cargo is missing; install a Rust toolchain (rustup) first" >&2
+  exit 1
+}
