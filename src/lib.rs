@@ -4,6 +4,8 @@
 //! `plan` decides (pure); `replicate` executes plans; `report` tells what happened;
 //! `cli` and `ansible` are the two front doors over the same jobs (`job`).
 
+pub mod allow;
+pub mod ansible;
 pub mod cli;
 pub mod host;
 pub mod job;

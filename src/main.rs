@@ -5,5 +5,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    zferry::cli::main(args)
+    match args
+        .first()
+        .and_then(|a| zferry::ansible::Module::from_argv0(a))
+    {
+        Some(module) => zferry::ansible::main(module, args),
+        None => zferry::cli::main(args),
+    }
 }

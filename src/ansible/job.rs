@@ -1,0 +1,240 @@
+//! `zfs_pull` and `zfs_push`: one replication job, with the options of the CLI and the
+//! TOML config. The options deserialize into [`crate::job::Job`] itself, so the three
+//! doors cannot drift apart; the module adds only `job_name`.
+
+use super::args::{self, Opt, Type};
+use super::{Failure, Module, Outcome};
+use crate::job::{Job, Kind};
+use crate::replicate::{run_job, RunOptions};
+use crate::report::RunReport;
+use serde_json::{json, Value};
+
+/// The options; `ansible/plugins/modules/zfs_pull.py` and `zfs_push.py` document
+/// exactly these (a unit test checks it).
+pub const SPEC: &[Opt] = &[
+    Opt::new("host", Type::Str).required(),
+    Opt::new("user", Type::Str),
+    Opt::new("port", Type::Int),
+    Opt::new("identity_file", Type::Str),
+    Opt::new("known_hosts_file", Type::Str),
+    Opt::new("datasets", Type::List).required(),
+    Opt::new("destination", Type::Str).required(),
+    Opt::new("name", Type::Str),
+    Opt::new("strip_prefix", Type::Str),
+    Opt::new("raw", Type::Str).choices(&["auto", "always", "never"]),
+    Opt::new("on_divergence", Type::Str).choices(&[
+        "refuse",
+        "rollback_to_common",
+        "destroy_target_and_resend",
+    ]),
+    Opt::new("hold_tag", Type::Str),
+    Opt::new("job_name", Type::Str),
+];
+
+/// The options of `module` as a validated job and its name.
+pub fn job_from(module: Module, text: &str) -> Result<(String, Job, args::ModuleArgs), String> {
+    let mut a = args::parse(module.name(), text, SPEC)?;
+    let kind = match module {
+        Module::Pull => Kind::Pull,
+        _ => Kind::Push,
+    };
+    let mut fields = a.options.clone();
+    let job_name = fields
+        .remove("job_name")
+        .and_then(|v| v.as_str().map(String::from));
+    // The module's name says which way the data goes.
+    fields.insert("kind".into(), json!(kind.as_str()));
+    let job: Job = serde_json::from_value(Value::Object(fields)).map_err(|e| e.to_string())?;
+    let name = job_name.unwrap_or_else(|| format!("{}-{}", kind.as_str(), job.ssh.host));
+    job.validate(&name).map_err(|e| format!("{e:#}"))?;
+    a.options.insert("job_name".into(), json!(name));
+    Ok((name, job, a))
+}
+
+/// `changed`, `msg` and return values from a run report.
+pub fn outcome_from(report: &RunReport, check_mode: bool) -> Outcome {
+    let mut out = Outcome {
+        changed: report.changed(),
+        ..Outcome::default()
+    };
+    for d in &report.datasets {
+        for w in &d.warnings {
+            out.warnings.push(format!("{}: {w}", d.source));
+        }
+    }
+    for (k, v) in [
+        ("job", json!(report.job)),
+        ("kind", json!(report.kind)),
+        ("host", json!(report.host)),
+        ("check_mode", json!(check_mode)),
+        (
+            "datasets",
+            serde_json::to_value(&report.datasets).unwrap_or(Value::Null),
+        ),
+    ] {
+        out.extra.insert(k.into(), v);
+    }
+    let summary = report.human();
+    if report.ok() {
+        out.msg = Some(summary);
+        return out;
+    }
+    let mut why = Vec::new();
+    if let Some(e) = &report.error {
+        why.push(format!("job {} failed: {e}", report.job));
+    }
+    for d in report.datasets.iter().filter(|d| d.failed()) {
+        why.push(format!(
+            "{} -> {} {}: {}",
+            d.source,
+            d.target,
+            d.action,
+            d.error.as_deref().unwrap_or("failed")
+        ));
+    }
+    out.fail(Failure {
+        msg: why.join("; "),
+        rc: Some(1),
+        stderr: summary,
+        argv: None,
+    })
+}
+
+/// Runs the module on this host from the args file text.
+pub fn run(module: Module, text: &str) -> Outcome {
+    let (name, job, a) = match job_from(module, text) {
+        Ok(x) => x,
+        Err(e) => return Outcome::default().fail(Failure::msg(e)),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return Outcome::default().fail(Failure::msg(format!("cannot start the runtime: {e}")))
+        }
+    };
+    let report = rt.block_on(run_job(
+        &name,
+        &job,
+        RunOptions {
+            dry_run: a.check_mode,
+        },
+    ));
+    outcome_from(&report, a.check_mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::DatasetReport;
+
+    #[test]
+    fn options_become_the_same_job_the_cli_runs() {
+        let (name, job, _) = job_from(
+            Module::Pull,
+            &json!({"host": "client", "user": "zferry", "port": "2222", "datasets": "tank/a,tank/b",
+                    "destination": "backup", "raw": "always", "_ansible_check_mode": true})
+            .to_string(),
+        )
+        .unwrap();
+        assert_eq!(name, "pull-client");
+        assert_eq!(job.kind, Kind::Pull);
+        assert_eq!(job.ssh.port, Some(2222));
+        assert_eq!(job.datasets.len(), 2);
+        assert_eq!(job.hold_tag(&name), "zferry:pull-client");
+        let (name, job, _) = job_from(
+            Module::Push,
+            &json!({"host": "off", "datasets": ["b/c"], "destination": "t", "strip_prefix": "b",
+                    "job_name": "offsite"})
+            .to_string(),
+        )
+        .unwrap();
+        assert_eq!((name.as_str(), job.kind), ("offsite", Kind::Push));
+    }
+
+    #[test]
+    fn bad_options_say_what_is_wrong() {
+        for (v, module, needle) in [
+            (
+                json!({"host": "h", "datasets": ["t/a;x"], "destination": "b"}),
+                Module::Pull,
+                "invalid ZFS name",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "kind": "push"}),
+                Module::Pull,
+                "Unsupported parameters for (zfs_pull) module: kind",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b"}),
+                Module::Push,
+                "strip_prefix",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"]}),
+                Module::Pull,
+                "missing required arguments: destination",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "port": "ssh"}),
+                Module::Pull,
+                "'port' is of type str",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "port": 70000}),
+                Module::Pull,
+                "70000",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "on_divergence": "yolo"}),
+                Module::Pull,
+                "must be one of",
+            ),
+        ] {
+            let e = job_from(module, &v.to_string()).unwrap_err();
+            assert!(e.contains(needle), "{v}: {e}");
+        }
+    }
+
+    fn ds(action: &str, snaps: &[&str], error: Option<&str>) -> DatasetReport {
+        DatasetReport {
+            source: format!("c/{action}"),
+            target: format!("s/{action}"),
+            action: action.into(),
+            snapshots: snaps.iter().map(|s| s.to_string()).collect(),
+            error: error.map(String::from),
+            ..DatasetReport::default()
+        }
+    }
+
+    #[test]
+    fn changed_only_when_data_moved_and_failures_name_the_dataset() {
+        let mut r = RunReport {
+            job: "j".into(),
+            datasets: vec![ds("up_to_date", &[], None)],
+            ..RunReport::default()
+        };
+        let o = outcome_from(&r, false);
+        assert!(!o.changed && !o.is_failed());
+        r.datasets.push(ds("incremental", &["s3"], None));
+        assert!(outcome_from(&r, true).changed);
+        r.datasets
+            .push(ds("refused", &[], Some("diverged: use on_divergence")));
+        let o = outcome_from(&r, false);
+        assert!(o.is_failed());
+        let msg = o.msg.unwrap();
+        assert!(
+            msg.contains("c/refused -> s/refused refused: diverged"),
+            "{msg}"
+        );
+        assert_eq!(o.extra["datasets"].as_array().unwrap().len(), 3);
+        r.datasets.clear();
+        r.error = Some("cannot connect".into());
+        assert!(outcome_from(&r, false)
+            .msg
+            .unwrap()
+            .contains("job j failed: cannot connect"));
+    }
+}
