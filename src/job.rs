@@ -126,6 +126,15 @@ pub struct Config {
     /// Where run reports go (default `/var/lib/zferry`).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Seconds a copy may lag its source before `status` calls it stale (default 26 h).
+    #[serde(default)]
+    pub stale_after: Option<u64>,
+    /// Seconds a job lock may be held before a waiting run fails loudly (default 6 h).
+    #[serde(default)]
+    pub lock_max_age: Option<u64>,
+    /// Sinks: MQTT, healthchecks pings, Prometheus textfile (all optional).
+    #[serde(default)]
+    pub notify: crate::report::notify::Notify,
     /// Jobs by name, run in name order unless named on the command line.
     #[serde(default)]
     pub jobs: BTreeMap<String, Job>,

@@ -4,6 +4,7 @@ use crate::host::SshTarget;
 use crate::job::{Config, Job, Kind};
 use crate::plan::{OnDivergence, RawMode};
 use crate::replicate::{run_job, RunOptions};
+use crate::report::sinks::{Begin, Cycle, Settings};
 use crate::report::{log, RunReport};
 use crate::zfs::name::Dataset;
 use anyhow::{Context, Result};
@@ -19,6 +20,8 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Bad command line or config: nothing was touched.
     pub const USAGE: u8 = 2;
+    /// A job's lock was held past its limit (a wedged run).
+    pub const LOCK: u8 = 3;
 }
 
 #[derive(Parser, Debug)]
@@ -34,6 +37,14 @@ struct Cli {
     /// Log every zfs and ssh command exactly as run.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Where run reports and job locks live (default: the config's state_dir, else
+    /// /var/lib/zferry for root, ~/.local/state/zferry for other users).
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    /// Seconds a job lock may be held before a waiting run fails with exit 3
+    /// (default: the config's lock_max_age, else 21600).
+    #[arg(long, global = true)]
+    lock_max_age: Option<u64>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -48,6 +59,25 @@ enum Cmd {
     Run(RunArgs),
     /// Show what `run` would do, with estimated bytes; changes nothing.
     Plan(RunArgs),
+    /// Per dataset: last success, newest snapshot on each side, lag, and a state
+    /// (ok, stale, missing, failed). Exit 0 all ok, 1 not, 2 usage, 3 wedged lock.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// TOML config file.
+    #[arg(long, default_value = "/etc/zferry/zferry.toml")]
+    config: PathBuf,
+    /// Jobs to show (default: all).
+    jobs: Vec<String>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Seconds of lag after which a copy is stale (default: the config's stale_after,
+    /// else 93600).
+    #[arg(long)]
+    stale_after: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -191,6 +221,8 @@ fn job_from(kind: Kind, remote: Remote, c: &Common) -> Job {
 /// Jobs selected for one invocation, with how to run and print them.
 struct Selection {
     jobs: Vec<(String, Job)>,
+    /// The config without its jobs (state dir, thresholds, sinks); default for pull/push.
+    state: Config,
     opts: RunOptions,
     json: bool,
 }
@@ -210,6 +242,7 @@ fn select(cmd: Cmd) -> Result<Selection> {
         }
         Cmd::Run(a) => from_config(a, false)?,
         Cmd::Plan(a) => from_config(a, true)?,
+        Cmd::Status(_) => unreachable!("status is handled before select"),
     })
 }
 
@@ -221,23 +254,25 @@ fn single(job: Job, c: &Common) -> Result<Selection> {
     job.validate(&name)?;
     Ok(Selection {
         jobs: vec![(name, job)],
+        state: Config::default(),
         opts: RunOptions { dry_run: c.dry_run },
         json: c.json,
     })
 }
 
 fn from_config(a: RunArgs, plan: bool) -> Result<Selection> {
-    let cfg = Config::load(&a.config)?;
+    let mut cfg = Config::load(&a.config)?;
+    let all = std::mem::take(&mut cfg.jobs);
     let jobs = if a.jobs.is_empty() {
-        cfg.jobs.into_iter().collect()
+        all.into_iter().collect()
     } else {
         let mut v = Vec::new();
         for name in &a.jobs {
-            let job = cfg.jobs.get(name).cloned().with_context(|| {
+            let job = all.get(name).cloned().with_context(|| {
                 format!(
                     "no job '{name}' in {}; it has: {}",
                     a.config.display(),
-                    cfg.jobs.keys().cloned().collect::<Vec<_>>().join(", ")
+                    all.keys().cloned().collect::<Vec<_>>().join(", ")
                 )
             })?;
             v.push((name.clone(), job));
@@ -246,6 +281,7 @@ fn from_config(a: RunArgs, plan: bool) -> Result<Selection> {
     };
     Ok(Selection {
         jobs,
+        state: cfg,
         opts: RunOptions {
             dry_run: plan || a.dry_run,
         },
@@ -253,10 +289,28 @@ fn from_config(a: RunArgs, plan: bool) -> Result<Selection> {
     })
 }
 
-async fn run_all(sel: &Selection) -> Vec<RunReport> {
+/// Runs the jobs in turn; with a cycle (not a dry run), each under its lock, its report
+/// saved and its sinks told.
+async fn run_all(sel: &Selection, mut cycle: Option<&mut Cycle>) -> Vec<RunReport> {
     let mut reports = Vec::new();
     for (name, job) in &sel.jobs {
-        reports.push(run_job(name, job, sel.opts).await);
+        let Some(c) = cycle.as_deref_mut() else {
+            reports.push(run_job(name, job, sel.opts).await);
+            continue;
+        };
+        let r = match c.begin(name, job) {
+            Begin::Skip => continue,
+            Begin::Wedged(r) => r,
+            Begin::Run(_lock) => {
+                let r = run_job(name, job, sel.opts).await;
+                // Saved while the lock is still held, so the next run reads it.
+                c.finish(&r);
+                reports.push(r);
+                continue;
+            }
+        };
+        c.finish(&r);
+        reports.push(r);
     }
     reports
 }
@@ -281,6 +335,17 @@ pub fn main(args: Vec<String>) -> ExitCode {
     } else {
         1
     });
+    if let Cmd::Status(a) = cli.cmd {
+        return ExitCode::from(crate::report::status::command(
+            crate::report::status::StatusCmd {
+                config: a.config,
+                jobs: a.jobs,
+                json: a.json,
+                stale_after: a.stale_after,
+                state_dir: cli.state_dir,
+            },
+        ));
+    }
     let sel = match select(cli.cmd) {
         Ok(s) => s,
         Err(e) => {
@@ -292,7 +357,30 @@ pub fn main(args: Vec<String>) -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let reports = rt.block_on(run_all(&sel));
+    let mut cycle = (!sel.opts.dry_run).then(|| {
+        Cycle::new(Settings {
+            state_dir: cli
+                .state_dir
+                .clone()
+                .or(sel.state.state_dir.clone())
+                .unwrap_or_else(crate::report::store::default_state_dir),
+            notify: sel.state.notify.clone(),
+            stale_after: sel
+                .state
+                .stale_after
+                .unwrap_or(crate::report::status::DEFAULT_STALE_AFTER),
+            lock_max_age: cli
+                .lock_max_age
+                .or(sel.state.lock_max_age)
+                .unwrap_or(crate::report::lock::DEFAULT_MAX_AGE),
+        })
+    });
+    let reports = rt.block_on(run_all(&sel, cycle.as_mut()));
+    drop(rt);
+    // MQTT's client runs its own runtime: publish after ours is gone.
+    if let Some(c) = cycle.as_mut() {
+        c.publish();
+    }
     if sel.json {
         let v = if reports.len() == 1 && sel.jobs.len() == 1 {
             serde_json::to_string_pretty(&reports[0])
@@ -306,7 +394,10 @@ pub fn main(args: Vec<String>) -> ExitCode {
             eprint!("{}", r.human());
         }
     }
-    ExitCode::from(if reports.iter().all(RunReport::ok) {
+    let (wedged, sink_failed) = cycle.map_or((false, false), |c| (c.wedged, c.sink_failed));
+    ExitCode::from(if wedged {
+        exit::LOCK
+    } else if reports.iter().all(RunReport::ok) && !sink_failed {
         exit::OK
     } else {
         exit::FAILED

@@ -11,7 +11,8 @@ pub fn set_level(level: u8) {
     LEVEL.store(level, Ordering::Relaxed);
 }
 
-fn level() -> u8 {
+/// The current level.
+pub fn level() -> u8 {
     LEVEL.load(Ordering::Relaxed)
 }
 

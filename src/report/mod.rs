@@ -1,6 +1,16 @@
 //! Run reports: what happened to each dataset, for humans and as JSON.
 
+pub mod lock;
 pub mod log;
+pub mod mqtt;
+pub mod notify;
+pub mod ping;
+pub mod progress;
+pub mod prom;
+pub mod sinks;
+pub mod state;
+pub mod status;
+pub mod store;
 
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};

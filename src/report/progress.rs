@@ -1,0 +1,116 @@
+//! Transfer progress: a bar with bytes, rate and ETA on a terminal; a plain log line
+//! every few seconds otherwise (the journal should not fill with redraws).
+
+use super::log;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// Plain lines at most this often.
+const LINE_EVERY: Duration = Duration::from_secs(10);
+
+/// True when progress is shown at all (not with `-q`), so the caller knows whether a
+/// `zfs send -nP` estimate is worth asking for.
+pub fn wanted() -> bool {
+    log::level() >= 1
+}
+
+/// Progress of one stream.
+pub struct Progress {
+    label: String,
+    total: Option<u64>,
+    done: u64,
+    started: Instant,
+    last_line: Instant,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// Starts showing progress of the stream into `label`; `total` is the estimate.
+    pub fn new(label: &str, total: Option<u64>) -> Progress {
+        let bar = (wanted() && std::io::stderr().is_terminal()).then(|| {
+            let b = match total {
+                Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
+                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+            };
+            let tmpl = if total.is_some() {
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
+            } else {
+                "{msg} {bytes} {binary_bytes_per_sec}"
+            };
+            b.set_style(
+                ProgressStyle::with_template(tmpl)
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.set_message(label.to_string());
+            b
+        });
+        let now = Instant::now();
+        Progress {
+            label: label.to_string(),
+            total,
+            done: 0,
+            started: now,
+            last_line: now,
+            bar,
+        }
+    }
+
+    /// Counts `n` more bytes.
+    pub fn add(&mut self, n: u64) {
+        self.done += n;
+        if let Some(b) = &self.bar {
+            b.set_position(self.done);
+        } else if wanted() && self.last_line.elapsed() >= LINE_EVERY {
+            self.last_line = Instant::now();
+            log::info(&self.line());
+        }
+    }
+
+    /// `label: 12.0 MiB of 40.0 MiB (30%), 5.1 MiB/s, ETA 6s`.
+    pub fn line(&self) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = self.done as f64 / secs;
+        let mib = |b: u64| b as f64 / 1048576.0;
+        let mut s = format!("{}: {:.1} MiB", self.label, mib(self.done));
+        if let Some(t) = self.total.filter(|t| *t > 0) {
+            s.push_str(&format!(" of {:.1} MiB ({}%)", mib(t), self.done * 100 / t));
+            if rate > 0.0 {
+                let eta = t.saturating_sub(self.done) as f64 / rate;
+                s.push_str(&format!(
+                    ", {:.1} MiB/s, ETA {}s",
+                    rate / 1048576.0,
+                    eta.round()
+                ));
+                return s;
+            }
+        }
+        s.push_str(&format!(", {:.1} MiB/s", rate / 1048576.0));
+        s
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_line_has_bytes_share_rate_and_eta() {
+        let mut p = Progress::new("b/t/a", Some(4 * 1048576));
+        p.done = 1048576;
+        let l = p.line();
+        assert!(l.starts_with("b/t/a: 1.0 MiB of 4.0 MiB (25%), "), "{l}");
+        assert!(l.contains("MiB/s, ETA "), "{l}");
+        let q = Progress::new("x", None);
+        assert_eq!(q.line(), "x: 0.0 MiB, 0.0 MiB/s");
+    }
+}

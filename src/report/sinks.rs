@@ -1,0 +1,188 @@
+//! One run of zferry as the sinks see it: lock each job, ping its start, save its
+//! report, then tell every configured sink, and once all jobs finished, MQTT.
+//!
+//! The CLI calls [`Cycle::begin`] before and [`Cycle::finish`] after each job, and
+//! [`Cycle::publish`] at the end, outside its async runtime.
+
+use super::lock::{self, Acquire, JobLock};
+use super::notify::{hostname, Notify};
+use super::ping::{self, Ping};
+use super::state::human_secs;
+use super::status::{job_status, JobStatus};
+use super::{log, mqtt, now, prom, store, RunReport};
+use crate::job::Job;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Start of the report error of a run that found the lock held past the threshold.
+pub const LOCK_WEDGED: &str = "lock held for";
+
+/// Settings of a cycle.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Sinks.
+    pub notify: Notify,
+    /// Staleness threshold, seconds.
+    pub stale_after: u64,
+    /// Lock age past which a waiting run fails loudly, seconds.
+    pub lock_max_age: u64,
+}
+
+/// What to do with a job.
+pub enum Begin {
+    /// Run it; the lock is held until the guard drops (after [`Cycle::finish`]).
+    Run(Option<JobLock>),
+    /// Another young run holds the lock: skip quietly.
+    Skip,
+    /// The lock is held past the threshold: this report says so; finish it, don't run.
+    Wedged(RunReport),
+}
+
+/// One invocation's bookkeeping.
+pub struct Cycle {
+    settings: Settings,
+    /// Statuses to publish, one per finished job.
+    statuses: Vec<JobStatus>,
+    /// A job was skipped because another run holds its lock: the cycle is not complete.
+    skipped: bool,
+    /// A lock was held past the threshold.
+    pub wedged: bool,
+    /// Saving state or a sink failed (already warned).
+    pub sink_failed: bool,
+}
+
+fn job_report(name: &str, job: &Job, error: String) -> RunReport {
+    let t = now();
+    RunReport {
+        job: name.to_string(),
+        kind: job.kind.as_str().to_string(),
+        host: job.ssh.label(),
+        started: t,
+        finished: t,
+        error: Some(error),
+        ..RunReport::default()
+    }
+}
+
+impl Cycle {
+    /// A cycle with `settings`.
+    pub fn new(settings: Settings) -> Cycle {
+        Cycle {
+            settings,
+            statuses: Vec::new(),
+            skipped: false,
+            wedged: false,
+            sink_failed: false,
+        }
+    }
+
+    fn ping(&mut self, job: &str, kind: Ping, body: &str) {
+        let Some(p) = &self.settings.notify.ping else {
+            return;
+        };
+        let Some(url) = p.url(job) else {
+            return;
+        };
+        if let Err(e) = ping::send(&url, kind, body, Duration::from_secs(p.timeout)) {
+            log::warn(&format!("job {job}: {e:#}"));
+            self.sink_failed = true;
+        }
+    }
+
+    /// Takes the job's lock and pings its start.
+    pub fn begin(&mut self, name: &str, job: &Job) -> Begin {
+        match lock::acquire(&self.settings.state_dir, name) {
+            Ok(Acquire::Held(l)) => {
+                self.ping(name, Ping::Start, "");
+                Begin::Run(Some(l))
+            }
+            Ok(Acquire::Busy { age, holder, path }) if age < self.settings.lock_max_age => {
+                log::info(&format!(
+                    "job {name}: another run holds {} ({holder}, for {}); skipping this one",
+                    path.display(),
+                    human_secs(age)
+                ));
+                self.skipped = true;
+                Begin::Skip
+            }
+            Ok(Acquire::Busy { age, holder, path }) => {
+                self.wedged = true;
+                Begin::Wedged(job_report(
+                    name,
+                    job,
+                    format!(
+                        "{LOCK_WEDGED} {} ({holder}), over the {} limit: a run is wedged; look at that process, the lock is {}",
+                        human_secs(age),
+                        human_secs(self.settings.lock_max_age),
+                        path.display()
+                    ),
+                ))
+            }
+            Err(e) => Begin::Wedged(job_report(
+                name,
+                job,
+                format!("cannot take the job lock: {e:#}"),
+            )),
+        }
+    }
+
+    /// Saves the report, writes the metrics and pings success or failure.
+    pub fn finish(&mut self, r: &RunReport) {
+        let dir = &self.settings.state_dir;
+        let hist = match store::save_run(dir, r) {
+            Ok(h) => h,
+            Err(e) => {
+                log::warn(&format!("job {}: the report was not saved: {e:#}", r.job));
+                self.sink_failed = true;
+                let mut h = store::load_history(dir, &r.job).unwrap_or_default();
+                h.record(r);
+                h
+            }
+        };
+        let st = job_status(
+            &r.job,
+            Some(r),
+            &hist,
+            None,
+            None,
+            true,
+            now(),
+            self.settings.stale_after,
+        );
+        if let Some(d) = self.settings.notify.textfile_dir.clone() {
+            if let Err(e) = prom::write(&d, &st) {
+                log::warn(&format!("job {}: metrics: {e:#}", r.job));
+                self.sink_failed = true;
+            }
+        }
+        match st.failure() {
+            None => self.ping(&r.job, Ping::Success, &r.human()),
+            Some(why) => self.ping(&r.job, Ping::Fail, &format!("{why}\n\n{}", r.human())),
+        }
+        self.statuses.push(st);
+    }
+
+    /// Publishes to MQTT; the post-run message only when every job ran to its end.
+    /// Blocking; call it outside an async runtime.
+    pub fn publish(&mut self) {
+        let Some(m) = self.settings.notify.mqtt.clone() else {
+            return;
+        };
+        if self.statuses.is_empty() && self.skipped {
+            return;
+        }
+        let node = m.node.clone().unwrap_or_else(hostname);
+        if let Err(e) = mqtt::publish(
+            &m,
+            &node,
+            &self.statuses,
+            self.settings.stale_after,
+            !self.skipped,
+        ) {
+            log::warn(&format!("{e:#}"));
+            self.sink_failed = true;
+        }
+    }
+}

@@ -1,0 +1,665 @@
+//! `zferry status`: the latest reports and history joined with one live listing per
+//! side, classified by [`super::state::classify`]. The same [`JobStatus`] feeds MQTT and
+//! the Prometheus textfile after every run.
+
+use super::state::{self, classify, Facts, Snap, State};
+use super::store::History;
+use super::RunReport;
+use crate::host::Host;
+use crate::job::{Job, Kind};
+use crate::plan;
+use crate::zfs::list::missing_from_stderr;
+use crate::zfs::name::{Dataset, Snapshot};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Default staleness threshold: 26 h (a daily job plus slack).
+pub const DEFAULT_STALE_AFTER: u64 = 26 * 3600;
+
+/// One dataset's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatasetStatus {
+    /// Source dataset.
+    pub source: String,
+    /// Target dataset.
+    pub target: String,
+    /// `ok`, `stale`, `missing` or `failed`.
+    pub state: State,
+    /// Why it is not ok.
+    pub reason: Option<String>,
+    /// Last successful replication, Unix seconds.
+    pub last_success: Option<u64>,
+    /// Newest snapshot on the source (live listing only).
+    pub source_newest: Option<String>,
+    /// Newest snapshot on the target (live listing only).
+    pub target_newest: Option<String>,
+    /// Seconds the copy is behind (see [`state::lag`]).
+    pub lag: Option<u64>,
+    /// Bytes moved by the last run.
+    pub bytes: u64,
+    /// Duration of the last run for it, ms.
+    pub duration_ms: u64,
+}
+
+/// One job's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobStatus {
+    /// Job name.
+    pub job: String,
+    /// `pull` or `push`.
+    pub kind: String,
+    /// Remote host label.
+    pub host: String,
+    /// True when the job and every dataset are `ok`.
+    pub ok: bool,
+    /// A failure of the whole job: its last run's, or this status's own listing.
+    pub error: Option<String>,
+    /// End of the last run, Unix seconds.
+    pub last_run: Option<u64>,
+    /// When this status was computed.
+    pub checked: u64,
+    /// Per dataset.
+    pub datasets: Vec<DatasetStatus>,
+}
+
+impl JobStatus {
+    /// Source names of datasets in state `s`.
+    pub fn in_state(&self, s: State) -> Vec<String> {
+        self.datasets
+            .iter()
+            .filter(|d| d.state == s)
+            .map(|d| d.source.clone())
+            .collect()
+    }
+
+    /// The first reason it is not ok, for one-line sinks (ping body, MQTT `failure`).
+    pub fn failure(&self) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(e.clone());
+        }
+        self.datasets
+            .iter()
+            .find(|d| d.state != State::Ok)
+            .map(|d| {
+                format!(
+                    "{}: {}: {}",
+                    d.source,
+                    d.state.as_str(),
+                    d.reason.as_deref().unwrap_or("")
+                )
+            })
+    }
+
+    /// Human lines.
+    pub fn human(&self, now: u64) -> String {
+        let mut s = format!(
+            "{} {} {} ({}), last run {}\n",
+            if self.ok { "OK" } else { "NOT OK" },
+            self.kind,
+            self.job,
+            self.host,
+            self.last_run.map_or("never".into(), |t| ago(now, t))
+        );
+        if let Some(e) = &self.error {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+        for d in &self.datasets {
+            s.push_str(&format!(
+                "  {:<7} {} -> {}: last success {}, source @{} target @{}, lag {}\n",
+                d.state.as_str(),
+                d.source,
+                d.target,
+                d.last_success.map_or("never".into(), |t| ago(now, t)),
+                d.source_newest.as_deref().unwrap_or("?"),
+                d.target_newest.as_deref().unwrap_or("-"),
+                d.lag.map_or("?".into(), state::human_secs),
+            ));
+            if let Some(r) = &d.reason {
+                s.push_str(&format!("          {}\n", r.replace('\n', "\n          ")));
+            }
+        }
+        s
+    }
+}
+
+fn ago(now: u64, t: u64) -> String {
+    format!(
+        "{} ({} ago)",
+        utc(t),
+        state::human_secs(now.saturating_sub(t))
+    )
+}
+
+/// `2026-11-26T08:00:00Z` from Unix seconds (no time zone database needed).
+pub fn utc(t: u64) -> String {
+    let (days, secs) = ((t / 86400) as i64, t % 86400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// One side's datasets and their snapshots (oldest first) from a live listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Side {
+    /// By dataset name.
+    pub datasets: BTreeMap<String, Vec<Snap>>,
+}
+
+/// Both sides of a job, listed now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Live {
+    /// Source side.
+    pub source: Side,
+    /// Target side.
+    pub target: Side,
+    /// (source, target) for every source dataset under the job's roots.
+    pub pairs: Vec<(String, String)>,
+}
+
+/// argv of the one listing per side: names, GUIDs and creation times.
+///
+/// `crate::zfs::list` has no `creation` column (replication never needs it); lag does.
+pub fn list_argv(roots: &[Dataset]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "zfs",
+        "list",
+        "-Hp",
+        "-t",
+        "filesystem,volume,snapshot",
+        "-s",
+        "createtxg",
+        "-o",
+        "name,guid,creation",
+        "-r",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(roots.iter().map(|r| r.to_string()));
+    v
+}
+
+/// Parses [`list_argv`] output.
+pub fn parse_side(out: &str) -> Result<Side> {
+    let mut side = Side::default();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [name, guid, creation] = f[..] else {
+            bail!("zfs list line has {} fields, expected 3: {line}", f.len());
+        };
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .with_context(|| format!("bad number '{v}' in zfs list line: {line}"))
+        };
+        if name.contains('@') {
+            let s = Snapshot::new(name)?;
+            side.datasets
+                .entry(s.dataset().to_string())
+                .or_default()
+                .push(Snap {
+                    name: s.short().to_string(),
+                    guid: num(guid)?,
+                    creation: num(creation)?,
+                });
+        } else {
+            side.datasets
+                .entry(Dataset::new(name)?.to_string())
+                .or_default();
+        }
+    }
+    Ok(side)
+}
+
+async fn list_side(host: &Host, roots: &[Dataset]) -> Result<Side> {
+    let out = host.run(&list_argv(roots)).await?;
+    if !out.ok() {
+        // Missing roots are fine (a gone source, a never-replicated target); anything
+        // else is an error.
+        missing_from_stderr(&out.stderr).map_err(|e| anyhow!("on {}: {e}", host.label()))?;
+    }
+    parse_side(&out.stdout)
+}
+
+/// The job's target for `source`.
+pub fn target_of(job: &Job, source: &Dataset) -> Result<Dataset, String> {
+    match job.kind {
+        Kind::Pull => plan::pull_target(&job.destination, job.pull_name(), source),
+        Kind::Push => plan::push_target(
+            &job.destination,
+            job.strip_prefix
+                .as_ref()
+                .ok_or("push job without strip_prefix")?,
+            source,
+        ),
+    }
+}
+
+/// Lists both sides of `job` now: one `zfs list` per side over one SSH connection.
+pub async fn live(job: &Job) -> Result<Live> {
+    let remote = Host::connect(&job.ssh).await?;
+    let (src, dst) = match job.kind {
+        Kind::Pull => (remote.clone(), Host::Local),
+        Kind::Push => (Host::Local, remote.clone()),
+    };
+    let target_roots: Vec<Dataset> = job
+        .datasets
+        .iter()
+        .filter_map(|d| target_of(job, d).ok())
+        .collect();
+    let result = async {
+        let source = list_side(&src, &job.datasets).await?;
+        let target = list_side(&dst, &target_roots).await?;
+        let mut pairs = Vec::new();
+        for name in source.datasets.keys() {
+            let ds = Dataset::new(name)?;
+            if job.datasets.iter().any(|r| ds.is_within(r)) {
+                if let Ok(t) = target_of(job, &ds) {
+                    pairs.push((name.clone(), t.to_string()));
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>(Live {
+            source,
+            target,
+            pairs,
+        })
+    }
+    .await;
+    drop((src, dst));
+    remote.close().await;
+    result
+}
+
+/// Joins what is known about a job into its status.
+///
+/// `fresh` says `report` is the run that just ended: its successes are in sync now
+/// (lag 0) without listing again. `live` is a listing taken now, if any;
+/// `live_error` why it could not be taken.
+#[allow(clippy::too_many_arguments)]
+pub fn job_status(
+    job: &str,
+    report: Option<&RunReport>,
+    hist: &History,
+    live: Option<&Live>,
+    live_error: Option<String>,
+    fresh: bool,
+    now: u64,
+    stale_after: u64,
+) -> JobStatus {
+    // source -> target, from everything that knows about the dataset.
+    let mut pairs: BTreeMap<String, String> = BTreeMap::new();
+    for (s, k) in &hist.datasets {
+        pairs.insert(s.clone(), k.target.clone());
+    }
+    if let Some(r) = report {
+        for d in r
+            .datasets
+            .iter()
+            .filter(|d| d.action != "skipped" || d.failed())
+        {
+            pairs.insert(d.source.clone(), d.target.clone());
+        }
+    }
+    if let Some(l) = live {
+        for (s, t) in &l.pairs {
+            // A source dataset with no snapshot has nothing to replicate yet.
+            if l.source.datasets.get(s).is_some_and(|v| !v.is_empty()) {
+                pairs.insert(s.clone(), t.clone());
+            }
+        }
+    }
+    let job_error = report.and_then(|r| r.error.clone());
+    let mut datasets = Vec::new();
+    for (source, target) in pairs {
+        let in_report = report.and_then(|r| r.datasets.iter().find(|d| d.source == source));
+        let mut facts = Facts {
+            error: in_report
+                .and_then(|d| d.error.clone())
+                .or_else(|| job_error.clone()),
+            last_success: hist.datasets.get(&source).and_then(|k| k.last_success),
+            ..Facts::default()
+        };
+        let (mut source_newest, mut target_newest) = (None, None);
+        if let Some(l) = live {
+            let src = l
+                .source
+                .datasets
+                .get(&source)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let dst = l.target.datasets.get(&target).and_then(|v| v.last());
+            facts.lag = state::lag(src, dst, now);
+            facts.target_has_snapshot = Some(dst.is_some());
+            source_newest = src.last().map(|s| s.name.clone());
+            target_newest = dst.map(|s| s.name.clone());
+        } else if fresh && in_report.is_some_and(|d| !d.failed()) {
+            facts.lag = Some(0);
+            facts.target_has_snapshot = Some(true);
+            target_newest = in_report.and_then(|d| d.base.clone());
+            source_newest = target_newest.clone();
+        }
+        let v = classify(&facts, now, stale_after);
+        datasets.push(DatasetStatus {
+            source,
+            target,
+            state: v.state,
+            reason: v.reason,
+            last_success: facts.last_success,
+            source_newest,
+            target_newest,
+            lag: v.lag,
+            bytes: in_report.map_or(0, |d| d.bytes),
+            duration_ms: in_report.map_or(0, |d| d.duration_ms),
+        });
+    }
+    let error = match (job_error, live_error) {
+        (Some(a), Some(b)) => Some(format!("{a}; and listing now: {b}")),
+        (a, b) => a.or(b),
+    };
+    JobStatus {
+        job: job.to_string(),
+        kind: report.map_or(String::new(), |r| r.kind.clone()),
+        host: report.map_or(String::new(), |r| r.host.clone()),
+        ok: error.is_none() && datasets.iter().all(|d| d.state == State::Ok),
+        error,
+        last_run: report.map(|r| r.finished),
+        checked: now,
+        datasets,
+    }
+}
+
+/// `zferry status` as the command line calls it.
+#[derive(Debug, Clone)]
+pub struct StatusCmd {
+    /// Config file.
+    pub config: std::path::PathBuf,
+    /// Jobs to show (default all).
+    pub jobs: Vec<String>,
+    /// JSON on stdout instead of text.
+    pub json: bool,
+    /// Override of the config's `stale_after`.
+    pub stale_after: Option<u64>,
+    /// Override of the config's `state_dir`.
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// Runs `zferry status`; returns the exit code (0 all ok, 1 something is not ok,
+/// 2 usage or config error, 3 a job's lock is held past its limit).
+pub fn command(c: StatusCmd) -> u8 {
+    use crate::cli::exit;
+    let cfg = match crate::job::Config::load(&c.config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("zferry: {e:#}");
+            return exit::USAGE;
+        }
+    };
+    if let Some(bad) = c.jobs.iter().find(|j| !cfg.jobs.contains_key(*j)) {
+        eprintln!("zferry: no job '{bad}' in {}", c.config.display());
+        return exit::USAGE;
+    }
+    let dir = c
+        .state_dir
+        .or(cfg.state_dir.clone())
+        .unwrap_or_else(super::store::default_state_dir);
+    let stale_after = c
+        .stale_after
+        .or(cfg.stale_after)
+        .unwrap_or(DEFAULT_STALE_AFTER);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut out = Vec::new();
+    let mut wedged = false;
+    for (name, job) in &cfg.jobs {
+        if !c.jobs.is_empty() && !c.jobs.contains(name) {
+            continue;
+        }
+        let (report, hist) = match (
+            super::store::load_report(&dir, name),
+            super::store::load_history(&dir, name),
+        ) {
+            (Ok(r), Ok(h)) => (r, h),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("zferry: {e:#}");
+                return exit::USAGE;
+            }
+        };
+        wedged |= report
+            .as_ref()
+            .and_then(|r| r.error.as_deref())
+            .is_some_and(|e| e.starts_with(super::sinks::LOCK_WEDGED));
+        let (live, live_err) = match rt.block_on(live(job)) {
+            Ok(l) => (Some(l), None),
+            Err(e) => (None, Some(format!("cannot list now: {e:#}"))),
+        };
+        let mut st = job_status(
+            name,
+            report.as_ref(),
+            &hist,
+            live.as_ref(),
+            live_err,
+            false,
+            super::now(),
+            stale_after,
+        );
+        if st.kind.is_empty() {
+            st.kind = job.kind.as_str().to_string();
+            st.host = job.ssh.label();
+        }
+        out.push(st);
+    }
+    if c.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("status serializes")
+        );
+    } else {
+        let now = super::now();
+        for s in &out {
+            print!("{}", s.human(now));
+        }
+    }
+    if wedged {
+        exit::LOCK
+    } else if out.iter().all(|s| s.ok) {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::store::Known;
+    use crate::report::DatasetReport;
+
+    const NOW: u64 = 2_000_000_000;
+
+    fn report(error: Option<&str>, ds: Vec<DatasetReport>) -> RunReport {
+        RunReport {
+            job: "j".into(),
+            kind: "pull".into(),
+            host: "h".into(),
+            finished: NOW - 10,
+            error: error.map(String::from),
+            datasets: ds,
+            ..RunReport::default()
+        }
+    }
+
+    fn hist(src: &str, last: Option<u64>) -> History {
+        let mut h = History::default();
+        h.datasets.insert(
+            src.into(),
+            Known {
+                target: format!("b/{src}"),
+                last_success: last,
+                snapshot: None,
+            },
+        );
+        h
+    }
+
+    #[test]
+    fn parses_the_live_listing() {
+        let side =
+            parse_side("t/a\t11\t100\nt/a@s1\t21\t101\nt/a@s2\t22\t102\nt/e\t12\t103\n").unwrap();
+        assert_eq!(side.datasets["t/a"].len(), 2);
+        assert_eq!(
+            side.datasets["t/a"][1],
+            Snap {
+                name: "s2".into(),
+                guid: 22,
+                creation: 102
+            }
+        );
+        assert!(side.datasets["t/e"].is_empty());
+        assert!(parse_side("t/a\t1\n").is_err());
+        assert_eq!(
+            list_argv(&[Dataset::new("t/a").unwrap()]).join(" "),
+            "zfs list -Hp -t filesystem,volume,snapshot -s createtxg -o name,guid,creation -r t/a"
+        );
+    }
+
+    #[test]
+    fn a_job_error_fails_every_known_dataset_with_its_reason() {
+        let r = report(Some("cannot connect to zferry@h over SSH"), vec![]);
+        let s = job_status(
+            "j",
+            Some(&r),
+            &hist("t/a", Some(NOW - 3600)),
+            None,
+            None,
+            true,
+            NOW,
+            86400,
+        );
+        assert!(!s.ok);
+        assert_eq!(s.datasets.len(), 1);
+        assert_eq!(s.datasets[0].state, State::Failed);
+        assert_eq!(
+            s.datasets[0].last_success,
+            Some(NOW - 3600),
+            "kept across the failure"
+        );
+        assert!(s.failure().unwrap().contains("cannot connect"));
+    }
+
+    #[test]
+    fn a_fresh_success_is_ok_and_skipped_datasets_are_not_tracked() {
+        let ok = DatasetReport {
+            source: "t/a".into(),
+            target: "b/t/a".into(),
+            action: "incremental".into(),
+            base: Some("s2".into()),
+            bytes: 42,
+            ..DatasetReport::default()
+        };
+        let skipped = DatasetReport {
+            source: "t/e".into(),
+            target: "b/t/e".into(),
+            action: "skipped".into(),
+            ..DatasetReport::default()
+        };
+        let r = report(None, vec![ok, skipped]);
+        let s = job_status(
+            "j",
+            Some(&r),
+            &hist("t/a", Some(NOW - 10)),
+            None,
+            None,
+            true,
+            NOW,
+            86400,
+        );
+        assert!(s.ok, "{s:?}");
+        assert_eq!(s.datasets.len(), 1);
+        assert_eq!((s.datasets[0].lag, s.datasets[0].bytes), (Some(0), 42));
+        assert_eq!(s.in_state(State::Ok), vec!["t/a".to_string()]);
+    }
+
+    #[test]
+    fn live_listing_finds_missing_and_stale() {
+        let snap = |n: &str, g, c| Snap {
+            name: n.into(),
+            guid: g,
+            creation: c,
+        };
+        let mut live = Live::default();
+        live.source.datasets.insert(
+            "t/a".into(),
+            vec![
+                snap("s1", 1, NOW - 3 * 86400),
+                snap("s2", 2, NOW - 2 * 86400),
+            ],
+        );
+        live.source
+            .datasets
+            .insert("t/n".into(), vec![snap("s1", 5, NOW - 100)]);
+        live.source.datasets.insert("t/e".into(), vec![]);
+        live.target
+            .datasets
+            .insert("b/t/a".into(), vec![snap("s1", 1, NOW - 3 * 86400)]);
+        live.pairs = vec![
+            ("t/a".into(), "b/t/a".into()),
+            ("t/n".into(), "b/t/n".into()),
+            ("t/e".into(), "b/t/e".into()),
+        ];
+        let s = job_status(
+            "j",
+            None,
+            &hist("t/a", Some(NOW - 3 * 86400)),
+            Some(&live),
+            None,
+            false,
+            NOW,
+            86400,
+        );
+        assert!(!s.ok);
+        assert_eq!(s.in_state(State::Stale), vec!["t/a".to_string()]);
+        assert_eq!(s.in_state(State::Missing), vec!["t/n".to_string()]);
+        assert_eq!(
+            s.datasets.len(),
+            2,
+            "t/e has no snapshot: nothing to replicate"
+        );
+        let a = &s.datasets[0];
+        assert_eq!(
+            (
+                a.source_newest.as_deref(),
+                a.target_newest.as_deref(),
+                a.lag
+            ),
+            (Some("s2"), Some("s1"), Some(2 * 86400))
+        );
+        assert!(
+            s.human(NOW).contains("stale   t/a -> b/t/a"),
+            "{}",
+            s.human(NOW)
+        );
+    }
+
+    #[test]
+    fn utc_formats_unix_seconds() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
