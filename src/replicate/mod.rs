@@ -9,6 +9,7 @@ mod stream;
 use crate::host::{shell_quote, Host};
 use crate::job::{Job, Kind};
 use crate::plan::{self, DatasetPlan, Options, Step, TokenCheck, Verdict};
+use crate::report::progress::{self, Progress};
 use crate::report::{log, now, DatasetReport, RunReport};
 use crate::zfs::cmd;
 use crate::zfs::list::{list_argv, missing_from_stderr, parse_listing, DatasetInfo, Listing};
@@ -145,7 +146,10 @@ async fn run_datasets(
                 source: p.source.to_string(),
                 target: p.target.to_string(),
                 action: "failed".into(),
-                error: Some(format!("not attempted: its parent {} failed above", parent.target)),
+                error: Some(format!(
+                    "not attempted: its parent {} failed above",
+                    parent.target
+                )),
                 ..DatasetReport::default()
             },
             None => execute_dataset(sides, p, popts, opts).await,
@@ -388,12 +392,29 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
             } => {
                 let send = cmd::send(span, *raw, false);
                 let recv = cmd::receive(t);
-                rep.bytes += stream::transfer(&sides.source, &send, target, &recv).await?;
+                let mut progress =
+                    Progress::new(t.as_str(), estimate_bytes(sides, span, *raw).await);
+                rep.bytes += stream::transfer(&sides.source, &send, target, &recv, &mut |n| {
+                    progress.add(n)
+                })
+                .await?;
                 rep.snapshots.extend(snapshots.iter().cloned());
             }
         }
     }
     Ok(())
+}
+
+/// The `zfs send -nP` size of a stream, for the progress bar's ETA; `None` when no
+/// progress is shown (`-q`) or the estimate fails (progress then shows bytes and rate).
+async fn estimate_bytes(sides: &Sides, span: &cmd::SendSpan, raw: bool) -> Option<u64> {
+    if !progress::wanted() {
+        return None;
+    }
+    let out = sides.source.run(&cmd::send(span, raw, true)).await.ok()?;
+    out.ok()
+        .then(|| cmd::parse_send_size(&format!("{}{}", out.stdout, out.stderr)))
+        .flatten()
 }
 
 /// Exit codes are not trusted alone: the target must now end at the source's GUID.

@@ -10,9 +10,15 @@ const BUF: usize = 256 * 1024;
 /// Streams `send` on `src` into `recv` on `dst` and returns the bytes moved.
 ///
 /// The stream passes through this process in fixed-size chunks (never buffered whole),
-/// which also counts the bytes. When a side fails, the error carries both sides' exit
-/// codes and stderr, the receiver's first.
-pub async fn transfer(src: &Host, send: &[String], dst: &Host, recv: &[String]) -> Result<u64> {
+/// which also counts the bytes; `progress` is told each chunk's size. When a side
+/// fails, the error carries both sides' exit codes and stderr, the receiver's first.
+pub async fn transfer(
+    src: &Host,
+    send: &[String],
+    dst: &Host,
+    recv: &[String],
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<u64> {
     let mut receiver = dst.spawn(recv, true, false).await?;
     let mut sender = src.spawn(send, false, true).await?;
     let mut from = sender.stdout.take().expect("piped");
@@ -34,6 +40,7 @@ pub async fn transfer(src: &Host, send: &[String], dst: &Host, recv: &[String]) 
             break;
         }
         bytes += n as u64;
+        progress(n as u64);
     }
     // Closing both ends tells each side the other is done (EOF or SIGPIPE).
     let _ = to.shutdown().await;
