@@ -14,18 +14,26 @@ fn setup_pull(lab: &Lab, c: &str, s: &str) {
     lab.pool("client", c);
     lab.pool("server", s);
     lab.encrypted("client", &format!("{c}/data"));
-    lab.ok("client", &format!("zfs create {c}/data/kid; zfs create {c}/plain"));
+    lab.ok(
+        "client",
+        &format!("zfs create {c}/data/kid; zfs create {c}/plain"),
+    );
     for ds in ["data", "data/kid", "plain"] {
         lab.write_and_snap("client", &format!("{c}/{ds}"), "s1", 2);
         lab.write_and_snap("client", &format!("{c}/{ds}"), "s2", 1);
     }
     lab.ok("client", &format!("zfs allow -u {USER} {SRC_PERMS} {c}"));
-    lab.ok("server", &format!("zfs create {s}/backup; zfs allow -u {USER} {DST_PERMS} {s}/backup"));
+    lab.ok(
+        "server",
+        &format!("zfs create {s}/backup; zfs allow -u {USER} {DST_PERMS} {s}/backup"),
+    );
 }
 
 fn pull_args(lab: &Lab, c: &str, s: &str, datasets: &str) -> String {
-    let _ = c;
-    format!("pull {} --name client --datasets {datasets} --destination {s}/backup --job-name t", remote(lab, "client"))
+    format!(
+        "pull {} --name client --datasets {datasets} --destination {s}/backup --job-name t-{c}",
+        remote(lab, "client")
+    )
 }
 
 #[test]
@@ -41,14 +49,35 @@ fn pull_full_then_noop_then_one_incremental() {
         let src = format!("{c}/{ds}");
         let dst = format!("{s}/backup/client/{c}/{ds}");
         assert_eq!(r.action(&src), "full", "{r:?}");
-        assert_eq!(lab.guids("server", &dst), lab.guids("client", &src), "{dst}");
+        assert_eq!(
+            lab.guids("server", &dst),
+            lab.guids("client", &src),
+            "{dst}"
+        );
     }
     let enc = format!("{s}/backup/client/{c}/data");
-    assert_eq!(lab.prop("server", &enc, "keystatus"), "unavailable", "raw by default for encrypted");
-    assert_eq!(lab.prop("server", &format!("{enc}/kid"), "encryptionroot"), format!("{enc}/kid"));
-    assert_eq!(lab.prop("server", &format!("{s}/backup/client/{c}/plain"), "encryption"), "off");
+    assert_eq!(
+        lab.prop("server", &enc, "keystatus"),
+        "unavailable",
+        "raw by default for encrypted"
+    );
+    assert_eq!(
+        lab.prop("server", &format!("{enc}/kid"), "encryptionroot"),
+        format!("{enc}/kid")
+    );
+    assert_eq!(
+        lab.prop(
+            "server",
+            &format!("{s}/backup/client/{c}/plain"),
+            "encryption"
+        ),
+        "off"
+    );
     // Missing parents were created unmounted placeholders.
-    assert_eq!(lab.prop("server", &format!("{s}/backup/client"), "canmount"), "off");
+    assert_eq!(
+        lab.prop("server", &format!("{s}/backup/client"), "canmount"),
+        "off"
+    );
 
     let again = zferry(lab, "server", &args);
     assert_eq!(again.code, Some(0), "{again:?}");
@@ -66,8 +95,16 @@ fn pull_full_then_noop_then_one_incremental() {
     assert_eq!(d["action"], "incremental");
     assert_eq!(d["snapshots"], serde_json::json!(["s3", "s4"]));
     // One -I stream carried both snapshots.
-    assert_eq!(inc.stderr.matches("zfs send -w -I").count(), 1, "{}", inc.stderr);
-    assert_eq!(lab.guids("server", &enc), lab.guids("client", &format!("{c}/data")));
+    assert_eq!(
+        inc.stderr.matches("zfs send -w -I").count(),
+        1,
+        "{}",
+        inc.stderr
+    );
+    assert_eq!(
+        lab.guids("server", &enc),
+        lab.guids("client", &format!("{c}/data"))
+    );
     assert_eq!(inc.action(&format!("{c}/plain")), "up_to_date");
 }
 
@@ -79,33 +116,55 @@ fn push_raw_with_strip_prefix_keeps_offsite_locked() {
     let r = zferry(lab, "server", &pull_args(lab, c, s, &format!("{c}/data")));
     assert_eq!(r.code, Some(0), "{r:?}");
 
-    lab.ok("server", &format!("zfs allow -u {USER} {SRC_PERMS} {s}/backup"));
+    lab.ok(
+        "server",
+        &format!("zfs allow -u {USER} {SRC_PERMS} {s}/backup"),
+    );
     lab.pool("offsite", o);
-    lab.ok("offsite", &format!("zfs create {o}/offsite; zfs allow -u {USER} {DST_PERMS} {o}/offsite"));
+    lab.ok(
+        "offsite",
+        &format!("zfs create {o}/offsite; zfs allow -u {USER} {DST_PERMS} {o}/offsite"),
+    );
     let push = format!(
-        "push {} --datasets {s}/backup/client --destination {o}/offsite --strip-prefix {s}/backup --job-name off",
+        "push {} --datasets {s}/backup/client --destination {o}/offsite --strip-prefix {s}/backup --job-name off-{o}",
         remote(lab, "offsite")
     );
     let p = zferry(lab, "server", &push);
     assert_eq!(p.code, Some(0), "{p:?}");
     let off = format!("{o}/offsite/client/{c}/data");
     assert_eq!(lab.prop("offsite", &off, "keystatus"), "unavailable");
-    assert_eq!(lab.prop("offsite", &format!("{off}/kid"), "keystatus"), "unavailable");
-    assert_eq!(lab.guids("offsite", &off), lab.guids("client", &format!("{c}/data")));
+    assert_eq!(
+        lab.prop("offsite", &format!("{off}/kid"), "keystatus"),
+        "unavailable"
+    );
+    assert_eq!(
+        lab.guids("offsite", &off),
+        lab.guids("client", &format!("{c}/data"))
+    );
     // The placeholder parents (client, client/e2c) have no snapshots and are skipped.
     assert_eq!(p.action(&format!("{s}/backup/client")), "skipped");
     let again = zferry(lab, "server", &push);
     assert_eq!(again.code, Some(0), "{again:?}");
-    assert_eq!(again.action(&format!("{s}/backup/client/{c}/data")), "up_to_date");
+    assert_eq!(
+        again.action(&format!("{s}/backup/client/{c}/data")),
+        "up_to_date"
+    );
 
     // A dataset outside the strip prefix is refused before anything runs.
     let bad = zferry(
         lab,
         "server",
-        &format!("push {} --datasets {c}/other --destination {o}/offsite --strip-prefix {s}/backup", remote(lab, "offsite")),
+        &format!(
+            "push {} --datasets {c}/other --destination {o}/offsite --strip-prefix {s}/backup",
+            remote(lab, "offsite")
+        ),
     );
     assert_eq!(bad.code, Some(2), "{bad:?}");
-    assert!(bad.stderr.contains("not under strip_prefix"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("not under strip_prefix"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[test]
@@ -115,14 +174,22 @@ fn same_name_different_guid_is_refused_and_nothing_changes() {
     setup_pull(lab, c, s);
     // A target with a snapshot named like the source's, but made locally.
     let dst = format!("{s}/backup/client/{c}/plain");
-    lab.ok("server", &format!("zfs create -p {dst}; zfs snapshot {dst}@s1"));
+    lab.ok(
+        "server",
+        &format!("zfs create -p {dst}; zfs snapshot {dst}@s1"),
+    );
     let before = lab.guids("server", &dst);
     let r = zferry(lab, "server", &pull_args(lab, c, s, &format!("{c}/plain")));
     assert_eq!(r.code, Some(1), "{r:?}");
     let d = r.dataset(&format!("{c}/plain"));
     assert_eq!(d["action"], "refused");
     let msg = d["error"].as_str().unwrap();
-    assert!(msg.contains("no snapshot in common") && msg.contains("@s1") && msg.contains("destroy_target_and_resend"), "{msg}");
+    assert!(
+        msg.contains("no snapshot in common")
+            && msg.contains("@s1")
+            && msg.contains("destroy_target_and_resend"),
+        "{msg}"
+    );
     assert_eq!(lab.guids("server", &dst), before, "target untouched");
 }
 
@@ -132,10 +199,17 @@ fn one_broken_dataset_does_not_stop_the_others() {
     let (c, s) = ("e4c", "e4s");
     setup_pull(lab, c, s);
     lab.ok("client", &format!("zfs create {c}/empty"));
-    let r = zferry(lab, "server", &pull_args(lab, c, s, &format!("{c}/gone {c}/empty {c}/plain")));
+    let r = zferry(
+        lab,
+        "server",
+        &pull_args(lab, c, s, &format!("{c}/gone {c}/empty {c}/plain")),
+    );
     assert_eq!(r.code, Some(1), "{r:?}");
     assert_eq!(r.action(&format!("{c}/gone")), "refused");
-    assert!(r.dataset(&format!("{c}/gone"))["error"].as_str().unwrap().contains("does not exist"));
+    assert!(r.dataset(&format!("{c}/gone"))["error"]
+        .as_str()
+        .unwrap()
+        .contains("does not exist"));
     assert_eq!(r.action(&format!("{c}/empty")), "skipped");
     assert_eq!(r.action(&format!("{c}/plain")), "full");
     assert_eq!(
@@ -151,24 +225,50 @@ fn parents_under_an_encrypted_root_are_encrypted() {
     setup_pull(lab, c, s);
     // An encrypted backup root with its key loaded, as on the backup server.
     lab.encrypted("server", &format!("{s}/enc"));
-    lab.ok("server", &format!("zfs allow -u {USER} {DST_PERMS} {s}/enc"));
+    lab.ok(
+        "server",
+        &format!("zfs allow -u {USER} {DST_PERMS} {s}/enc"),
+    );
     let r = zferry(
         lab,
         "server",
-        &format!("pull {} --name client --datasets {c}/plain --destination {s}/enc", remote(lab, "client")),
+        &format!(
+            "pull {} --name client --datasets {c}/plain --destination {s}/enc --job-name enc-{c}",
+            remote(lab, "client")
+        ),
     );
     assert_eq!(r.code, Some(0), "{r:?}");
     for parent in ["client", &format!("client/{c}")] {
         let p = format!("{s}/enc/{parent}");
-        assert_eq!(lab.prop("server", &p, "encryption"), "aes-256-gcm", "{p} never unencrypted");
+        assert_eq!(
+            lab.prop("server", &p, "encryption"),
+            "aes-256-gcm",
+            "{p} never unencrypted"
+        );
         assert_eq!(lab.prop("server", &p, "encryptionroot"), format!("{s}/enc"));
     }
     // A plain (non-raw) stream received under it inherits the root's encryption.
-    assert_eq!(lab.prop("server", &format!("{s}/enc/client/{c}/plain"), "encryption"), "aes-256-gcm");
+    assert_eq!(
+        lab.prop("server", &format!("{s}/enc/client/{c}/plain"), "encryption"),
+        "aes-256-gcm"
+    );
 
     // A missing destination root is an error naming it; zferry does not create it.
-    let r = zferry(lab, "server", &format!("pull {} --datasets {c}/plain --destination {s}/nope", remote(lab, "client")));
+    let r = zferry(
+        lab,
+        "server",
+        &format!(
+            "pull {} --datasets {c}/plain --destination {s}/nope --job-name nope-{c}",
+            remote(lab, "client")
+        ),
+    );
     assert_eq!(r.code, Some(1));
-    assert!(r.report["error"].as_str().unwrap().contains("does not exist"), "{r:?}");
+    assert!(
+        r.report["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{r:?}"
+    );
     assert!(lab.sh("server", &format!("zfs list {s}/nope")).code != Some(0));
 }

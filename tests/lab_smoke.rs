@@ -12,9 +12,15 @@ fn raw_pull_by_delegated_user_then_incremental() {
     lab.pool("server", "sms");
     lab.encrypted("client", "smc/secret");
     lab.write_and_snap("client", "smc/secret", "s1", 4);
-    lab.ok("client", &format!("zfs allow -u {USER} send,hold smc/secret"));
+    lab.ok(
+        "client",
+        &format!("zfs allow -u {USER} send,hold smc/secret"),
+    );
     lab.ok("server", "zfs create sms/backup");
-    lab.ok("server", &format!("zfs allow -u {USER} create,mount,receive sms/backup"));
+    lab.ok(
+        "server",
+        &format!("zfs allow -u {USER} create,mount,receive sms/backup"),
+    );
 
     let port = lab.port("client");
     let pull = |span: &str| {
@@ -25,17 +31,32 @@ fn raw_pull_by_delegated_user_then_incremental() {
         )
     };
     pull("smc/secret@s1");
-    assert_eq!(lab.prop("server", "sms/backup/secret", "keystatus"), "unavailable");
-    assert_eq!(lab.prop("server", "sms/backup/secret", "encryption"), "aes-256-gcm");
-    assert_eq!(lab.guids("server", "sms/backup/secret"), lab.guids("client", "smc/secret"));
+    assert_eq!(
+        lab.prop("server", "sms/backup/secret", "keystatus"),
+        "unavailable"
+    );
+    assert_eq!(
+        lab.prop("server", "sms/backup/secret", "encryption"),
+        "aes-256-gcm"
+    );
+    assert_eq!(
+        lab.guids("server", "sms/backup/secret"),
+        lab.guids("client", "smc/secret")
+    );
 
     lab.write_and_snap("client", "smc/secret", "s2", 2);
     lab.write_and_snap("client", "smc/secret", "s3", 2);
     pull("-I smc/secret@s1 smc/secret@s3");
     let got = lab.guids("server", "sms/backup/secret");
-    assert_eq!(got.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["s1", "s2", "s3"]);
+    assert_eq!(
+        got.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["s1", "s2", "s3"]
+    );
     assert_eq!(got, lab.guids("client", "smc/secret"));
-    assert_eq!(lab.prop("server", "sms/backup/secret", "keystatus"), "unavailable");
+    assert_eq!(
+        lab.prop("server", "sms/backup/secret", "keystatus"),
+        "unavailable"
+    );
 }
 
 #[test]
@@ -45,14 +66,22 @@ fn receive_without_create_permission_is_denied() {
     lab.pool("server", "smt");
     lab.ok("client", "zfs create smd/plain");
     lab.write_and_snap("client", "smd/plain", "s1", 1);
-    lab.ok("client", &format!("zfs allow -u {USER} send,hold smd/plain"));
+    lab.ok(
+        "client",
+        &format!("zfs allow -u {USER} send,hold smd/plain"),
+    );
     lab.ok("server", "zfs create smt/backup");
-    lab.ok("server", &format!("zfs allow -u {USER} mount,receive smt/backup"));
+    lab.ok(
+        "server",
+        &format!("zfs allow -u {USER} mount,receive smt/backup"),
+    );
     let port = lab.port("client");
     let o = lab.sh_as(
         "server",
         USER,
-        &format!("ssh -p {port} {USER}@10.0.2.2 zfs send smd/plain@s1 | zfs receive -u smt/backup/plain"),
+        &format!(
+            "ssh -p {port} {USER}@10.0.2.2 zfs send smd/plain@s1 | zfs receive -u smt/backup/plain"
+        ),
     );
     assert_ne!(o.code, Some(0), "receive must fail without create: {o:?}");
     assert!(o.stderr.contains("permission denied"), "{o:?}");

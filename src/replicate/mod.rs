@@ -256,9 +256,10 @@ async fn execute_dataset(
                 break;
             }
         }
-        if plan.verdict == Verdict::UpToDate {
-            rep.action = "resume".into();
-        }
+    }
+    // What the user cares about is that an interrupted transfer was completed.
+    if resumes > 0 && matches!(rep.action.as_str(), "up_to_date" | "resume") {
+        rep.action = "resume".into();
     }
     if !opts.dry_run
         && !rep.failed()
@@ -346,7 +347,9 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
                     "discarding the interrupted receive into {t} on {}: {why}",
                     target.label()
                 ));
-                target.run_ok(&cmd::receive_abort(t)).await?;
+                target.run_ok(&cmd::receive_abort(t)).await.map_err(|e| {
+                    anyhow!("{e:#}\n  hint: discarding a stale partial receive needs 'destroy' delegated on {t}, or run 'zfs receive -A {t}' as root")
+                })?;
                 rep.warnings
                     .push(format!("discarded interrupted receive: {why}"));
             }

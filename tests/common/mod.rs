@@ -122,7 +122,11 @@ impl Lab {
         let mut args = vec!["provision", env!("CARGO_BIN_EXE_zferry")];
         args.extend(VMS);
         let o = lab_cmd(&self.script, &args);
-        assert!(o.status.success(), "lab provision: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "lab provision: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 
     /// A fresh file-backed pool `name` in `vm` (destroyed first if a previous run left it).

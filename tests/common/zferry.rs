@@ -33,7 +33,11 @@ impl Run {
 pub fn zferry(lab: &Lab, vm: &str, args: &str) -> Run {
     let o = lab.sh_as(vm, USER, &format!("zferry {args} --json"));
     let report = serde_json::from_str(&o.stdout).unwrap_or(Value::Null);
-    Run { code: o.code, report, stderr: o.stderr }
+    Run {
+        code: o.code,
+        report,
+        stderr: o.stderr,
+    }
 }
 
 /// `pull --host 10.0.2.2 --port <client port> --user zferry` prefix for `from` VM.

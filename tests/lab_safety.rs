@@ -1,0 +1,292 @@
+//! Replication safety on real pools: held bases survive pruning, interrupted transfers
+//! resume, stale tokens are discarded, diverged targets are refused until an explicit
+//! option allows the smallest fix.
+
+mod common;
+use common::zferry::{remote, zferry, Run};
+use common::{lab, Lab, USER};
+
+const SRC_PERMS: &str = "send,hold,release";
+const DST_PERMS: &str = "create,mount,canmount,receive,hold,release";
+
+fn setup(lab: &Lab, c: &str, s: &str) {
+    lab.pool("client", c);
+    lab.pool("server", s);
+    lab.ok("client", &format!("zfs allow -u {USER} {SRC_PERMS} {c}"));
+    lab.ok(
+        "server",
+        &format!("zfs create {s}/backup; zfs allow -u {USER} {DST_PERMS} {s}/backup"),
+    );
+}
+
+fn pull(lab: &Lab, c: &str, s: &str, ds: &str, extra: &str) -> Run {
+    zferry(
+        lab,
+        "server",
+        &format!(
+            "pull {} --name client --datasets {c}/{ds} --destination {s}/backup --job-name safety-{c} {extra}",
+            remote(lab, "client")
+        ),
+    )
+}
+
+/// (snapshot, tag) of every hold on `ds`'s snapshots.
+fn holds(lab: &Lab, vm: &str, ds: &str) -> Vec<(String, String)> {
+    lab.ok(
+        vm,
+        &format!("zfs list -H -t snapshot -d 1 -o name {ds} | xargs -r zfs holds -H"),
+    )
+    .lines()
+    .map(|l| {
+        let f: Vec<&str> = l.split('\t').collect();
+        (
+            f[0].split_once('@').unwrap().1.to_string(),
+            f[1].to_string(),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn held_base_survives_pruning_and_holds_stay_one_per_job() {
+    let lab = lab();
+    let (c, s) = ("sa1c", "sa1s");
+    setup(lab, c, s);
+    let src = format!("{c}/data");
+    let dst = format!("{s}/backup/client/{c}/data");
+    lab.ok("client", &format!("zfs create {src}"));
+    for snap in ["s1", "s2"] {
+        lab.write_and_snap("client", &src, snap, 1);
+    }
+    assert_eq!(pull(lab, c, s, "data", "").code, Some(0));
+    let tag = format!("zferry:safety-{c}");
+    assert_eq!(
+        holds(lab, "client", &src),
+        [("s2".to_string(), tag.clone())]
+    );
+    assert_eq!(
+        holds(lab, "server", &dst),
+        [("s2".to_string(), tag.clone())]
+    );
+
+    // Retention prunes everything it can on both sides: the held base survives.
+    lab.ok(
+        "client",
+        &format!("for x in s1 s2; do zfs destroy {src}@$x 2>/dev/null || true; done"),
+    );
+    lab.ok(
+        "server",
+        &format!("for x in s1 s2; do zfs destroy {dst}@$x 2>/dev/null || true; done"),
+    );
+    assert_eq!(
+        lab.guids("client", &src).len(),
+        1,
+        "only the held base is left"
+    );
+
+    lab.write_and_snap("client", &src, "s3", 1);
+    let r = pull(lab, c, s, "data", "");
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.action(&src), "incremental");
+    assert_eq!(r.dataset(&src)["holds_changed"], true);
+    assert_eq!(
+        holds(lab, "client", &src),
+        [("s3".to_string(), tag.clone())]
+    );
+    assert_eq!(
+        holds(lab, "server", &dst),
+        [("s3".to_string(), tag.clone())]
+    );
+    // An up-to-date run keeps exactly one hold and reports no change.
+    let r = pull(lab, c, s, "data", "");
+    assert_eq!(r.action(&src), "up_to_date");
+    assert_eq!(r.dataset(&src)["holds_changed"], false);
+    assert_eq!(holds(lab, "client", &src).len(), 1);
+    // Someone else's hold is never touched.
+    lab.ok("client", &format!("zfs hold other-tool {src}@s3"));
+    lab.write_and_snap("client", &src, "s4", 1);
+    assert_eq!(pull(lab, c, s, "data", "").code, Some(0));
+    assert_eq!(
+        holds(lab, "client", &src),
+        [
+            ("s3".to_string(), "other-tool".to_string()),
+            ("s4".to_string(), tag)
+        ]
+    );
+}
+
+/// Starts a pull in the background on the server, kills `what` once the receive has
+/// moved some data, and returns the interrupted run's output.
+fn interrupted_pull(lab: &Lab, c: &str, s: &str, ds: &str, kill: &str) -> String {
+    lab.ok_as(
+        "server",
+        USER,
+        &format!(
+            "zferry pull {} --name client --datasets {c}/{ds} --destination {s}/backup --job-name safety-{c} --json > /tmp/{c}-{ds}.out 2>&1 &
+             echo started",
+            remote(lab, "client")
+        ),
+    );
+    // Wait until bytes are flowing (the receive exists and the target has grown), then cut.
+    lab.ok(
+        "server",
+        &format!(
+            "for i in $(seq 100); do pgrep -f 'zfs receive -u -s {s}/' >/dev/null && break; sleep 0.2; done
+             sleep 2"
+        ),
+    );
+    lab.ok("client", kill);
+    lab.ok_as("server", USER, "for i in $(seq 600); do pgrep -x zferry >/dev/null || break; sleep 0.2; done; ! pgrep -x zferry");
+    lab.ok("server", &format!("cat /tmp/{c}-{ds}.out"))
+}
+
+#[test]
+fn interrupted_transfers_resume_to_identical_copies() {
+    let lab = lab();
+    let (c, s) = ("sa2c", "sa2s");
+    setup(lab, c, s);
+    // Kill only this test's processes: other tests run in parallel on the same VMs.
+    let kill_send = format!("pkill -f '^zfs send.* {c}/' || true");
+    // The sshd monitor and session carrying this test's send: the whole TCP link drops.
+    let kill_ssh = format!(
+        "p=$(pgrep -f '^zfs send.* {c}/ssh'); s=$(ps -o ppid= $p); m=$(ps -o ppid= $s); kill $s $m"
+    );
+    let cases = [("full", kill_send.as_str()), ("ssh", kill_ssh.as_str())];
+    for (ds, kill) in cases {
+        let src = format!("{c}/{ds}");
+        let dst = format!("{s}/backup/client/{c}/{ds}");
+        lab.ok("client", &format!("zfs create {src}"));
+        lab.write_and_snap("client", &src, "s1", 40);
+        let out = interrupted_pull(lab, c, s, ds, kill);
+        assert!(
+            out.contains("\"failed\""),
+            "the interrupted run reports failure: {out}"
+        );
+        let token = lab.prop("server", &dst, "receive_resume_token");
+        assert_ne!(token, "-", "{ds}: a resumable receive left a token");
+
+        let r = pull(lab, c, s, ds, "");
+        assert_eq!(r.code, Some(0), "{ds}: {r:?}");
+        assert_eq!(r.action(&src), "resume", "{r:?}");
+        assert!(
+            r.dataset(&src)["bytes"].as_u64().unwrap() < 40 << 20,
+            "resumed, not restarted: {r:?}"
+        );
+        assert_eq!(lab.guids("server", &dst), lab.guids("client", &src));
+        assert_eq!(lab.prop("server", &dst, "receive_resume_token"), "-");
+    }
+
+    // An interrupted incremental resumes too, then the rest follows in the same run.
+    let src = format!("{c}/full");
+    lab.write_and_snap("client", &src, "s2", 40);
+    lab.write_and_snap("client", &src, "s3", 1);
+    interrupted_pull(lab, c, s, "full", &kill_send);
+    let r = pull(lab, c, s, "full", "");
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        lab.guids("server", &format!("{s}/backup/client/{c}/full")),
+        lab.guids("client", &src)
+    );
+}
+
+#[test]
+fn stale_resume_token_is_discarded() {
+    let lab = lab();
+    let (c, s) = ("sa3c", "sa3s");
+    setup(lab, c, s);
+    let src = format!("{c}/data");
+    let dst = format!("{s}/backup/client/{c}/data");
+    lab.ok("client", &format!("zfs create {src}"));
+    lab.write_and_snap("client", &src, "s1", 2);
+    assert_eq!(pull(lab, c, s, "data", "").code, Some(0));
+    lab.write_and_snap("client", &src, "s2", 40);
+    interrupted_pull(
+        lab,
+        c,
+        s,
+        "data",
+        &format!("pkill -f '^zfs send.* {c}/' || true"),
+    );
+    assert_ne!(lab.prop("server", &dst, "receive_resume_token"), "-");
+    // The snapshot being received disappears from the source.
+    lab.ok("client", &format!("zfs destroy {src}@s2"));
+    lab.write_and_snap("client", &src, "s3", 1);
+
+    // Discarding partial state (zfs receive -A) needs `destroy`: without it, a clear error.
+    let r = pull(lab, c, s, "data", "");
+    assert_eq!(r.code, Some(1), "{r:?}");
+    let msg = r.dataset(&src)["error"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("zfs receive -A") && msg.contains("destroy"),
+        "{msg}"
+    );
+    assert_ne!(
+        lab.prop("server", &dst, "receive_resume_token"),
+        "-",
+        "nothing changed"
+    );
+
+    lab.ok("server", &format!("zfs allow -u {USER} destroy {s}/backup"));
+    let r = pull(lab, c, s, "data", "");
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let d = r.dataset(&src);
+    assert_eq!(d["action"], "incremental");
+    assert!(
+        d["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("discarded interrupted receive"),
+        "{r:?}"
+    );
+    assert_eq!(lab.prop("server", &dst, "receive_resume_token"), "-");
+    assert_eq!(lab.guids("server", &dst), lab.guids("client", &src));
+}
+
+#[test]
+fn diverged_target_is_refused_until_rollback_is_allowed() {
+    let lab = lab();
+    let (c, s) = ("sa4c", "sa4s");
+    setup(lab, c, s);
+    lab.ok(
+        "server",
+        &format!("zfs allow -u {USER} rollback,destroy {s}/backup"),
+    );
+    let src = format!("{c}/data");
+    let dst = format!("{s}/backup/client/{c}/data");
+    lab.ok("client", &format!("zfs create {src}"));
+    lab.write_and_snap("client", &src, "s1", 1);
+    assert_eq!(pull(lab, c, s, "data", "").code, Some(0));
+    lab.write_and_snap("client", &src, "s2", 1);
+
+    // Someone writes into the copy: refused, nothing changes.
+    lab.ok("server", &format!("zfs set mountpoint=/mnt/{s} {dst}; zfs mount {dst} 2>/dev/null || true; echo x > /mnt/{s}/local.txt; sync; zfs umount {dst}"));
+    let before = lab.guids("server", &dst);
+    let r = pull(lab, c, s, "data", "");
+    assert_eq!(r.code, Some(1), "{r:?}");
+    let msg = r.dataset(&src)["error"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("modified") && msg.contains(&dst) && msg.contains("rollback_to_common"),
+        "{msg}"
+    );
+    assert_eq!(lab.guids("server", &dst), before);
+
+    // ...and someone snapshots it: still refused, naming the snapshot.
+    lab.ok("server", &format!("zfs snapshot {dst}@mine"));
+    let r = pull(lab, c, s, "data", "");
+    assert_eq!(r.code, Some(1));
+    let msg = r.dataset(&src)["error"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("newer than the common base @s1") && msg.contains("mine"),
+        "{msg}"
+    );
+
+    // The explicit option rolls back to the common base, logs what it destroyed, recovers.
+    let r = pull(lab, c, s, "data", "--on-divergence rollback-to-common");
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        r.dataset(&src)["destroyed"],
+        serde_json::json!([format!("{dst}@mine")])
+    );
+    assert!(r.stderr.contains("destroying: mine"), "{}", r.stderr);
+    assert_eq!(lab.guids("server", &dst), lab.guids("client", &src));
+}
