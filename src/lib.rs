@@ -7,6 +7,7 @@
 pub mod allow;
 pub mod ansible;
 pub mod cli;
+pub mod guard;
 pub mod host;
 pub mod job;
 pub mod plan;

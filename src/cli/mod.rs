@@ -59,9 +59,57 @@ enum Cmd {
     Run(RunArgs),
     /// Show what `run` would do, with estimated bytes; changes nothing.
     Plan(RunArgs),
+    /// SSH forced command: run only the exact zfs commands zferry sends, for datasets
+    /// under --root (reads SSH_ORIGINAL_COMMAND; rejections go to stderr and syslog).
+    Serve(ServeArgs),
     /// Per dataset: last success, newest snapshot on each side, lag, and a state
     /// (ok, stale, missing, failed). Exit 0 all ok, 1 not, 2 usage, 3 wedged lock.
     Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Side this key serves: send (source) or receive (target).
+    #[arg(long, value_enum)]
+    mode: crate::guard::Mode,
+    /// Dataset commands may touch, with its descendants (repeatable).
+    #[arg(long = "root", required = true)]
+    roots: Vec<Dataset>,
+    /// Receive side: allow `zfs rollback -r` (on_divergence = rollback_to_common).
+    #[arg(long)]
+    allow_rollback: bool,
+    /// Receive side: allow `zfs destroy -r` and `zfs receive -A` (destroy_target_and_resend,
+    /// discarding stale partial receives).
+    #[arg(long)]
+    allow_destroy: bool,
+}
+
+/// Checks SSH_ORIGINAL_COMMAND against the guard and execs it; returns only on refusal.
+fn serve(a: ServeArgs) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let policy = crate::guard::Policy {
+        mode: a.mode,
+        roots: a.roots,
+        allow_rollback: a.allow_rollback,
+        allow_destroy: a.allow_destroy,
+    };
+    let Ok(line) = std::env::var("SSH_ORIGINAL_COMMAND") else {
+        eprintln!("zferry serve: no SSH_ORIGINAL_COMMAND; use it as a forced command in authorized_keys (command=\"zferry serve ...\",restrict)");
+        return ExitCode::from(exit::USAGE);
+    };
+    let checked = crate::guard::tokenize(&line).and_then(|argv| policy.check(&argv).map(|_| argv));
+    match checked {
+        Ok(argv) => {
+            let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
+            eprintln!("zferry serve: cannot run {}: {err}", argv[0]);
+            ExitCode::from(exit::FAILED)
+        }
+        Err(r) => {
+            crate::guard::log_rejection(&r);
+            eprintln!("{r}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -242,7 +290,7 @@ fn select(cmd: Cmd) -> Result<Selection> {
         }
         Cmd::Run(a) => from_config(a, false)?,
         Cmd::Plan(a) => from_config(a, true)?,
-        Cmd::Status(_) => unreachable!("status is handled before select"),
+        Cmd::Status(_) | Cmd::Serve(_) => unreachable!("handled before select"),
     })
 }
 
@@ -335,6 +383,9 @@ pub fn main(args: Vec<String>) -> ExitCode {
     } else {
         1
     });
+    if let Cmd::Serve(a) = cli.cmd {
+        return serve(a);
+    }
     if let Cmd::Status(a) = cli.cmd {
         return ExitCode::from(crate::report::status::command(
             crate::report::status::StatusCmd {

@@ -108,7 +108,11 @@ impl Policy {
         } else {
             reject(format!(
                 "{ds} is outside the allowed roots ({})",
-                self.roots.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+                self.roots
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         }
     }
@@ -141,7 +145,10 @@ impl Policy {
             (_, ["zfs", "hold", tag, snap]) => cmd::hold(tag, &self.snap(snap)?),
             (_, ["zfs", "release", tag, snap]) => cmd::release(tag, &self.snap(snap)?),
             (_, ["zfs", "holds", "-H", snaps @ ..]) if !snaps.is_empty() => cmd::holds(
-                &snaps.iter().map(|s| self.snap(s)).collect::<Result<Vec<_>, _>>()?,
+                &snaps
+                    .iter()
+                    .map(|s| self.snap(s))
+                    .collect::<Result<Vec<_>, _>>()?,
             ),
             (Mode::Send, ["zfs", "send", rest @ ..]) => self.send(rest)?,
             (Mode::Receive, ["zfs", "receive", "-u", "-s", ds]) => cmd::receive(&self.dataset(ds)?),
@@ -228,7 +235,9 @@ mod tests {
 
     fn ok(p: &Policy, argv: &[String]) -> bool {
         let line = shell_quote(argv);
-        tokenize(&line).map(|a| p.check(&a).is_ok()).unwrap_or(false)
+        tokenize(&line)
+            .map(|a| p.check(&a).is_ok())
+            .unwrap_or(false)
     }
 
     fn s(n: &str) -> Snapshot {
@@ -240,13 +249,38 @@ mod tests {
         let p = policy(Mode::Send);
         let d = Dataset::new("tank/data/kid").unwrap();
         assert!(ok(&p, &list_argv(std::slice::from_ref(&d))));
-        assert!(ok(&p, &cmd::send(&SendSpan::Full { to: s("tank/data@a") }, true, false)));
-        let inc = SendSpan::Incremental { from: s("tank/data#a"), to: s("tank/data@b"), intermediates: false };
+        assert!(ok(
+            &p,
+            &cmd::send(
+                &SendSpan::Full {
+                    to: s("tank/data@a")
+                },
+                true,
+                false
+            )
+        ));
+        let inc = SendSpan::Incremental {
+            from: s("tank/data#a"),
+            to: s("tank/data@b"),
+            intermediates: false,
+        };
         assert!(ok(&p, &cmd::send(&inc, false, true)));
-        assert!(ok(&p, &cmd::send(&SendSpan::Resume { token: "1-ab-cd".into() }, true, false)));
+        assert!(ok(
+            &p,
+            &cmd::send(
+                &SendSpan::Resume {
+                    token: "1-ab-cd".into()
+                },
+                true,
+                false
+            )
+        ));
         assert!(ok(&p, &cmd::describe_token("1-ab-cd")));
         assert!(ok(&p, &cmd::hold("zferry:job", &s("tank/data@a"))));
-        assert!(ok(&p, &cmd::holds(&[s("tank/data@a"), s("tank/data/kid@b")])));
+        assert!(ok(
+            &p,
+            &cmd::holds(&[s("tank/data@a"), s("tank/data/kid@b")])
+        ));
         // Receive-side verbs are not for this key.
         assert!(!ok(&p, &cmd::receive(&d)));
     }
@@ -257,7 +291,16 @@ mod tests {
         let d = Dataset::new("tank/data/x").unwrap();
         assert!(ok(&p, &cmd::receive(&d)));
         assert!(ok(&p, &cmd::create_parent(&d)));
-        assert!(!ok(&p, &cmd::send(&SendSpan::Full { to: s("tank/data@a") }, true, false)));
+        assert!(!ok(
+            &p,
+            &cmd::send(
+                &SendSpan::Full {
+                    to: s("tank/data@a")
+                },
+                true,
+                false
+            )
+        ));
         assert!(!ok(&p, &cmd::rollback(&s("tank/data/x@a"))));
         assert!(!ok(&p, &cmd::destroy_recursive(&d)));
         assert!(!ok(&p, &cmd::receive_abort(&d)));
