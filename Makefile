@@ -1,5 +1,5 @@
 # The two commands the README names: `make demo` and `make test`.
-.PHONY: setup build demo test lint unit lab-down
+.PHONY: bench setup build demo test lint unit lab-down
 
 setup:
 	tests/lab/setup-host.sh
@@ -24,3 +24,7 @@ demo: setup build
 
 lab-down:
 	tests/lab/lab down
+
+# Benchmarks (release build); results are written to bench/results.txt.
+bench:
+	cargo bench --locked --bench engine

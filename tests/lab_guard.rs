@@ -28,10 +28,24 @@ fn pull_and_push_through_the_guard_and_nothing_else() {
     lab.pool("offsite", o);
     lab.encrypted("client", &format!("{c}/data"));
     lab.write_and_snap("client", &format!("{c}/data"), "s1", 2);
-    guarded_user(lab, "client", "zfsend", &format!("--mode send --root {c}/data"), "send,hold,release", &format!("{c}/data"));
+    guarded_user(
+        lab,
+        "client",
+        "zfsend",
+        &format!("--mode send --root {c}/data"),
+        "send,hold,release",
+        &format!("{c}/data"),
+    );
     lab.ok("server", &format!("zfs create {s}/backup; zfs allow -u {USER} create,mount,canmount,receive,send,hold,release {s}/backup"));
     lab.ok("offsite", &format!("zfs create {o}/off"));
-    guarded_user(lab, "offsite", "zfrecv", &format!("--mode receive --root {o}/off"), "create,mount,canmount,receive,hold,release", &format!("{o}/off"));
+    guarded_user(
+        lab,
+        "offsite",
+        "zfrecv",
+        &format!("--mode receive --root {o}/off"),
+        "create,mount,canmount,receive,hold,release",
+        &format!("{o}/off"),
+    );
 
     let cport = lab.port("client");
     let oport = lab.port("offsite");
@@ -51,15 +65,26 @@ fn pull_and_push_through_the_guard_and_nothing_else() {
     assert_eq!(r.code, Some(0), "push through the receive guard: {r:?}");
     let copy = format!("{o}/off/client/{c}/data");
     assert_eq!(lab.prop("offsite", &copy, "keystatus"), "unavailable");
-    assert_eq!(lab.guids("offsite", &copy), lab.guids("client", &format!("{c}/data")));
+    assert_eq!(
+        lab.guids("offsite", &copy),
+        lab.guids("client", &format!("{c}/data"))
+    );
 
     // Refusals, run as the server's zferry user with the same key zferry uses.
     let attempt = |port: u16, user: &str, remote_cmd: &str| {
-        lab.sh_as("server", USER, &format!("ssh -p {port} {user}@10.0.2.2 {remote_cmd}"))
+        lab.sh_as(
+            "server",
+            USER,
+            &format!("ssh -p {port} {user}@10.0.2.2 {remote_cmd}"),
+        )
     };
     let refused = [
         (cport, "zfsend", format!("zfs destroy -r {c}/data")),
-        (cport, "zfsend", format!("'zfs list -Hp -r {c}/data\nzfs destroy -r {c}/data'")),
+        (
+            cport,
+            "zfsend",
+            format!("'zfs list -Hp -r {c}/data\nzfs destroy -r {c}/data'"),
+        ),
         (cport, "zfsend", format!("'zfs send -w {c}/data@s1; id'")),
         (cport, "zfsend", format!("zfs receive -u -s {c}/data/x")),
         (cport, "zfsend", "id".to_string()),
@@ -71,12 +96,19 @@ fn pull_and_push_through_the_guard_and_nothing_else() {
     for (port, user, cmd) in &refused {
         let out = attempt(*port, user, cmd);
         assert_ne!(out.code, Some(0), "{user}: {cmd:?} was allowed: {out:?}");
-        assert!(out.stderr.contains("zferry serve: rejected"), "{cmd:?}: {out:?}");
+        assert!(
+            out.stderr.contains("zferry serve: rejected"),
+            "{cmd:?}: {out:?}"
+        );
     }
     // Nothing was destroyed or rolled back.
     assert_eq!(lab.guids("client", &format!("{c}/data")).len(), 2);
     assert_eq!(lab.guids("offsite", &copy).len(), 2);
     // The key cannot get a shell or forward ports either (restrict).
-    let shell = lab.sh_as("server", USER, &format!("ssh -p {cport} zfsend@10.0.2.2 < /dev/null"));
+    let shell = lab.sh_as(
+        "server",
+        USER,
+        &format!("ssh -p {cport} zfsend@10.0.2.2 < /dev/null"),
+    );
     assert_ne!(shell.code, Some(0), "{shell:?}");
 }

@@ -32,19 +32,22 @@ fn pull(lab: &Lab, c: &str, s: &str, ds: &str, extra: &str) -> Run {
 
 /// (snapshot, tag) of every hold on `ds`'s snapshots.
 fn holds(lab: &Lab, vm: &str, ds: &str) -> Vec<(String, String)> {
-    lab.ok(
+    let out = lab.ok(
         vm,
         &format!("zfs list -H -t snapshot -d 1 -o name {ds} | xargs -r zfs holds -H"),
-    )
-    .lines()
-    .map(|l| {
-        let f: Vec<&str> = l.split('\t').collect();
-        (
-            f[0].split_once('@').unwrap().1.to_string(),
-            f[1].to_string(),
-        )
-    })
-    .collect()
+    );
+    let mut h: Vec<(String, String)> = out
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (
+                f[0].split_once('@').unwrap().1.to_string(),
+                f[1].to_string(),
+            )
+        })
+        .collect();
+    h.sort();
+    h
 }
 
 #[test]
@@ -115,6 +118,17 @@ fn held_base_survives_pruning_and_holds_stay_one_per_job() {
     );
 }
 
+/// A client-side script that waits for this test's `zfs send` to run for a second,
+/// then runs `kill` (which sees the pattern as `$pat`) and fails if nothing was killed.
+fn send_killer(c: &str, kill: &str) -> String {
+    format!(
+        "pat='^zfs send.* {c}/'
+         for i in $(seq 150); do pgrep -f \"$pat\" >/dev/null && break; sleep 0.2; done
+         sleep 1
+         {kill}"
+    )
+}
+
 /// Starts a pull in the background on the server, kills `what` once the receive has
 /// moved some data, and returns the interrupted run's output.
 fn interrupted_pull(lab: &Lab, c: &str, s: &str, ds: &str, kill: &str) -> String {
@@ -123,7 +137,7 @@ fn interrupted_pull(lab: &Lab, c: &str, s: &str, ds: &str, kill: &str) -> String
         USER,
         &format!(
             "zferry pull {} --name client --datasets {c}/{ds} --destination {s}/backup --job-name safety-{c} --json > /tmp/{c}-{ds}.out 2>&1 &
-             echo started",
+             echo $! > /tmp/{c}-{ds}.pid",
             remote(lab, "client")
         ),
     );
@@ -131,12 +145,16 @@ fn interrupted_pull(lab: &Lab, c: &str, s: &str, ds: &str, kill: &str) -> String
     lab.ok(
         "server",
         &format!(
-            "for i in $(seq 100); do pgrep -f 'zfs receive -u -s {s}/' >/dev/null && break; sleep 0.2; done
-             sleep 2"
+            "for i in $(seq 150); do pgrep -f 'zfs receive -u -s {s}/' >/dev/null && break; sleep 0.2; done"
         ),
     );
     lab.ok("client", kill);
-    lab.ok_as("server", USER, "for i in $(seq 600); do pgrep -x zferry >/dev/null || break; sleep 0.2; done; ! pgrep -x zferry");
+    // Other tests run zferry too: wait for this run's own process.
+    lab.ok_as(
+        "server",
+        USER,
+        &format!("p=$(cat /tmp/{c}-{ds}.pid); for i in $(seq 600); do kill -0 $p 2>/dev/null || break; sleep 0.2; done; ! kill -0 $p 2>/dev/null"),
+    );
     lab.ok("server", &format!("cat /tmp/{c}-{ds}.out"))
 }
 
@@ -145,11 +163,13 @@ fn interrupted_transfers_resume_to_identical_copies() {
     let lab = lab();
     let (c, s) = ("sa2c", "sa2s");
     setup(lab, c, s);
-    // Kill only this test's processes: other tests run in parallel on the same VMs.
-    let kill_send = format!("pkill -f '^zfs send.* {c}/' || true");
+    // Kill only this test's processes (other tests run in parallel on the same VMs), and
+    // only once the send runs: under load its SSH session can take seconds to start.
+    let kill_send = send_killer(c, "pkill -f \"$pat\"");
     // The sshd monitor and session carrying this test's send: the whole TCP link drops.
-    let kill_ssh = format!(
-        "p=$(pgrep -f '^zfs send.* {c}/ssh'); s=$(ps -o ppid= $p); m=$(ps -o ppid= $s); kill $s $m"
+    let kill_ssh = send_killer(
+        c,
+        "p=$(pgrep -f \"$pat\"); s=$(ps -o ppid= $p); m=$(ps -o ppid= $s); kill $s $m",
     );
     let cases = [("full", kill_send.as_str()), ("ssh", kill_ssh.as_str())];
     for (ds, kill) in cases {
@@ -200,13 +220,7 @@ fn stale_resume_token_is_discarded() {
     lab.write_and_snap("client", &src, "s1", 2);
     assert_eq!(pull(lab, c, s, "data", "").code, Some(0));
     lab.write_and_snap("client", &src, "s2", 40);
-    interrupted_pull(
-        lab,
-        c,
-        s,
-        "data",
-        &format!("pkill -f '^zfs send.* {c}/' || true"),
-    );
+    interrupted_pull(lab, c, s, "data", &send_killer(c, "pkill -f \"$pat\""));
     assert_ne!(lab.prop("server", &dst, "receive_resume_token"), "-");
     // The snapshot being received disappears from the source.
     lab.ok("client", &format!("zfs destroy {src}@s2"));
@@ -289,4 +303,76 @@ fn diverged_target_is_refused_until_rollback_is_allowed() {
     );
     assert!(r.stderr.contains("destroying: mine"), "{}", r.stderr);
     assert_eq!(lab.guids("server", &dst), lab.guids("client", &src));
+}
+
+#[test]
+fn holds_command_lists_and_releases_only_stale_zferry_holds() {
+    let lab = lab();
+    let (c, s) = ("sa5c", "sa5s");
+    setup(lab, c, s);
+    let src = format!("{c}/data");
+    lab.ok("client", &format!("zfs create {src}"));
+    lab.write_and_snap("client", &src, "s1", 1);
+    let port = lab.port("client");
+    let config = |job: &str| {
+        format!(
+            "cat > /home/{USER}/{c}.toml <<EOF
+[jobs.{job}]
+kind = \"pull\"
+host = \"10.0.2.2\"
+port = {port}
+user = \"{USER}\"
+name = \"client\"
+datasets = [\"{src}\"]
+destination = \"{s}/backup\"
+EOF"
+        )
+    };
+    let cfg = format!("--config /home/{USER}/{c}.toml");
+    // A job runs, then is renamed: its old holds are left behind on both sides.
+    lab.ok_as("server", USER, &config(&format!("old-{c}")));
+    assert_eq!(zferry(lab, "server", &format!("run {cfg}")).code, Some(0));
+    lab.ok_as("server", USER, &config(&format!("new-{c}")));
+    assert_eq!(zferry(lab, "server", &format!("run {cfg}")).code, Some(0));
+    lab.ok("client", &format!("zfs hold other-tool {src}@s1"));
+
+    let listed = lab.sh_as("server", USER, &format!("zferry holds {cfg}"));
+    assert_eq!(
+        listed.code,
+        Some(1),
+        "stale holds are a finding: {listed:?}"
+    );
+    let stale_lines: Vec<&str> = listed
+        .stderr
+        .lines()
+        .filter(|l| l.contains("stale"))
+        .collect();
+    assert_eq!(
+        stale_lines.len(),
+        2,
+        "old tag on client and server: {}",
+        listed.stderr
+    );
+    assert!(stale_lines
+        .iter()
+        .all(|l| l.contains(&format!("zferry:old-{c}"))));
+    assert!(!listed.stderr.contains("other-tool"), "{}", listed.stderr);
+
+    let cleaned = lab.sh_as(
+        "server",
+        USER,
+        &format!("zferry holds {cfg} --release-stale"),
+    );
+    assert_eq!(cleaned.code, Some(0), "{cleaned:?}");
+    assert_eq!(
+        holds(lab, "client", &src),
+        [
+            ("s1".to_string(), "other-tool".to_string()),
+            ("s1".to_string(), format!("zferry:new-{c}"))
+        ]
+    );
+    assert_eq!(
+        holds(lab, "server", &format!("{s}/backup/client/{src}")),
+        [("s1".to_string(), format!("zferry:new-{c}"))]
+    );
 }

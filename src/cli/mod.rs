@@ -62,6 +62,9 @@ enum Cmd {
     /// SSH forced command: run only the exact zfs commands zferry sends, for datasets
     /// under --root (reads SSH_ORIGINAL_COMMAND; rejections go to stderr and syslog).
     Serve(ServeArgs),
+    /// List this tool's holds on every host the jobs touch; release the stale ones
+    /// (tags of removed jobs) with --release-stale. Never touches anyone else's holds.
+    Holds(HoldsArgs),
     /// Per dataset: last success, newest snapshot on each side, lag, and a state
     /// (ok, stale, missing, failed). Exit 0 all ok, 1 not, 2 usage, 3 wedged lock.
     Status(StatusArgs),
@@ -82,6 +85,60 @@ struct ServeArgs {
     /// discarding stale partial receives).
     #[arg(long)]
     allow_destroy: bool,
+}
+
+#[derive(Args, Debug)]
+struct HoldsArgs {
+    /// TOML config file.
+    #[arg(long, default_value = "/etc/zferry/zferry.toml")]
+    config: PathBuf,
+    /// Release holds whose tag no configured job uses.
+    #[arg(long)]
+    release_stale: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `zferry holds`: prints this tool's holds; exit 1 if any stale one is left.
+fn holds(a: HoldsArgs) -> ExitCode {
+    let cfg = match Config::load(&a.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zferry: {e:#}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let jobs: Vec<(String, Job)> = cfg.jobs.into_iter().collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(crate::replicate::audit::audit(&jobs, a.release_stale)) {
+        Err(e) => {
+            eprintln!("zferry holds: {e:#}");
+            ExitCode::from(exit::FAILED)
+        }
+        Ok(entries) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&entries).expect("serializes")
+                );
+            }
+            for e in &entries {
+                let state = match (e.stale, e.released, &e.error) {
+                    (false, _, _) => "current".to_string(),
+                    (true, true, _) => "stale, released".to_string(),
+                    (true, false, Some(err)) => format!("stale, release failed: {err}"),
+                    (true, false, None) => "stale (release with --release-stale)".to_string(),
+                };
+                eprintln!("{}  {}  {}  {state}", e.host, e.snapshot, e.tag);
+            }
+            let left = entries.iter().any(|e| e.stale && !e.released);
+            ExitCode::from(if left { exit::FAILED } else { exit::OK })
+        }
+    }
 }
 
 /// Checks SSH_ORIGINAL_COMMAND against the guard and execs it; returns only on refusal.
@@ -290,7 +347,7 @@ fn select(cmd: Cmd) -> Result<Selection> {
         }
         Cmd::Run(a) => from_config(a, false)?,
         Cmd::Plan(a) => from_config(a, true)?,
-        Cmd::Status(_) | Cmd::Serve(_) => unreachable!("handled before select"),
+        Cmd::Status(_) | Cmd::Serve(_) | Cmd::Holds(_) => unreachable!("handled before select"),
     })
 }
 
@@ -383,8 +440,10 @@ pub fn main(args: Vec<String>) -> ExitCode {
     } else {
         1
     });
-    if let Cmd::Serve(a) = cli.cmd {
-        return serve(a);
+    match cli.cmd {
+        Cmd::Serve(a) => return serve(a),
+        Cmd::Holds(a) => return holds(a),
+        _ => {}
     }
     if let Cmd::Status(a) = cli.cmd {
         return ExitCode::from(crate::report::status::command(

@@ -3,8 +3,9 @@
 //! Each dataset succeeds or fails on its own; a failure is reported with both sides'
 //! exit codes and stderr, the receiving side first (it usually holds the reason).
 
+pub mod audit;
 mod holds;
-mod stream;
+pub mod stream;
 
 use crate::host::{shell_quote, Host};
 use crate::job::{Job, Kind};

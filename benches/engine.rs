@@ -1,0 +1,146 @@
+//! Benchmarks for the hot paths, run by `make bench`; results go to `bench/results.txt`.
+//!
+//! 1. Parse a large `zfs list -Hp` listing and plan a job over it (a big backup server:
+//!    2,000 datasets x 500 snapshots = 1,000,000 lines).
+//! 2. Relay a 1 GiB stream between two local processes through `replicate::stream`,
+//!    checking that peak memory stays flat (the stream is never buffered whole).
+//!
+//! Peak RSS is VmHWM from /proc/self/status; each part reports its growth over the
+//! process's high-water mark before it ran.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+use zferry::host::Host;
+use zferry::plan::{self, Options};
+use zferry::zfs::list::parse_listing;
+use zferry::zfs::name::Dataset;
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `zfs list -Hp` text for `n` datasets with `m` snapshots each; the target side has
+/// all but the last `lag` snapshots.
+fn listing(prefix: &str, n: usize, m: usize, lag: usize) -> String {
+    let mut s = String::new();
+    let mut txg = 1u64;
+    for d in 0..n {
+        let ds = format!("{prefix}/host{}/data{d}", d % 20);
+        writeln!(
+            s,
+            "{ds}\tfilesystem\t{}\t{txg}\taes-256-gcm\tavailable\t0\t-\t-",
+            10 + d
+        )
+        .unwrap();
+        for k in 0..m.saturating_sub(lag) {
+            txg += 1;
+            writeln!(
+                s,
+                "{ds}@auto-{k:05}\tsnapshot\t{}\t{txg}\t-\t-\t-\t-\t0",
+                (d * 100_000 + k) as u64 + 1_000_000
+            )
+            .unwrap();
+        }
+    }
+    s
+}
+
+fn bench_plan(out: &mut String) {
+    let (n, m) = (2000, 500);
+    let src_text = listing("tank", n, m, 0);
+    let dst_text = listing("backup/client/tank", n, m, 3);
+    let before = peak_rss_kib();
+    let t = Instant::now();
+    let src = parse_listing(&src_text).unwrap();
+    let dst = parse_listing(&dst_text).unwrap();
+    let parse = t.elapsed();
+    let root = Dataset::new("backup").unwrap();
+    let t = Instant::now();
+    let mapping = plan::expand(&src, &[Dataset::new("tank").unwrap()], |s| {
+        plan::pull_target(&root, "client", s)
+    })
+    .unwrap();
+    let plans = plan::plan_job(
+        &src,
+        &dst,
+        &mapping,
+        &BTreeMap::new(),
+        &root,
+        Options::default(),
+    );
+    let planning = t.elapsed();
+    let incrementals = plans
+        .iter()
+        .filter(|p| matches!(p.verdict, plan::Verdict::Transfer { full: false, .. }))
+        .count();
+    assert_eq!(incrementals, n, "every dataset plans one incremental");
+    writeln!(
+        out,
+        "plan: {n} datasets x {m} snapshots ({} listing lines per side): parse both sides {:.0} ms, plan {:.0} ms, peak RSS growth {} MiB",
+        src_text.lines().count(),
+        parse.as_secs_f64() * 1e3,
+        planning.as_secs_f64() * 1e3,
+        peak_rss_kib().saturating_sub(before) / 1024
+    )
+    .unwrap();
+}
+
+fn bench_relay(out: &mut String) {
+    let gib: u64 = 1 << 30;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = peak_rss_kib();
+    let t = Instant::now();
+    let send: Vec<String> = ["head", "-c", &gib.to_string(), "/dev/zero"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let recv: Vec<String> = ["sh", "-c", "cat > /dev/null"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let bytes = rt
+        .block_on(zferry::replicate::stream::transfer(
+            &Host::Local,
+            &send,
+            &Host::Local,
+            &recv,
+            &mut |_| {},
+        ))
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(bytes, gib);
+    writeln!(
+        out,
+        "relay: 1 GiB local send -> receive through zferry: {:.0} MiB/s, peak RSS growth {} KiB (buffer is 256 KiB)",
+        bytes as f64 / secs / (1 << 20) as f64,
+        peak_rss_kib().saturating_sub(before)
+    )
+    .unwrap();
+}
+
+fn main() {
+    let mut out = String::new();
+    writeln!(
+        out,
+        "zferry benchmarks ({} UTC, {} cores)",
+        zferry::report::now(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    )
+    .unwrap();
+    bench_relay(&mut out);
+    bench_plan(&mut out);
+    print!("{out}");
+    std::fs::create_dir_all("bench").unwrap();
+    std::fs::write("bench/results.txt", &out).unwrap();
+}
