@@ -133,9 +133,10 @@ fn a_young_lock_skips_quietly_and_an_old_one_fails_everywhere_with_exit_3() {
     let lock = s.dir.join("state/pull-a.lock");
     std::fs::write(&lock, "pid 1 started 0\n").unwrap();
     // Another "run" holds the lock: flock(1) from util-linux, as a separate process.
-    let mut holder = Command::new("flock")
+    // (It becomes `sleep` keeping the locked descriptor: killing it releases the lock.)
+    let mut holder = Command::new("sh")
+        .args(["-c", "exec 9>>\"$0\"; flock -n 9 || exit 1; exec sleep 60"])
         .arg(&lock)
-        .args(["sleep", "60"])
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
