@@ -1,5 +1,5 @@
 # The two commands the README names: `make demo` and `make test`.
-.PHONY: bench setup build demo test lint unit lab-down
+.PHONY: bench setup build demo test lint unit sinks lab-down
 
 setup:
 	tests/lab/setup-host.sh
@@ -13,6 +13,10 @@ lint:
 
 unit:
 	cargo test --locked --lib --bins
+
+# Sinks against real local peers (mosquitto, an HTTP receiver, promtool); no lab needed.
+sinks: setup
+	cargo test --locked --test sinks
 
 # Everything: lint, unit and property tests, then the lab tests on real OpenZFS.
 test: setup lint

@@ -124,6 +124,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_config_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("Config keys (all optional")
+            .expect("README section");
+        let block = &readme[start..];
+        let block = &block[block.find("```toml\n").unwrap() + 8..];
+        let block = &block[..block.find("```").unwrap()];
+        let cfg = crate::job::Config::parse(block).expect("README example");
+        let m = cfg.notify.mqtt.unwrap();
+        assert_eq!(
+            (m.port, m.expire_after, m.post_run_payload.as_str()),
+            (1883, Some(93600), "suspend")
+        );
+        assert_eq!(
+            cfg.notify.ping.unwrap().url("pull-client1").unwrap(),
+            "https://hc-ping.com/<uuid>"
+        );
+        assert_eq!(
+            (cfg.stale_after, cfg.lock_max_age),
+            (Some(93600), Some(21600))
+        );
+    }
+
+    #[test]
     fn ping_urls_per_job_or_from_base() {
         let mut p = PingConfig {
             base: Some("http://hc/ping/KEY/".into()),

@@ -14,7 +14,10 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 fi
 
-need=(debootstrap qemu-system-x86 qemu-utils e2fsprogs zstd openssh-client python3 python3-venv make)
+# mosquitto, mosquitto-clients, prometheus (promtool), util-linux (flock): the sink tests
+# (tests/sinks.rs, tests/lab_status.rs) run a real broker and check metrics with promtool.
+need=(debootstrap qemu-system-x86 qemu-utils e2fsprogs zstd openssh-client python3 python3-venv make
+  mosquitto mosquitto-clients prometheus util-linux)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
