@@ -1,5 +1,5 @@
 # The two commands the README names: `make demo` and `make test`.
-.PHONY: bench setup build demo test lint unit sinks lab-down
+.PHONY: bench setup build demo test lint unit sinks lab-down ansible-build ansible-check
 
 setup:
 	tests/lab/setup-host.sh
@@ -18,8 +18,9 @@ unit:
 sinks: setup
 	cargo test --locked --test sinks
 
-# Everything: lint, unit and property tests, then the lab tests on real OpenZFS.
-test: setup lint
+# Everything: lint, unit and property tests, the Ansible collection's checks, then the lab
+# tests on real OpenZFS (tests/lab_ansible.rs runs playbooks with this build's binary).
+test: setup lint ansible-check
 	cargo test --locked
 
 # The main job end to end in the lab: client -> server (pull) -> offsite (raw push).
@@ -32,3 +33,11 @@ lab-down:
 # Benchmarks (release build); results are written to bench/results.txt.
 bench:
 	cargo bench --locked --bench engine
+
+# zferry.zfs: static musl module binaries for x86_64 and aarch64, placed in the collection.
+ansible-build:
+	ansible/build.sh
+
+# zferry.zfs: ansible-doc renders every module, ansible-lint, ansible-test sanity.
+ansible-check:
+	ansible/check.sh

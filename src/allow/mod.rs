@@ -528,11 +528,15 @@ impl CommandError {
 
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Local commands only: an exit code 255 is zfs's own, not ssh's.
+        let how = match self.code {
+            Some(c) => format!("exit {c}"),
+            None => "did not run to completion".into(),
+        };
         write!(
             f,
-            "'{}' failed ({}): {}",
+            "'{}' failed ({how}): {}",
             crate::host::shell_quote(&self.argv),
-            crate::host::describe_code(self.code),
             self.stderr.trim()
         )
     }

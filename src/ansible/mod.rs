@@ -6,6 +6,8 @@
 
 pub mod allow;
 pub mod args;
+#[cfg(test)]
+mod docs_tests;
 pub mod job;
 
 use crate::host::shell_quote;

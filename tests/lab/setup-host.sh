@@ -17,7 +17,10 @@ fi
 # mosquitto, mosquitto-clients, prometheus (promtool), util-linux (flock): the sink tests
 # (tests/sinks.rs, tests/lab_status.rs) run a real broker and check metrics with promtool.
 need=(debootstrap qemu-system-x86 qemu-utils e2fsprogs zstd openssh-client python3 python3-venv make
-  mosquitto mosquitto-clients prometheus util-linux)
+  mosquitto mosquitto-clients prometheus util-linux
+  musl-tools gcc-aarch64-linux-gnu shellcheck)
+# musl-tools, gcc-aarch64-linux-gnu: C parts of the static module binaries (ansible/build.sh);
+# shellcheck: ansible-test sanity checks the collection's scripts with it.
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -32,3 +35,5 @@ command -v cargo >/dev/null || {
   echo "setup: cargo is missing; install a Rust toolchain (rustup) first" >&2
   exit 1
 }
+# The venv with ansible-core and ansible-lint for the collection's checks and lab tests.
+"$(dirname "${BASH_SOURCE[0]}")/../../ansible/setup-venv.sh" >/dev/null
