@@ -43,4 +43,21 @@ for arch in "${archs[@]}"; do
     ln -sfn "../bin/zferry-$arch" "$here/plugins/modules/${m}_$arch"
   done
   echo "build: $here/plugins/bin/zferry-$arch ($(stat -c %s "$here/plugins/bin/zferry-$arch") bytes)" >&2
+
+  # Smoke test: the binary, under a module name, answers an args file with module JSON.
+  # aarch64 runs under qemu-user when it is installed (apt-get install qemu-user).
+  runner=()
+  if [[ $arch != "$(uname -m)" ]]; then
+    command -v "qemu-$arch" >/dev/null || { echo "build: qemu-$arch not installed; $arch binary not smoke-tested" >&2; continue; }
+    runner=("qemu-$arch")
+  fi
+  args=$(mktemp)
+  echo '{"name": "p/x", "bogus": 1, "_ansible_check_mode": true}' >"$args"
+  out=$("${runner[@]}" "$here/plugins/modules/zfs_allow_$arch" "$args" || true)
+  rm -f "$args"
+  if [[ $out != *'"failed":true'*'Unsupported parameters for (zfs_allow) module: bogus'* ]]; then
+    echo "build: $arch binary did not answer as a module: $out" >&2
+    exit 1
+  fi
+  echo "build: $arch binary answers as zfs_allow${runner:+ (under ${runner[*]})}" >&2
 done

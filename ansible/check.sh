@@ -15,6 +15,7 @@ tmp=$(mktemp -d /tmp/zferry-collection.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 coll="$tmp/ansible_collections/zferry/zfs"
 mkdir -p "$coll"
+# shellcheck disable=SC2016 # $1/$2 are for the inner sh, not this one
 (cd "$here" && git ls-files -z --cached --others --exclude-standard -- . |
   xargs -0 -I{} sh -c 'test -e "$1" && cp --parents -P "$1" "$2"' _ {} "$coll")
 # ansible-test lists a collection's files with git when it is in a repository.

@@ -3,14 +3,17 @@
 
 use super::args::Opt;
 
-/// `name -> (type, choices)` of the top-level `options:` in a DOCUMENTATION block.
-fn documented(text: &str) -> Vec<(String, String, Vec<String>)> {
+/// One documented option: name, type, choices, required.
+type Doc = (String, String, Vec<String>, bool);
+
+/// The top-level `options:` of a DOCUMENTATION block.
+fn documented(text: &str) -> Vec<Doc> {
     let start = text
         .find("DOCUMENTATION = r\"\"\"")
         .expect("DOCUMENTATION block");
     let body = &text[start..];
     let body = &body[..body[20..].find("\"\"\"").expect("end of block") + 20];
-    let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
+    let mut out: Vec<Doc> = Vec::new();
     let mut in_options = false;
     for line in body.lines() {
         if !line.starts_with(' ') && !line.is_empty() {
@@ -22,13 +25,16 @@ fn documented(text: &str) -> Vec<(String, String, Vec<String>)> {
         }
         if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
             if !name.starts_with(' ') {
-                out.push((name.to_string(), String::new(), Vec::new()));
+                out.push((name.to_string(), String::new(), Vec::new(), false));
                 continue;
             }
         }
         let last = out.last_mut().expect("an option before its fields");
         if let Some(t) = line.strip_prefix("    type: ") {
             last.1 = t.trim().to_string();
+        }
+        if line == "    required: true" {
+            last.3 = true;
         }
         if let Some(c) = line.strip_prefix("    choices: ") {
             last.2 = c
@@ -44,13 +50,14 @@ fn documented(text: &str) -> Vec<(String, String, Vec<String>)> {
 fn check(spec: &[Opt], text: &str, what: &str) {
     let mut docs = documented(text);
     docs.sort();
-    let mut want: Vec<(String, String, Vec<String>)> = spec
+    let mut want: Vec<Doc> = spec
         .iter()
         .map(|o| {
             (
                 o.name.to_string(),
                 o.ty.doc_name().to_string(),
                 o.choices.iter().map(|c| c.to_string()).collect(),
+                o.required,
             )
         })
         .collect();
