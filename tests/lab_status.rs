@@ -286,6 +286,37 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
     lab.ok_as("server", USER, &format!("kill {pid}"));
     env.healthy("after the wedged run is gone");
 
+    // Progress: a bar with bytes, rate and ETA on a terminal (script(1) gives one),
+    // a plain line without.
+    lab.write_and_snap("client", &format!("{c}/data"), "p1", 8);
+    let tty = lab.ok_as(
+        "server",
+        USER,
+        &format!("script -qec 'zferry run --config {HOME}/ns1.toml' /dev/null"),
+    );
+    assert!(
+        tty.contains("ETA") && tty.contains("MiB"),
+        "no progress bar on a TTY: {tty}"
+    );
+    env.http.take();
+    lab.write_and_snap("client", &format!("{c}/data"), "p2", 2);
+    let plain = env.zferry("run");
+    assert_eq!(plain.code, Some(0), "{}", plain.stderr);
+    env.http.take();
+    assert!(
+        plain
+            .stderr
+            .contains(&format!("{s}/backup/client/{c}/data: streaming, about ")),
+        "{}",
+        plain.stderr
+    );
+    assert!(
+        !plain.stderr.contains("ETA"),
+        "no bar without a terminal: {}",
+        plain.stderr
+    );
+    env.healthy("after the progress runs");
+
     // 5. Source dataset gone (a second dataset in the job, then destroyed).
     env.config(port, &["data", "gone"]);
     let both = env.zferry("run");
@@ -315,4 +346,28 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
         m["datasets"][format!("{c}/gone")]["last_success"].is_u64(),
         "last success survives the failure: {m}"
     );
+
+    // Stale: a snapshot the copy lacks, older than the threshold.
+    lab.write_and_snap("client", &format!("{c}/data"), "late", 1);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let o = env.zferry("status --json --stale-after 1");
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    let d = v[0]["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["source"] == format!("{c}/data"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            d["state"].as_str(),
+            d["source_newest"].as_str(),
+            d["target_newest"].as_str()
+        ),
+        (Some("stale"), Some("late"), Some("p2")),
+        "{v}"
+    );
+    assert!(d["lag"].as_u64().unwrap() >= 3, "{d}");
 }

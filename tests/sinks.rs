@@ -283,3 +283,45 @@ fn an_unreachable_broker_is_an_error_not_a_hang() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("/x/fail"), "{e:#}");
 }
+
+#[test]
+fn pull_and_push_save_their_reports_too() {
+    let dir = tempdir("pullreport");
+    let closed = free_port().to_string();
+    let state = dir.join("state");
+    for (cmd, extra, job) in [
+        ("pull", vec![], "pull-127.0.0.1"),
+        ("push", vec!["--strip-prefix", "tank"], "push-127.0.0.1"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_zferry"))
+            .args([
+                cmd,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &closed,
+                "--user",
+                "nobody",
+            ])
+            .args(["--datasets", "tank/a", "--destination", "b"])
+            .args(extra)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r = json(&std::fs::read_to_string(state.join(format!("{job}.json"))).unwrap());
+        assert_eq!(r["job"], job);
+        assert!(
+            r["error"].as_str().unwrap().contains("cannot connect"),
+            "{r}"
+        );
+    }
+    // Each job got its own lock file, released after the run.
+    assert!(state.join("pull-127.0.0.1.lock").exists());
+}

@@ -46,6 +46,13 @@ impl Progress {
             b.set_message(label.to_string());
             b
         });
+        if bar.is_none() && wanted() {
+            // One line per stream in the journal, then one every LINE_EVERY.
+            log::info(&match total {
+                Some(t) => format!("{label}: streaming, about {:.1} MiB", t as f64 / 1048576.0),
+                None => format!("{label}: streaming"),
+            });
+        }
         let now = Instant::now();
         Progress {
             label: label.to_string(),
