@@ -118,13 +118,14 @@ fn held_base_survives_pruning_and_holds_stay_one_per_job() {
     );
 }
 
-/// A client-side script that waits for this test's `zfs send` to run for a second,
+/// A client-side script that waits for this test's `zfs send` to run for 7 s (past a
+/// txg sync, so the receiver has saved progress to resume from),
 /// then runs `kill` (which sees the pattern as `$pat`) and fails if nothing was killed.
 fn send_killer(c: &str, kill: &str) -> String {
     format!(
         "pat='^zfs send.* {c}/'
          for i in $(seq 150); do pgrep -f \"$pat\" >/dev/null && break; sleep 0.2; done
-         sleep 1
+         sleep 7
          {kill}"
     )
 }
@@ -176,7 +177,7 @@ fn interrupted_transfers_resume_to_identical_copies() {
         let src = format!("{c}/{ds}");
         let dst = format!("{s}/backup/client/{c}/{ds}");
         lab.ok("client", &format!("zfs create {src}"));
-        lab.write_and_snap("client", &src, "s1", 40);
+        lab.write_and_snap("client", &src, "s1", 64);
         let out = interrupted_pull(lab, c, s, ds, kill);
         assert!(
             out.contains("\"failed\""),
@@ -189,7 +190,7 @@ fn interrupted_transfers_resume_to_identical_copies() {
         assert_eq!(r.code, Some(0), "{ds}: {r:?}");
         assert_eq!(r.action(&src), "resume", "{r:?}");
         assert!(
-            r.dataset(&src)["bytes"].as_u64().unwrap() < 40 << 20,
+            r.dataset(&src)["bytes"].as_u64().unwrap() < 62 << 20,
             "resumed, not restarted: {r:?}"
         );
         assert_eq!(lab.guids("server", &dst), lab.guids("client", &src));
@@ -198,7 +199,7 @@ fn interrupted_transfers_resume_to_identical_copies() {
 
     // An interrupted incremental resumes too, then the rest follows in the same run.
     let src = format!("{c}/full");
-    lab.write_and_snap("client", &src, "s2", 40);
+    lab.write_and_snap("client", &src, "s2", 64);
     lab.write_and_snap("client", &src, "s3", 1);
     interrupted_pull(lab, c, s, "full", &kill_send);
     let r = pull(lab, c, s, "full", "");
@@ -219,7 +220,7 @@ fn stale_resume_token_is_discarded() {
     lab.ok("client", &format!("zfs create {src}"));
     lab.write_and_snap("client", &src, "s1", 2);
     assert_eq!(pull(lab, c, s, "data", "").code, Some(0));
-    lab.write_and_snap("client", &src, "s2", 40);
+    lab.write_and_snap("client", &src, "s2", 64);
     interrupted_pull(lab, c, s, "data", &send_killer(c, "pkill -f \"$pat\""));
     assert_ne!(lab.prop("server", &dst, "receive_resume_token"), "-");
     // The snapshot being received disappears from the source.

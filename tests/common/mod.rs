@@ -136,7 +136,7 @@ impl Lab {
             &format!(
                 "zpool destroy -f {name} 2>/dev/null || true
                  rm -f /var/tmp/{name}.img
-                 truncate -s 300M /var/tmp/{name}.img
+                 truncate -s 1G /var/tmp/{name}.img
                  zpool create -O mountpoint=/{name} {name} /var/tmp/{name}.img"
             ),
         );
