@@ -15,9 +15,10 @@ tmp=$(mktemp -d /tmp/zferry-collection.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 coll="$tmp/ansible_collections/zferry/zfs"
 mkdir -p "$coll"
+# Files deleted in the working tree but still tracked are skipped.
 # shellcheck disable=SC2016 # $1/$2 are for the inner sh, not this one
 (cd "$here" && git ls-files -z --cached --others --exclude-standard -- . |
-  xargs -0 -I{} sh -c 'test -e "$1" && cp --parents -P "$1" "$2"' _ {} "$coll")
+  xargs -0 -I{} sh -c '[ ! -e "$1" ] || cp --parents -P "$1" "$2"' _ {} "$coll")
 # ansible-test lists a collection's files with git when it is in a repository.
 git -C "$coll" init -q && git -C "$coll" add -A
 
@@ -35,7 +36,8 @@ for m in zfs_allow zfs_pull zfs_push; do
 done
 
 echo "check: ansible-lint" >&2
-(cd "$coll" && ansible-lint --offline .) || fail=1
+# No path argument: ansible-lint then finds every playbook, role and meta file itself.
+(cd "$coll" && ansible-lint --offline --nocolor) || fail=1
 
 # ansible-test bootstraps pip in its test venvs with a script from ci-files.testing.ansible.com,
 # which is unreachable here; seed its cache with an ensurepip + PyPI stand-in.
