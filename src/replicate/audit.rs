@@ -4,10 +4,10 @@
 //! Only tags this tool places count: the configured jobs' tags, and any `zferry:*`
 //! tag. Anyone else's hold is never listed or released.
 
-use super::holds::parse_holds;
+use super::holds::read_holds;
 use super::{list, Sides};
 use crate::host::Host;
-use crate::job::{Job, Kind};
+use crate::job::Job;
 use crate::zfs::cmd;
 use crate::zfs::name::{Dataset, Snapshot};
 use anyhow::Result;
@@ -45,16 +45,7 @@ pub async fn audit(jobs: &[(String, Job)], release_stale: bool) -> Result<Vec<Ho
     let mut entries = Vec::new();
     for (_, job) in jobs {
         let remote = Host::connect(&job.ssh).await?;
-        let sides = match job.kind {
-            Kind::Pull => Sides {
-                source: remote.clone(),
-                target: Host::Local,
-            },
-            Kind::Push => Sides {
-                source: Host::Local,
-                target: remote.clone(),
-            },
-        };
+        let sides = Sides::for_job(job.kind, &remote);
         let target_roots = std::slice::from_ref(&job.destination);
         for (host, roots) in [
             (&sides.source, &job.datasets[..]),
@@ -90,24 +81,10 @@ pub async fn audit(jobs: &[(String, Job)], release_stale: bool) -> Result<Vec<Ho
     Ok(entries)
 }
 
-/// Every (snapshot, tag) hold under `roots` on `host`: one listing, one `zfs holds`.
+/// Every (snapshot, tag) hold under `roots` on `host`.
 async fn holds_on(host: &Host, roots: &[Dataset]) -> Result<Vec<(Snapshot, String)>> {
     let (listing, _) = list(host, roots).await?;
-    let held: Vec<Snapshot> = listing
-        .datasets
-        .values()
-        .flat_map(|d| {
-            d.snapshots
-                .iter()
-                .filter(|p| p.userrefs > 0)
-                .map(|p| d.point_name(p))
-        })
-        .collect();
-    if held.is_empty() {
-        return Ok(Vec::new());
-    }
-    let out = host.run_ok(&cmd::holds(&held)).await?;
-    Ok(parse_holds(&out.stdout))
+    read_holds(host, &listing).await
 }
 
 #[cfg(test)]

@@ -27,36 +27,41 @@ pub fn parse_holds(out: &str) -> Vec<(Snapshot, String)> {
         .collect()
 }
 
+/// Every (snapshot, tag) hold on the snapshots of `listing`: the listing's `userrefs`
+/// says which snapshots have any, so this is one `zfs holds` call (none if no holds).
+pub async fn read_holds(host: &Host, listing: &Listing) -> Result<Vec<(Snapshot, String)>> {
+    let held: Vec<Snapshot> = listing
+        .datasets
+        .values()
+        .flat_map(|d| {
+            d.snapshots
+                .iter()
+                .filter(|p| p.userrefs > 0)
+                .map(|p| d.point_name(p))
+        })
+        .collect();
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = host.run_ok(&cmd::holds(&held)).await?;
+    Ok(parse_holds(&out.stdout))
+}
+
 impl HoldBook {
-    /// Reads the holds on every snapshot of `listing` that has any.
+    /// Reads this tag's holds on the snapshots of `listing`.
     pub async fn load(host: &Host, listing: &Listing, tag: &str) -> HoldBook {
         let mut book = HoldBook {
             tag: tag.to_string(),
             held: BTreeMap::new(),
             load_error: None,
         };
-        let snaps: Vec<Snapshot> = listing
-            .datasets
-            .values()
-            .flat_map(|d| {
-                d.snapshots
-                    .iter()
-                    .filter(|p| p.userrefs > 0)
-                    .map(|p| d.point_name(p))
-            })
-            .collect();
-        if snaps.is_empty() {
-            return book;
-        }
-        match host.run_ok(&cmd::holds(&snaps)).await {
-            Ok(out) => {
-                for (snap, t) in parse_holds(&out.stdout) {
-                    if t == book.tag {
-                        book.held
-                            .entry(snap.dataset().clone())
-                            .or_default()
-                            .push(snap.short().to_string());
-                    }
+        match read_holds(host, listing).await {
+            Ok(all) => {
+                for (snap, _) in all.into_iter().filter(|(_, t)| *t == book.tag) {
+                    book.held
+                        .entry(snap.dataset().clone())
+                        .or_default()
+                        .push(snap.short().to_string());
                 }
             }
             Err(e) => book.load_error = Some(format!("{e:#}")),

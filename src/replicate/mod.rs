@@ -36,6 +36,22 @@ struct Sides {
     target: Host,
 }
 
+impl Sides {
+    /// Pull: the remote host is the source; push: it is the target.
+    fn for_job(kind: Kind, remote: &Host) -> Sides {
+        match kind {
+            Kind::Pull => Sides {
+                source: remote.clone(),
+                target: Host::Local,
+            },
+            Kind::Push => Sides {
+                source: Host::Local,
+                target: remote.clone(),
+            },
+        }
+    }
+}
+
 /// Runs one job and reports; never panics on a remote failure, never returns early
 /// without saying why.
 pub async fn run_job(name: &str, job: &Job, opts: RunOptions) -> RunReport {
@@ -50,16 +66,7 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions) -> RunReport {
     match Host::connect(&job.ssh).await {
         Err(e) => report.error = Some(format!("{e:#}")),
         Ok(remote) => {
-            let sides = match job.kind {
-                Kind::Pull => Sides {
-                    source: remote.clone(),
-                    target: Host::Local,
-                },
-                Kind::Push => Sides {
-                    source: Host::Local,
-                    target: remote.clone(),
-                },
-            };
+            let sides = Sides::for_job(job.kind, &remote);
             match run_datasets(name, job, &sides, opts).await {
                 Ok(ds) => report.datasets = ds,
                 Err(e) => report.error = Some(format!("{e:#}")),
