@@ -325,3 +325,25 @@ fn pull_and_push_save_their_reports_too() {
     // Each job got its own lock file, released after the run.
     assert!(state.join("pull-127.0.0.1.lock").exists());
 }
+
+#[test]
+fn status_usage_errors_exit_2() {
+    let s = setup("usage");
+    let missing = s.dir.join("nope.toml");
+    assert_eq!(zferry(&["status"], &missing).status.code(), Some(2));
+    let o = zferry(&["status", "no-such-job"], &s.config);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no job 'no-such-job'"));
+    std::fs::write(&missing, "[notify.mqtt]\nport = 1\n").unwrap();
+    let o = zferry(&["status"], &missing);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a sink table without its host is a config error"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("host"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
