@@ -72,7 +72,7 @@ impl Job {
                     bail!("job '{job_name}': push always sends raw (zfs send -w) so the key never leaves; remove raw = \"never\"");
                 }
                 let Some(strip) = &self.strip_prefix else {
-                    bail!("job '{job_name}': push needs strip_prefix (e.g. the local backup root) to map local names under the destination");
+                    bail!("job '{job_name}': push needs strip_prefix to map local names under the destination (in a config it defaults to the pull jobs' shared destination, the local backup root)");
                 };
                 for d in &self.datasets {
                     if !d.is_within(strip) {
@@ -150,11 +150,33 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text)?;
+        let mut cfg: Config = toml::from_str(text)?;
+        cfg.default_strip_prefix();
         for (name, job) in &cfg.jobs {
             job.validate(name)?;
         }
         Ok(cfg)
+    }
+
+    /// A push job without `strip_prefix` strips the local backup root: the one
+    /// destination all pull jobs share. With none or several, it stays unset and
+    /// validation asks for it.
+    fn default_strip_prefix(&mut self) {
+        let roots: std::collections::BTreeSet<Dataset> = self
+            .jobs
+            .values()
+            .filter(|j| j.kind == Kind::Pull)
+            .map(|j| j.destination.clone())
+            .collect();
+        if roots.len() != 1 {
+            return;
+        }
+        let root = roots.into_iter().next().expect("one root");
+        for job in self.jobs.values_mut() {
+            if job.kind == Kind::Push && job.strip_prefix.is_none() {
+                job.strip_prefix = Some(root.clone());
+            }
+        }
     }
 }
 
@@ -191,6 +213,29 @@ mod tests {
         let push = &cfg.jobs["offsite"];
         assert_eq!(push.raw_mode(), RawMode::Always);
         assert_eq!(push.on_divergence, OnDivergence::RollbackToCommon);
+    }
+
+    #[test]
+    fn push_strips_the_pull_jobs_backup_root_by_default() {
+        let cfg = Config::parse(
+            r#"
+            [jobs.a]
+            kind = "pull"
+            host = "client"
+            datasets = ["tank/data"]
+            destination = "slowpool/encryptedbackups"
+            [jobs.b]
+            kind = "push"
+            host = "offsite"
+            datasets = ["slowpool/encryptedbackups/client"]
+            destination = "tank/backups"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.jobs["b"].strip_prefix.as_ref().unwrap().as_str(),
+            "slowpool/encryptedbackups"
+        );
     }
 
     #[test]
