@@ -16,8 +16,14 @@ fn refused(args: &[&str], env: &[(&str, &str)], needle: &str) {
     let o = zferry(args, env);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: expected {needle:?} in: {err}");
-    assert!(!err.contains("connect"), "{args:?} must not reach out: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in: {err}"
+    );
+    assert!(
+        !err.contains("connect"),
+        "{args:?} must not reach out: {err}"
+    );
     assert!(o.stdout.is_empty(), "{args:?}: nothing on stdout");
 }
 
@@ -49,17 +55,43 @@ mod tempfile_path {
 #[test]
 fn invalid_dataset_names_are_refused() {
     refused(
-        &["pull", "--host", "h", "--datasets", "tank/x;rm -rf /", "--destination", "b"],
+        &[
+            "pull",
+            "--host",
+            "h",
+            "--datasets",
+            "tank/x;rm -rf /",
+            "--destination",
+            "b",
+        ],
         &[],
         "invalid ZFS name 'tank/x;rm -rf /'",
     );
     refused(
-        &["push", "--host", "h", "--datasets", "tank/a", "--destination", "b"],
+        &[
+            "push",
+            "--host",
+            "h",
+            "--datasets",
+            "tank/a",
+            "--destination",
+            "b",
+        ],
         &[],
         "--strip-prefix",
     );
     refused(
-        &["push", "--host", "h", "--datasets", "x/a", "--destination", "b", "--strip-prefix", "tank"],
+        &[
+            "push",
+            "--host",
+            "h",
+            "--datasets",
+            "x/a",
+            "--destination",
+            "b",
+            "--strip-prefix",
+            "tank",
+        ],
         &[],
         "not under strip_prefix tank",
     );
@@ -67,19 +99,50 @@ fn invalid_dataset_names_are_refused() {
 
 #[test]
 fn config_errors_name_the_file_and_the_problem() {
-    refused(&["run", "--config", "/nonexistent/zferry.toml"], &[], "cannot read config /nonexistent/zferry.toml");
-    let bad = config("[jobs.a]\nkind = 'pull'\nhost = 'h'\ndatasets = ['t/a']\ndestination = 'b'\nretries = 3\n");
-    refused(&["run", "--config", bad.0.to_str().unwrap()], &[], "unknown field `retries`");
-    let good = config("[jobs.a]\nkind = 'pull'\nhost = 'h'\ndatasets = ['t/a']\ndestination = 'b'\n");
-    refused(&["run", "--config", good.0.to_str().unwrap(), "nosuchjob"], &[], "no job 'nosuchjob'");
-    refused(&["plan", "--config", good.0.to_str().unwrap(), "nosuchjob"], &[], "it has: a");
+    refused(
+        &["run", "--config", "/nonexistent/zferry.toml"],
+        &[],
+        "cannot read config /nonexistent/zferry.toml",
+    );
+    let bad = config(
+        "[jobs.a]\nkind = 'pull'\nhost = 'h'\ndatasets = ['t/a']\ndestination = 'b'\nretries = 3\n",
+    );
+    refused(
+        &["run", "--config", bad.0.to_str().unwrap()],
+        &[],
+        "unknown field `retries`",
+    );
+    let good =
+        config("[jobs.a]\nkind = 'pull'\nhost = 'h'\ndatasets = ['t/a']\ndestination = 'b'\n");
+    refused(
+        &["run", "--config", good.0.to_str().unwrap(), "nosuchjob"],
+        &[],
+        "no job 'nosuchjob'",
+    );
+    refused(
+        &["plan", "--config", good.0.to_str().unwrap(), "nosuchjob"],
+        &[],
+        "it has: a",
+    );
 }
 
 #[test]
 fn serve_refuses_outside_a_forced_command_and_anything_unexpected() {
     let args = ["serve", "--mode", "send", "--root", "tank/data"];
     refused(&args, &[], "forced command");
-    refused(&args, &[("SSH_ORIGINAL_COMMAND", "zfs destroy -r tank/data")], "rejected");
-    refused(&args, &[("SSH_ORIGINAL_COMMAND", "zfs send -w tank/data@a\nid")], "rejected: control character");
-    refused(&args, &[("SSH_ORIGINAL_COMMAND", "zfs send -w tank/other@a")], "outside the allowed roots");
+    refused(
+        &args,
+        &[("SSH_ORIGINAL_COMMAND", "zfs destroy -r tank/data")],
+        "rejected",
+    );
+    refused(
+        &args,
+        &[("SSH_ORIGINAL_COMMAND", "zfs send -w tank/data@a\nid")],
+        "rejected: control character",
+    );
+    refused(
+        &args,
+        &[("SSH_ORIGINAL_COMMAND", "zfs send -w tank/other@a")],
+        "outside the allowed roots",
+    );
 }

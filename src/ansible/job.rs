@@ -120,8 +120,6 @@ pub fn run(module: Module, text: &str) -> Outcome {
         &job,
         RunOptions {
             dry_run: a.check_mode,
-            // Whatever else a run can be told keeps the CLI's defaults.
-            ..RunOptions::default()
         },
     ));
     outcome_from(&report, a.check_mode)
