@@ -1,5 +1,5 @@
 # The two commands the README names: `make demo` and `make test`.
-.PHONY: bench setup build demo test lint unit sinks lab-down ansible-build ansible-check
+.PHONY: bench setup build demo test lint unit sinks lab-down ansible-build ansible-check molecule
 
 setup:
 	tests/lab/setup-host.sh
@@ -22,6 +22,7 @@ sinks: setup
 # tests on real OpenZFS (tests/lab_ansible.rs runs playbooks with this build's binary).
 test: setup lint ansible-check
 	cargo test --locked
+	$(MAKE) molecule
 
 # The main job end to end in the lab: client -> server (pull) -> offsite (raw push).
 demo: setup build
@@ -41,3 +42,10 @@ ansible-build:
 # zferry.zfs: ansible-doc renders every module, ansible-lint, ansible-test sanity.
 ansible-check:
 	ansible/check.sh
+
+# The roles backup_server, backup_client, offsite on the three lab VMs (molecule/default):
+# create, prepare, converge, idempotence, verify, destroy. Destroy stops the shared lab VMs,
+# so `make test` runs this last. While developing: molecule converge / verify (never destroy).
+molecule: setup
+	ansible/build.sh x86_64
+	PATH="$$(ansible/setup-venv.sh)/bin:$$PATH" molecule test
