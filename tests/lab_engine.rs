@@ -272,3 +272,68 @@ fn parents_under_an_encrypted_root_are_encrypted() {
     );
     assert!(lab.sh("server", &format!("zfs list {s}/nope")).code != Some(0));
 }
+
+#[test]
+fn bookmark_serves_as_base_after_the_snapshot_is_pruned() {
+    let lab = lab();
+    let (c, s) = ("e6c", "e6s");
+    setup_pull(lab, c, s);
+    let args = pull_args(lab, c, s, &format!("{c}/plain"));
+    assert_eq!(zferry(lab, "server", &args).code, Some(0));
+    // Retention keeps a bookmark of the base but destroys the snapshot (root can).
+    let src = format!("{c}/plain");
+    lab.ok(
+        "client",
+        &format!("zfs bookmark {src}@s2 {src}#s2; zfs release zferry:t-{c} {src}@s2; zfs destroy {src}@s2"),
+    );
+    lab.write_and_snap("client", &src, "s3", 1);
+    lab.write_and_snap("client", &src, "s4", 1);
+    let r = zferry(lab, "server", &format!("-v {args}"));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.action(&src), "incremental");
+    assert!(
+        r.stderr.contains(&format!("zfs send -i '{src}#s2' {src}@s3")),
+        "{}",
+        r.stderr
+    );
+    let dst = format!("{s}/backup/client/{src}");
+    let names: Vec<String> = lab
+        .guids("server", &dst)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["s1", "s2", "s3", "s4"]);
+    let src_guids = lab.guids("client", &src);
+    assert_eq!(lab.guids("server", &dst)[2..], src_guids[1..]);
+}
+
+#[test]
+fn a_hold_that_cannot_be_placed_is_a_warning_not_a_failure() {
+    let lab = lab();
+    let (c, s) = ("e7c", "e7s");
+    setup_pull(lab, c, s);
+    // A target root without hold/release delegated.
+    lab.ok(
+        "server",
+        &format!(
+            "zfs create {s}/nohold; zfs allow -u {USER} create,mount,canmount,receive {s}/nohold"
+        ),
+    );
+    let r = zferry(
+        lab,
+        "server",
+        &format!(
+            "pull {} --name client --datasets {c}/plain --destination {s}/nohold --job-name nh-{c}",
+            remote(lab, "client")
+        ),
+    );
+    assert_eq!(r.code, Some(0), "data arrived, so the run succeeds: {r:?}");
+    let d = r.dataset(&format!("{c}/plain"));
+    assert_eq!(d["action"], "full");
+    let w = d["warnings"].to_string();
+    assert!(w.contains("hold") && w.contains("permission denied"), "{w}");
+    assert_eq!(
+        lab.guids("server", &format!("{s}/nohold/client/{c}/plain")),
+        lab.guids("client", &format!("{c}/plain"))
+    );
+}
