@@ -408,6 +408,26 @@ fn zfs_allow_ad_hoc_and_malformed_args_fail_as_clean_json() {
         "failed tasks changed nothing"
     );
 
+    // The action plugin picks the binary by architecture, and says what is missing.
+    for (arch, needle) in [
+        ("armv7l", "has no binary for architecture 'armv7l'"),
+        (
+            "aarch64",
+            "the zfs_allow binary for aarch64 is not in the collection",
+        ),
+    ] {
+        let r = a.adhoc(
+            "server",
+            "zferry.zfs.zfs_allow",
+            &format!("name=an2/data users={USER} permissions=destroy"),
+            &["-e", &format!("ansible_architecture={arch}")],
+        );
+        assert_ne!(r.code, Some(0), "{r:#?}");
+        let msg = r.result["msg"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "{r:#?}");
+    }
+    assert_eq!(zfs_allow(lab, "server", "an2/data"), before);
+
     // state=absent recursive=yes: every descendent that grants the user, each predicted.
     lab.ok(
         "server",
