@@ -34,7 +34,7 @@ fn listing(prefix: &str, n: usize, m: usize, lag: usize) -> String {
         let ds = format!("{prefix}/host{}/data{d}", d % 20);
         writeln!(
             s,
-            "{ds}\tfilesystem\t{}\t{txg}\taes-256-gcm\tavailable\t0\t-\t-",
+            "{ds}\tfilesystem\t{}\t{txg}\taes-256-gcm\tavailable\t0\t-\t-\t-",
             10 + d
         )
         .unwrap();
@@ -42,7 +42,7 @@ fn listing(prefix: &str, n: usize, m: usize, lag: usize) -> String {
             txg += 1;
             writeln!(
                 s,
-                "{ds}@auto-{k:05}\tsnapshot\t{}\t{txg}\t-\t-\t-\t-\t0",
+                "{ds}@auto-{k:05}\tsnapshot\t{}\t{txg}\t-\t-\t-\t-\t0\t{txg}",
                 (d * 100_000 + k) as u64 + 1_000_000
             )
             .unwrap();

@@ -65,6 +65,9 @@ enum Cmd {
     /// List this tool's holds on every host the jobs touch; release the stale ones
     /// (tags of removed jobs) with --release-stale. Never touches anyone else's holds.
     Holds(HoldsArgs),
+    /// Parse and validate a config without contacting any host (exit 0 valid, 2 not);
+    /// the roles use it to validate the templated config before installing it.
+    Check(CheckArgs),
     /// Per dataset: last success, newest snapshot on each side, lag, and a state
     /// (ok, stale, missing, failed). Exit 0 all ok, 1 not, 2 usage, 3 wedged lock.
     Status(StatusArgs),
@@ -85,6 +88,31 @@ struct ServeArgs {
     /// discarding stale partial receives).
     #[arg(long)]
     allow_destroy: bool,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// TOML config file.
+    #[arg(long, default_value = "/etc/zferry/zferry.toml")]
+    config: PathBuf,
+}
+
+/// `zferry check`: the config parses and every job validates.
+fn check(a: CheckArgs) -> ExitCode {
+    match Config::load(&a.config) {
+        Ok(cfg) => {
+            log::info(&format!(
+                "{}: ok, jobs: {}",
+                a.config.display(),
+                cfg.jobs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("zferry: {e:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -347,7 +375,9 @@ fn select(cmd: Cmd) -> Result<Selection> {
         }
         Cmd::Run(a) => from_config(a, false)?,
         Cmd::Plan(a) => from_config(a, true)?,
-        Cmd::Status(_) | Cmd::Serve(_) | Cmd::Holds(_) => unreachable!("handled before select"),
+        Cmd::Status(_) | Cmd::Serve(_) | Cmd::Holds(_) | Cmd::Check(_) => {
+            unreachable!("handled before select")
+        }
     })
 }
 
@@ -443,6 +473,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
     match cli.cmd {
         Cmd::Serve(a) => return serve(a),
         Cmd::Holds(a) => return holds(a),
+        Cmd::Check(a) => return check(a),
         _ => {}
     }
     if let Cmd::Status(a) = cli.cmd {

@@ -12,6 +12,7 @@ fn snap(name: &str, guid: u64, txg: u64) -> Point {
         createtxg: txg,
         bookmark: false,
         userrefs: 0,
+        creation: 0,
     }
 }
 
@@ -316,15 +317,15 @@ fn mapping_pull_and_push() {
 #[test]
 fn job_creates_each_parent_once_and_not_for_received_parents() {
     let src = crate::zfs::list::parse_listing(
-        "t/a\tfilesystem\t1\t1\toff\t-\t0\t-\t-\n\
-         t/a@1\tsnapshot\t11\t2\t-\t-\t-\t-\t0\n\
-         t/a/b\tfilesystem\t2\t3\toff\t-\t0\t-\t-\n\
-         t/a/b@1\tsnapshot\t21\t4\t-\t-\t-\t-\t0\n\
-         t/c\tfilesystem\t3\t5\toff\t-\t0\t-\t-\n\
-         t/c@1\tsnapshot\t31\t6\t-\t-\t-\t-\t0\n",
+        "t/a\tfilesystem\t1\t1\toff\t-\t0\t-\t-\t-\n\
+         t/a@1\tsnapshot\t11\t2\t-\t-\t-\t-\t0\t-\n\
+         t/a/b\tfilesystem\t2\t3\toff\t-\t0\t-\t-\t-\n\
+         t/a/b@1\tsnapshot\t21\t4\t-\t-\t-\t-\t0\t-\n\
+         t/c\tfilesystem\t3\t5\toff\t-\t0\t-\t-\t-\n\
+         t/c@1\tsnapshot\t31\t6\t-\t-\t-\t-\t0\t-\n",
     )
     .unwrap();
-    let tgt = crate::zfs::list::parse_listing("b\tfilesystem\t9\t1\toff\t-\t0\t-\t-\n").unwrap();
+    let tgt = crate::zfs::list::parse_listing("b\tfilesystem\t9\t1\toff\t-\t0\t-\t-\t-\n").unwrap();
     let root = ds("b");
     let m = expand(&src, &[ds("t/a"), ds("t/c")], |s| {
         pull_target(&root, "h", s)
@@ -345,7 +346,7 @@ fn job_creates_each_parent_once_and_not_for_received_parents() {
 #[test]
 fn missing_source_fails_alone() {
     let src = crate::zfs::list::parse_listing(
-        "t/a\tfilesystem\t1\t1\toff\t-\t0\t-\t-\nt/a@1\tsnapshot\t11\t2\t-\t-\t-\t-\t0\n",
+        "t/a\tfilesystem\t1\t1\toff\t-\t0\t-\t-\t-\nt/a@1\tsnapshot\t11\t2\t-\t-\t-\t-\t0\t-\n",
     )
     .unwrap();
     let root = ds("b");

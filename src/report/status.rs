@@ -8,9 +8,9 @@ use super::RunReport;
 use crate::host::Host;
 use crate::job::{Job, Kind};
 use crate::plan;
-use crate::zfs::list::missing_from_stderr;
-use crate::zfs::name::{Dataset, Snapshot};
-use anyhow::{anyhow, bail, Context, Result};
+use crate::zfs::list::{list_argv, missing_from_stderr, parse_listing, Listing};
+use crate::zfs::name::Dataset;
+use anyhow::{anyhow, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -170,58 +170,27 @@ pub struct Live {
     pub pairs: Vec<(String, String)>,
 }
 
-/// argv of the one listing per side: names, GUIDs and creation times.
-///
-/// `crate::zfs::list` has no `creation` column (replication never needs it); lag does.
-pub fn list_argv(roots: &[Dataset]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "zfs",
-        "list",
-        "-Hp",
-        "-t",
-        "filesystem,volume,snapshot",
-        "-s",
-        "createtxg",
-        "-o",
-        "name,guid,creation",
-        "-r",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(roots.iter().map(|r| r.to_string()));
-    v
-}
-
-/// Parses [`list_argv`] output.
-pub fn parse_side(out: &str) -> Result<Side> {
-    let mut side = Side::default();
-    for line in out.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [name, guid, creation] = f[..] else {
-            bail!("zfs list line has {} fields, expected 3: {line}", f.len());
-        };
-        let num = |v: &str| {
-            v.parse::<u64>()
-                .with_context(|| format!("bad number '{v}' in zfs list line: {line}"))
-        };
-        if name.contains('@') {
-            let s = Snapshot::new(name)?;
-            side.datasets
-                .entry(s.dataset().to_string())
-                .or_default()
-                .push(Snap {
-                    name: s.short().to_string(),
-                    guid: num(guid)?,
-                    creation: num(creation)?,
-                });
-        } else {
-            side.datasets
-                .entry(Dataset::new(name)?.to_string())
-                .or_default();
-        }
+/// A side's snapshots (oldest first) from the same `zfs list -Hp` a run makes, so
+/// status works through the SSH guard and costs one listing per side.
+pub fn side_from(listing: &Listing) -> Side {
+    Side {
+        datasets: listing
+            .datasets
+            .values()
+            .map(|d| {
+                let snaps = d
+                    .snapshots
+                    .iter()
+                    .map(|p| Snap {
+                        name: p.name.clone(),
+                        guid: p.guid,
+                        creation: p.creation,
+                    })
+                    .collect();
+                (d.name.to_string(), snaps)
+            })
+            .collect(),
     }
-    Ok(side)
 }
 
 async fn list_side(host: &Host, roots: &[Dataset]) -> Result<Side> {
@@ -231,7 +200,7 @@ async fn list_side(host: &Host, roots: &[Dataset]) -> Result<Side> {
         // else is an error.
         missing_from_stderr(&out.stderr).map_err(|e| anyhow!("on {}: {e}", host.label()))?;
     }
-    parse_side(&out.stdout)
+    Ok(side_from(&parse_listing(&out.stdout)?))
 }
 
 /// The job's target for `source`.
@@ -518,10 +487,17 @@ mod tests {
     }
 
     #[test]
-    fn parses_the_live_listing() {
-        let side =
-            parse_side("t/a\t11\t100\nt/a@s1\t21\t101\nt/a@s2\t22\t102\nt/e\t12\t103\n").unwrap();
-        assert_eq!(side.datasets["t/a"].len(), 2);
+    fn live_listing_is_the_runs_listing() {
+        let listing = parse_listing(
+            "t/a\tfilesystem\t11\t1\toff\t-\t0\t-\t-\t100\n\
+             t/a@s1\tsnapshot\t21\t2\t-\t-\t-\t-\t0\t101\n\
+             t/a#s1\tbookmark\t21\t2\t-\t-\t-\t-\t-\t101\n\
+             t/a@s2\tsnapshot\t22\t3\t-\t-\t-\t-\t0\t102\n\
+             t/e\tfilesystem\t12\t4\toff\t-\t0\t-\t-\t103\n",
+        )
+        .unwrap();
+        let side = side_from(&listing);
+        assert_eq!(side.datasets["t/a"].len(), 2, "bookmarks are not copies");
         assert_eq!(
             side.datasets["t/a"][1],
             Snap {
@@ -531,11 +507,6 @@ mod tests {
             }
         );
         assert!(side.datasets["t/e"].is_empty());
-        assert!(parse_side("t/a\t1\n").is_err());
-        assert_eq!(
-            list_argv(&[Dataset::new("t/a").unwrap()]).join(" "),
-            "zfs list -Hp -t filesystem,volume,snapshot -s createtxg -o name,guid,creation -r t/a"
-        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub const LIST_PROPS: &[&str] = &[
     "written",
     "receive_resume_token",
     "userrefs",
+    "creation",
 ];
 
 /// argv for the one listing of `roots` and everything below them.
@@ -52,6 +53,8 @@ pub struct Point {
     pub bookmark: bool,
     /// Number of user holds (0 for bookmarks).
     pub userrefs: u64,
+    /// Creation time, Unix seconds (for lag in `zferry status`).
+    pub creation: u64,
 }
 
 /// A filesystem or volume and its history, oldest first.
@@ -167,6 +170,7 @@ pub fn parse_listing(out: &str) -> Result<Listing> {
                     createtxg: num("createtxg", f[3], line)?,
                     bookmark: snap.is_bookmark(),
                     userrefs: num("userrefs", f[8], line)?,
+                    creation: num("creation", f[9], line)?,
                 };
                 let ds = snap.dataset().clone();
                 let d = listing
@@ -211,12 +215,12 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "\
-tank/data\tfilesystem\t111\t5\taes-256-gcm\tavailable\t0\t-\t-
-tank/data@a\tsnapshot\t201\t6\t-\t-\t-\t-\t0
-tank/data#a\tbookmark\t201\t6\t-\t-\t-\t-\t-
-tank/data/kid\tfilesystem\t112\t7\taes-256-gcm\tavailable\t4096\t1-abc-def\t-
-tank/data@b\tsnapshot\t202\t9\t-\t-\t-\t-\t1
-tank/dataz\tfilesystem\t113\t10\toff\t-\t0\t-\t-
+tank/data\tfilesystem\t111\t5\taes-256-gcm\tavailable\t0\t-\t-\t1700000000
+tank/data@a\tsnapshot\t201\t6\t-\t-\t-\t-\t0\t1700000000
+tank/data#a\tbookmark\t201\t6\t-\t-\t-\t-\t-\t1700000000
+tank/data/kid\tfilesystem\t112\t7\taes-256-gcm\tavailable\t4096\t1-abc-def\t-\t1700000000
+tank/data@b\tsnapshot\t202\t9\t-\t-\t-\t-\t1\t1700000000
+tank/dataz\tfilesystem\t113\t10\toff\t-\t0\t-\t-\t1700000000
 ";
 
     #[test]
@@ -251,8 +255,8 @@ tank/dataz\tfilesystem\t113\t10\toff\t-\t0\t-\t-
     #[test]
     fn rejects_malformed_lines() {
         assert!(parse_listing("tank\tfilesystem\t1\n").is_err());
-        assert!(parse_listing("tank@a\tsnapshot\tx\t1\t-\t-\t-\t-\t0\n").is_err());
-        assert!(parse_listing("tank;x\tfilesystem\t1\t1\toff\t-\t0\t-\t-\n").is_err());
+        assert!(parse_listing("tank@a\tsnapshot\tx\t1\t-\t-\t-\t-\t0\t1\n").is_err());
+        assert!(parse_listing("tank;x\tfilesystem\t1\t1\toff\t-\t0\t-\t-\t-\n").is_err());
     }
 
     #[test]
