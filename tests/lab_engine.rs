@@ -292,7 +292,8 @@ fn bookmark_serves_as_base_after_the_snapshot_is_pruned() {
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(r.action(&src), "incremental");
     assert!(
-        r.stderr.contains(&format!("zfs send -i '{src}#s2' {src}@s3")),
+        r.stderr
+            .contains(&format!("zfs send -i '{src}#s2' {src}@s3")),
         "{}",
         r.stderr
     );
