@@ -85,12 +85,17 @@ impl Output {
     }
 }
 
-/// Describes an exit code for messages.
-pub fn describe_code(code: Option<i32>) -> String {
-    match code {
-        Some(255) => "exit 255 (ssh failed or the connection dropped)".into(),
-        Some(c) => format!("exit {c}"),
-        None => "killed or connection lost".into(),
+impl Host {
+    /// Describes an exit code from this host for messages. 255 means an SSH failure
+    /// only on a remote host: zfs itself exits 255 for some errors.
+    pub fn describe_code(&self, code: Option<i32>) -> String {
+        match (self, code) {
+            (Host::Ssh { .. }, Some(255)) => {
+                "exit 255 (zfs error, or ssh failed / the connection dropped)".into()
+            }
+            (_, Some(c)) => format!("exit {c}"),
+            (_, None) => "killed or connection lost".into(),
+        }
     }
 }
 
@@ -164,7 +169,7 @@ impl Host {
                 "'{}' on {} failed ({}): {}",
                 shell_quote(argv),
                 self.label(),
-                describe_code(out.code),
+                self.describe_code(out.code),
                 out.stderr.trim()
             ));
         }

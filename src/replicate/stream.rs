@@ -1,6 +1,6 @@
 //! One `zfs send | zfs receive` pipeline between two hosts.
 
-use crate::host::{describe_code, shell_quote, Host};
+use crate::host::{shell_quote, Host};
 use anyhow::{bail, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -54,14 +54,14 @@ pub async fn transfer(
         "receive '{}' on {}: {}{}",
         shell_quote(recv),
         dst.label(),
-        describe_code(rcode),
+        dst.describe_code(rcode),
         stderr_suffix(&rerr)
     );
     let send_line = format!(
         "send '{}' on {}: {}{}",
         shell_quote(send),
         src.label(),
-        describe_code(scode),
+        src.describe_code(scode),
         stderr_suffix(&serr)
     );
     let (first, second) = if rcode != Some(0) {
