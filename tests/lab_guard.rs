@@ -70,6 +70,58 @@ fn pull_and_push_through_the_guard_and_nothing_else() {
         lab.guids("client", &format!("{c}/data"))
     );
 
+    // `zferry status` reads the same listing through both guards: everything ok.
+    let cfg = format!("/home/{USER}/{c}.toml");
+    lab.ok_as(
+        "server",
+        USER,
+        &format!(
+            "cat > {cfg} <<EOF
+[jobs.g-{c}]
+kind = \"pull\"
+host = \"10.0.2.2\"
+port = {cport}
+user = \"zfsend\"
+name = \"client\"
+datasets = [\"{c}/data\"]
+destination = \"{s}/backup\"
+
+[jobs.g-{o}]
+kind = \"push\"
+host = \"10.0.2.2\"
+port = {oport}
+user = \"zfrecv\"
+datasets = [\"{s}/backup/client\"]
+destination = \"{o}/off\"
+EOF
+zferry check --config {cfg}"
+        ),
+    );
+    let st = lab.sh_as(
+        "server",
+        USER,
+        &format!("zferry status --config {cfg} --json"),
+    );
+    assert_eq!(st.code, Some(0), "status through the guards: {st:?}");
+    let jobs: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    let states: Vec<String> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|j| {
+            j["datasets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["state"].to_string())
+        })
+        .collect();
+    assert!(
+        !states.is_empty() && states.iter().all(|s| s == "\"ok\""),
+        "{states:?}: {}",
+        st.stdout
+    );
+
     // Refusals, run as the server's zferry user with the same key zferry uses.
     let attempt = |port: u16, user: &str, remote_cmd: &str| {
         lab.sh_as(
