@@ -150,10 +150,7 @@ pub fn run(text: &str) -> Outcome {
         Err(e) => return Outcome::default().fail(Failure::msg(e)),
     };
     let recursive = !want.present && a.bool("recursive") == Some(true);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::host::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             return Outcome::default().fail(Failure::msg(format!("cannot start the runtime: {e}")))

@@ -106,10 +106,7 @@ pub fn run(module: Module, text: &str) -> Outcome {
         Ok(x) => x,
         Err(e) => return Outcome::default().fail(Failure::msg(e)),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::host::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             return Outcome::default().fail(Failure::msg(format!("cannot start the runtime: {e}")))

@@ -138,10 +138,7 @@ fn holds(a: HoldsArgs) -> ExitCode {
         }
     };
     let jobs: Vec<(String, Job)> = cfg.jobs.into_iter().collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = crate::host::runtime().expect("tokio runtime");
     match rt.block_on(crate::replicate::audit::audit(&jobs, a.release_stale)) {
         Err(e) => {
             eprintln!("zferry holds: {e:#}");
@@ -494,10 +491,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = crate::host::runtime().expect("tokio runtime");
     let mut cycle = (!sel.opts.dry_run).then(|| {
         Cycle::new(Settings {
             state_dir: cli

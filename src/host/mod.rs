@@ -17,6 +17,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+/// The single-threaded runtime every front door runs zferry's async I/O on: work is
+/// one dataset at a time and bounded by zfs and ssh, not by this process.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// How to reach a remote host. Anything not set here comes from `~/.ssh/config`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

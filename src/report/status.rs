@@ -389,10 +389,7 @@ pub fn command(c: StatusCmd) -> u8 {
         .stale_after
         .or(cfg.stale_after)
         .unwrap_or(DEFAULT_STALE_AFTER);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = crate::host::runtime().expect("tokio runtime");
     let mut out = Vec::new();
     let mut wedged = false;
     for (name, job) in &cfg.jobs {
