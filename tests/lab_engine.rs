@@ -3,10 +3,7 @@
 
 mod common;
 use common::zferry::{remote, zferry};
-use common::{lab, Lab, USER};
-
-const SRC_PERMS: &str = "send,hold,release";
-const DST_PERMS: &str = "create,mount,canmount,receive,hold,release";
+use common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
 
 /// client pool `c` with encrypted `c/data` (+ child `kid`) and plain `c/plain`;
 /// server pool `s` with an empty `s/backup` destination.

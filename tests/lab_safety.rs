@@ -4,10 +4,7 @@
 
 mod common;
 use common::zferry::{remote, zferry, Run};
-use common::{lab, Lab, USER};
-
-const SRC_PERMS: &str = "send,hold,release";
-const DST_PERMS: &str = "create,mount,canmount,receive,hold,release";
+use common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
 
 fn setup(lab: &Lab, c: &str, s: &str) {
     lab.pool("client", c);

@@ -6,12 +6,10 @@
 
 mod common;
 mod sinkpeers;
-use common::{lab, Lab, USER};
+use common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
 use serde_json::Value;
 use sinkpeers::{free_port, notify_toml, promtool_check, tempdir, Broker, Receiver};
 
-const SRC_PERMS: &str = "send,hold,release";
-const DST_PERMS: &str = "create,mount,canmount,receive,hold,release";
 const HOME: &str = "/home/zferry";
 const JOB: &str = "pull-ns1";
 const NODE: &str = "labserver";

@@ -17,6 +17,12 @@ pub const VMS: [&str; 3] = ["client", "server", "offsite"];
 /// The unprivileged user zferry runs as in every VM (the Debian user `backup` exists already).
 pub const USER: &str = "zferry";
 
+/// Delegations a pulling/pushing source needs (`-I` needs hold; holds move with release).
+pub const SRC_PERMS: &str = "send,hold,release";
+
+/// Delegations a receiving target needs (canmount for placeholder parents).
+pub const DST_PERMS: &str = "create,mount,canmount,receive,hold,release";
+
 /// Output of a command in a VM.
 #[derive(Debug)]
 pub struct Out {
