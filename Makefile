@@ -46,6 +46,11 @@ ansible-check:
 # The roles backup_server, backup_client, offsite on the three lab VMs (molecule/default):
 # create, prepare, converge, idempotence, verify, destroy. Destroy stops the shared lab VMs,
 # so `make test` runs this last. While developing: molecule converge / verify (never destroy).
+# Molecule keys its state dir by the project dir's basename (~/.ansible/tmp/molecule.XXXX.default),
+# so every clone named `main` shares one; a stale "created" there once made CI skip create and
+# converge against dead ports. Each run gets its own state dir.
 molecule: setup
 	ansible/build.sh x86_64
-	PATH="$$(ansible/setup-venv.sh)/bin:$$PATH" molecule test
+	state=$$(mktemp -d /tmp/zferry-molecule.XXXXXX); \
+	MOLECULE_EPHEMERAL_DIRECTORY="$$state" PATH="$$(ansible/setup-venv.sh)/bin:$$PATH" molecule test; \
+	rc=$$?; rm -rf "$$state"; exit $$rc
