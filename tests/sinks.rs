@@ -141,6 +141,17 @@ fn a_young_lock_skips_quietly_and_an_old_one_fails_everywhere_with_exit_3() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
 
+    // status sees the running holder without taking its lock, before any run notices it.
+    let st = zferry(&["status", "--json"], &s.config);
+    let v = json(&String::from_utf8_lossy(&st.stdout));
+    assert!(
+        v[0]["running"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("pid 1 started 0, for ")),
+        "{v}"
+    );
+    assert_ne!(st.status.code(), Some(3), "a young lock is not wedged: {v}");
+
     let young = zferry(&["run"], &s.config);
     let stderr = String::from_utf8_lossy(&young.stderr);
     assert_eq!(young.status.code(), Some(0), "{stderr}");
@@ -162,6 +173,19 @@ fn a_young_lock_skips_quietly_and_an_old_one_fails_everywhere_with_exit_3() {
         .status()
         .unwrap()
         .success());
+    // status alone already calls it wedged: under systemd, a wedged run keeps its unit
+    // active, so the timer never starts the second run that would notice.
+    let st = zferry(&["status", "--json"], &s.config);
+    let v = json(&String::from_utf8_lossy(&st.stdout));
+    assert_eq!(st.status.code(), Some(3), "{v}");
+    assert_eq!(v[0]["ok"], false, "{v}");
+    assert!(
+        v[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("lock held for 2h0m (pid 1 started 0)"),
+        "{v}"
+    );
     let old = zferry(&["run"], &s.config);
     let stderr = String::from_utf8_lossy(&old.stderr);
     assert_eq!(old.status.code(), Some(3), "{stderr}");
@@ -188,6 +212,16 @@ fn a_young_lock_skips_quietly_and_an_old_one_fails_everywhere_with_exit_3() {
     assert_eq!(zferry(&["status"], &s.config).status.code(), Some(3));
     holder.kill().unwrap();
     holder.wait().unwrap();
+    // Once the wedged run is gone, the lock is no longer the problem: the last run's
+    // failure still is (exit 1), and nothing claims a run is going on.
+    let st = zferry(&["status", "--json"], &s.config);
+    let v = json(&String::from_utf8_lossy(&st.stdout));
+    assert_eq!(st.status.code(), Some(1), "{v}");
+    assert_eq!(v[0]["running"], Value::Null, "{v}");
+    assert!(
+        v[0]["error"].as_str().unwrap().starts_with("lock held for"),
+        "the last run's failure stays visible: {v}"
+    );
 }
 
 fn healthy() -> JobStatus {
@@ -197,6 +231,7 @@ fn healthy() -> JobStatus {
         host: "zferry@client".into(),
         ok: true,
         error: None,
+        running: None,
         last_run: Some(1_800_000_000),
         checked: 1_800_000_000,
         datasets: vec![DatasetStatus {

@@ -480,6 +480,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
                 jobs: a.jobs,
                 json: a.json,
                 stale_after: a.stale_after,
+                lock_max_age: cli.lock_max_age,
                 state_dir: cli.state_dir,
             },
         ));

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -58,19 +59,8 @@ pub fn acquire(dir: &Path, job: &str) -> Result<Acquire> {
         if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
             return Err(err).with_context(|| format!("cannot lock {}", path.display()));
         }
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        let age = file
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .map_or(0, |d| d.as_secs());
-        return Ok(Acquire::Busy {
-            age,
-            holder: holder.trim().to_string(),
-            path,
-        });
+        let Holder { age, holder } = read_holder(&mut file);
+        return Ok(Acquire::Busy { age, holder, path });
     }
     let stamp = format!("pid {} started {}\n", std::process::id(), super::now());
     file.set_len(0)
@@ -79,6 +69,72 @@ pub fn acquire(dir: &Path, job: &str) -> Result<Acquire> {
         .and_then(|_| file.sync_all())
         .with_context(|| format!("cannot write lock file {}", path.display()))?;
     Ok(Acquire::Held(JobLock { _file: file, path }))
+}
+
+/// A run holding a job's lock, as seen from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Seconds since the holder took it (lock file mtime).
+    pub age: u64,
+    /// What the holder wrote (`pid N started T`).
+    pub holder: String,
+}
+
+fn read_holder(file: &mut File) -> Holder {
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    let age = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .map_or(0, |d| d.as_secs());
+    Holder {
+        age,
+        holder: holder.trim().to_string(),
+    }
+}
+
+/// Whether a run holds job `job`'s lock, found in `/proc/locks` without taking the lock:
+/// `zferry status` must not make a run that starts at that instant skip itself.
+pub fn probe(dir: &Path, job: &str) -> Result<Option<Holder>> {
+    let path = job_path(dir, job, ".lock");
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot stat {}", path.display()))?;
+    let locks = std::fs::read_to_string("/proc/locks").context("cannot read /proc/locks")?;
+    let dev = meta.dev();
+    Ok(
+        flock_held(&locks, libc::major(dev), libc::minor(dev), meta.ino())
+            .then(|| read_holder(&mut file)),
+    )
+}
+
+/// True when `/proc/locks` shows a granted `flock` on the inode (`MAJ:MIN:INODE`, the
+/// device numbers in hex). Waiters (`->` lines) do not hold it.
+fn flock_held(locks: &str, major: u32, minor: u32, ino: u64) -> bool {
+    let id = format!("{major:02x}:{minor:02x}:{ino}");
+    locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&id.as_str())
+    })
+}
+
+/// The failure a wedged lock is reported as; starts with [`super::sinks::LOCK_WEDGED`].
+pub fn wedged_message(held: &Holder, max_age: u64, path: &Path) -> String {
+    format!(
+        "{} {} ({}), over the {} limit: a run is wedged; look at that process, the lock is {}",
+        super::sinks::LOCK_WEDGED,
+        super::state::human_secs(held.age),
+        held.holder,
+        super::state::human_secs(max_age),
+        path.display()
+    )
 }
 
 #[cfg(test)]
@@ -109,5 +165,44 @@ mod tests {
         drop(held);
         assert!(matches!(acquire(&dir, "job").unwrap(), Acquire::Held(_)));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn probe_sees_a_held_lock_without_taking_it() {
+        let dir = std::env::temp_dir().join(format!("zferry-probe-{}", std::process::id()));
+        assert_eq!(probe(&dir, "job").unwrap(), None, "no lock file yet");
+        let Acquire::Held(held) = acquire(&dir, "job").unwrap() else {
+            panic!("first acquire must hold");
+        };
+        let seen = probe(&dir, "job").unwrap().expect("held lock not seen");
+        assert!(seen
+            .holder
+            .starts_with(&format!("pid {} ", std::process::id())));
+        assert!(seen.age < 5, "{seen:?}");
+        assert_eq!(probe(&dir, "other").unwrap(), None);
+        drop(held);
+        assert_eq!(
+            probe(&dir, "job").unwrap(),
+            None,
+            "released, file still there"
+        );
+        // The probe took nothing: the next run still gets the lock.
+        assert!(matches!(acquire(&dir, "job").unwrap(), Acquire::Held(_)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn flock_held_matches_device_and_inode_of_granted_flocks_only() {
+        let locks = "1: POSIX  ADVISORY  WRITE 88 fe:01:4242 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 99 fe:00:10010667 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 100 fe:00:777 0 EOF\n";
+        assert!(flock_held(locks, 0xfe, 0, 10_010_667));
+        assert!(!flock_held(locks, 0xfe, 1, 10_010_667), "other device");
+        assert!(!flock_held(locks, 0xfe, 1, 4242), "POSIX lock, not ours");
+        assert!(
+            !flock_held(locks, 0xfe, 0, 777),
+            "a waiter does not hold it"
+        );
+        assert!(!flock_held(locks, 0xfe, 0, 1_001_066), "inode prefix");
     }
 }

@@ -121,6 +121,7 @@ mod tests {
             host: "h".into(),
             ok: false,
             error: None,
+            running: None,
             last_run: Some(1000),
             checked: 1000,
             datasets: vec![DatasetStatus {

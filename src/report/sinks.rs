@@ -109,15 +109,11 @@ impl Cycle {
             }
             Ok(Acquire::Busy { age, holder, path }) => {
                 self.wedged = true;
+                let held = lock::Holder { age, holder };
                 Begin::Wedged(job_report(
                     name,
                     job,
-                    format!(
-                        "{LOCK_WEDGED} {} ({holder}), over the {} limit: a run is wedged; look at that process, the lock is {}",
-                        human_secs(age),
-                        human_secs(self.settings.lock_max_age),
-                        path.display()
-                    ),
+                    lock::wedged_message(&held, self.settings.lock_max_age, &path),
                 ))
             }
             Err(e) => Begin::Wedged(job_report(

@@ -57,6 +57,8 @@ pub struct JobStatus {
     pub error: Option<String>,
     /// End of the last run, Unix seconds.
     pub last_run: Option<u64>,
+    /// A run holding the job's lock right now (`pid N started T`, for how long).
+    pub running: Option<String>,
     /// When this status was computed.
     pub checked: u64,
     /// Per dataset.
@@ -101,6 +103,9 @@ impl JobStatus {
             self.host,
             self.last_run.map_or("never".into(), |t| ago(now, t))
         );
+        if let Some(r) = &self.running {
+            s.push_str(&format!("  running: {r}\n"));
+        }
         if let Some(e) = &self.error {
             s.push_str(&format!("  error: {e}\n"));
         }
@@ -346,6 +351,7 @@ pub fn job_status(
         ok: error.is_none() && datasets.iter().all(|d| d.state == State::Ok),
         error,
         last_run: report.map(|r| r.finished),
+        running: None,
         checked: now,
         datasets,
     }
@@ -362,6 +368,8 @@ pub struct StatusCmd {
     pub json: bool,
     /// Override of the config's `stale_after`.
     pub stale_after: Option<u64>,
+    /// Override of the config's `lock_max_age`.
+    pub lock_max_age: Option<u64>,
     /// Override of the config's `state_dir`.
     pub state_dir: Option<std::path::PathBuf>,
 }
@@ -389,6 +397,10 @@ pub fn command(c: StatusCmd) -> u8 {
         .stale_after
         .or(cfg.stale_after)
         .unwrap_or(DEFAULT_STALE_AFTER);
+    let lock_max_age = c
+        .lock_max_age
+        .or(cfg.lock_max_age)
+        .unwrap_or(super::lock::DEFAULT_MAX_AGE);
     let rt = crate::host::runtime().expect("tokio runtime");
     let mut out = Vec::new();
     let mut wedged = false;
@@ -406,10 +418,6 @@ pub fn command(c: StatusCmd) -> u8 {
                 return exit::USAGE;
             }
         };
-        wedged |= report
-            .as_ref()
-            .and_then(|r| r.error.as_deref())
-            .is_some_and(|e| e.starts_with(super::sinks::LOCK_WEDGED));
         let (live, live_err) = match rt.block_on(live(job)) {
             Ok(l) => (Some(l), None),
             Err(e) => (None, Some(format!("cannot list now: {e:#}"))),
@@ -428,6 +436,7 @@ pub fn command(c: StatusCmd) -> u8 {
             st.kind = job.kind.as_str().to_string();
             st.host = job.ssh.label();
         }
+        wedged |= show_lock(&mut st, &dir, lock_max_age, report.as_ref());
         out.push(st);
     }
     if c.json {
@@ -447,6 +456,44 @@ pub fn command(c: StatusCmd) -> u8 {
         exit::OK
     } else {
         exit::FAILED
+    }
+}
+
+/// Adds a run holding the job's lock to its status; true when it holds it past
+/// `max_age` (wedged). Where the lock cannot be looked at, the last run's report decides.
+fn show_lock(
+    st: &mut JobStatus,
+    dir: &std::path::Path,
+    max_age: u64,
+    report: Option<&RunReport>,
+) -> bool {
+    match super::lock::probe(dir, &st.job) {
+        Ok(None) => false,
+        Ok(Some(held)) => {
+            st.running = Some(format!(
+                "{}, for {}",
+                held.holder,
+                state::human_secs(held.age)
+            ));
+            if held.age < max_age {
+                return false;
+            }
+            let path = super::store::job_path(dir, &st.job, ".lock");
+            let why = super::lock::wedged_message(&held, max_age, &path);
+            st.error = Some(match st.error.take() {
+                Some(e) if e.starts_with(super::sinks::LOCK_WEDGED) => why,
+                Some(e) => format!("{why}; last run: {e}"),
+                None => why,
+            });
+            st.ok = false;
+            true
+        }
+        Err(e) => {
+            crate::report::log::warn(&format!("job {}: {e:#}", st.job));
+            report
+                .and_then(|r| r.error.as_deref())
+                .is_some_and(|e| e.starts_with(super::sinks::LOCK_WEDGED))
+        }
     }
 }
 
