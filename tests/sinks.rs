@@ -5,8 +5,11 @@
 mod sinkpeers;
 use serde_json::Value;
 use sinkpeers::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 use zferry::report::notify::MqttConfig;
 use zferry::report::state::State;
 use zferry::report::status::{DatasetStatus, JobStatus};
@@ -381,4 +384,85 @@ fn status_usage_errors_exit_2() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// A proxy between zferry and the broker: zferry's bytes all reach the broker, but of
+/// the broker's only the CONNACK comes back, so zferry keeps waiting for its PUBACKs.
+/// When zferry's side closes, the broker side is closed too, without a DISCONNECT.
+fn ack_swallowing_proxy(broker_port: u16) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let broker = TcpStream::connect(("127.0.0.1", broker_port)).unwrap();
+        let (mut from_client, mut to_broker) =
+            (client.try_clone().unwrap(), broker.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from_client, &mut to_broker);
+            let _ = to_broker.shutdown(Shutdown::Both);
+        });
+        let (mut from_broker, mut to_client) = (broker, client);
+        let mut connack = [0u8; 4];
+        from_broker.read_exact(&mut connack).unwrap();
+        assert_eq!(connack[0], 0x20, "CONNACK first");
+        to_client.write_all(&connack).unwrap();
+        let _ = std::io::copy(&mut from_broker, &mut std::io::sink());
+    });
+    port
+}
+
+#[test]
+fn killed_mid_publish_the_broker_publishes_the_last_will_offline() {
+    let s = setup("will");
+    let proxy = ack_swallowing_proxy(s.broker.port);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let text = text
+        .replace(
+            &format!("port = {}\n", s.broker.port),
+            &format!("port = {proxy}\n"),
+        )
+        .replace(
+            "post_run_topic = \"power/testnode\"\ntimeout = 5",
+            "timeout = 120",
+        );
+    assert!(text.contains(&format!("port = {proxy}\n")) && text.contains("timeout = 120"));
+    std::fs::write(&s.config, text).unwrap();
+
+    let mut run = Command::new(env!("CARGO_BIN_EXE_zferry"))
+        .args(["run", "--config"])
+        .arg(&s.config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The status reached the broker: zferry is now waiting for acknowledgements.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ret = loop {
+        let ret = s.broker.retained("zferry/#");
+        if ret.contains_key("zferry/testnode/pull-a/status") {
+            break ret;
+        }
+        assert!(Instant::now() < deadline, "no status published: {ret:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(ret["zferry/testnode/availability"], "online", "{ret:?}");
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "zferry must still wait for its acks"
+    );
+
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ret = s.broker.retained("zferry/testnode/availability");
+        if ret.get("zferry/testnode/availability").map(String::as_str) == Some("offline") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no last will after the kill: {ret:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
