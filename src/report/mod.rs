@@ -112,11 +112,10 @@ impl RunReport {
                 "up_to_date" => "up to date".to_string(),
                 a if d.snapshots.is_empty() => a.to_string(),
                 a => format!(
-                    "{a}, {} snapshot(s) @{}..@{}, {} bytes",
-                    d.snapshots.len(),
-                    d.snapshots[0],
-                    d.snapshots[d.snapshots.len() - 1],
-                    d.bytes
+                    "{a}, {}, {}{}",
+                    snapshot_span(&d.snapshots),
+                    if self.dry_run { "about " } else { "" },
+                    state::human_bytes(d.bytes)
                 ),
             };
             s.push_str(&format!("  {} -> {}: {what}\n", d.source, d.target));
@@ -131,5 +130,58 @@ impl RunReport {
             }
         }
         s
+    }
+}
+
+/// `1 snapshot @a` or `3 snapshots @a..@c`; `snaps` is not empty.
+fn snapshot_span(snaps: &[String]) -> String {
+    match snaps {
+        [one] => format!("1 snapshot @{one}"),
+        [first, .., last] => format!("{} snapshots @{first}..@{last}", snaps.len()),
+        [] => "no snapshots".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(action: &str, snapshots: &[&str], bytes: u64) -> DatasetReport {
+        DatasetReport {
+            source: "tank/a".into(),
+            target: "b/tank/a".into(),
+            action: action.into(),
+            snapshots: snapshots.iter().map(|s| s.to_string()).collect(),
+            bytes,
+            ..DatasetReport::default()
+        }
+    }
+
+    #[test]
+    fn human_names_the_snapshot_span_and_sizes_with_units() {
+        let mut r = RunReport {
+            job: "pull-a".into(),
+            kind: "pull".into(),
+            host: "z@h".into(),
+            datasets: vec![
+                ds("full", &["s1", "s2", "s3"], 6_335_032),
+                ds("incremental", &["s4"], 2_588),
+                ds("up_to_date", &[], 0),
+            ],
+            ..RunReport::default()
+        };
+        r.datasets[2].warnings.push("hold not placed".into());
+        assert_eq!(
+            r.human(),
+            "OK pull pull-a (z@h)\n\
+             \x20 tank/a -> b/tank/a: full, 3 snapshots @s1..@s3, 6.0 MiB\n\
+             \x20 tank/a -> b/tank/a: incremental, 1 snapshot @s4, 2.5 KiB\n\
+             \x20 tank/a -> b/tank/a: up to date\n\
+             \x20   warning: hold not placed\n"
+        );
+        r.dry_run = true;
+        assert!(r
+            .human()
+            .contains("incremental, 1 snapshot @s4, about 2.5 KiB\n"));
     }
 }

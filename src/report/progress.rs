@@ -49,7 +49,7 @@ impl Progress {
         if bar.is_none() && wanted() {
             // One line per stream in the journal, then one every LINE_EVERY.
             log::info(&match total {
-                Some(t) => format!("{label}: streaming, about {:.1} MiB", t as f64 / 1048576.0),
+                Some(t) => format!("{label}: streaming, about {}", super::state::human_bytes(t)),
                 None => format!("{label}: streaming"),
             });
         }
