@@ -63,6 +63,9 @@ pub struct Job {
 impl Job {
     /// Checks what serde cannot: options that only make sense together.
     pub fn validate(&self, job_name: &str) -> Result<()> {
+        self.ssh
+            .validate()
+            .with_context(|| format!("job '{job_name}'"))?;
         if self.datasets.is_empty() {
             bail!("job '{job_name}': datasets is empty; name at least one source dataset");
         }
@@ -247,6 +250,10 @@ mod tests {
             ("[jobs.a]\nkind='push'\nhost='h'\ndatasets=['x/a']\ndestination='b'\nstrip_prefix='t'\n", "not under strip_prefix"),
             ("[jobs.a]\nkind='push'\nhost='h'\ndatasets=['t/a']\ndestination='b'\nstrip_prefix='t'\nraw='never'\n", "always sends raw"),
             ("[jobs.a]\nkind='pull'\nhost='h'\ndatasets=[]\ndestination='b'\n", "datasets is empty"),
+            ("[jobs.a]\nkind='pull'\nhost='-oProxyCommand=x'\nname='n'\ndatasets=['t/a']\ndestination='b'\n", "job 'a': host '-oProxyCommand=x' is not a host name"),
+            ("[jobs.a]\nkind='pull'\nhost=\"h\\nx\"\nname='n'\ndatasets=['t/a']\ndestination='b'\n", "host 'h\\nx'"),
+            ("[jobs.a]\nkind='pull'\nhost='u@h'\ndatasets=['t/a']\ndestination='b'\n", "the user goes in user"),
+            ("[jobs.a]\nkind='pull'\nhost='h'\nuser='-lroot'\ndatasets=['t/a']\ndestination='b'\n", "user '-lroot' is not a login name"),
         ] {
             let e = format!("{:#}", Config::parse(text).unwrap_err());
             assert!(e.contains(needle), "{text}: {e}");

@@ -9,7 +9,7 @@ mod quote;
 pub use quote::shell_quote;
 
 use crate::report::log;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use openssh::{KnownHosts, Session, SessionBuilder};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -46,6 +46,28 @@ pub struct SshTarget {
 }
 
 impl SshTarget {
+    /// Rejects a host or user ssh would read as an option (`-o...`) or that cannot be a
+    /// name (spaces, control characters, `@` in the host: the user has its own field).
+    pub fn validate(&self) -> Result<()> {
+        let host_ok = |c: char| c.is_ascii_alphanumeric() || "._-:%[]".contains(c);
+        if self.host.is_empty() || self.host.starts_with('-') || !self.host.chars().all(host_ok) {
+            bail!(
+                "host '{}' is not a host name, address or ~/.ssh/config alias (letters, digits and . _ - : % [ ], not starting with '-'; the user goes in user)",
+                self.host.escape_debug()
+            );
+        }
+        if let Some(u) = &self.user {
+            let user_ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+            if u.is_empty() || u.starts_with('-') || !u.chars().all(user_ok) {
+                bail!(
+                    "user '{}' is not a login name (letters, digits and . _ -, not starting with '-')",
+                    u.escape_debug()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// `user@host:port` for messages.
     pub fn label(&self) -> String {
         let mut s = String::new();
