@@ -335,3 +335,49 @@ fn a_hold_that_cannot_be_placed_is_a_warning_not_a_failure() {
         lab.guids("client", &format!("{c}/plain"))
     );
 }
+
+#[test]
+fn jobs_to_the_same_host_share_one_ssh_connection() {
+    let lab = lab();
+    let (c, s) = ("e9c", "e9s");
+    setup_pull(lab, c, s);
+    let port = lab.port("client");
+    let job = |name: &str, ds: &str| {
+        format!("[jobs.{name}]\nkind = \"pull\"\nhost = \"10.0.2.2\"\nport = {port}\nuser = \"{USER}\"\nname = \"client\"\ndatasets = [\"{c}/{ds}\"]\ndestination = \"{s}/backup\"\n")
+    };
+    let config = format!("/home/{USER}/{c}.toml");
+    lab.ok_as(
+        "server",
+        USER,
+        &format!(
+            "cat > {config} <<'EOF'\nstate_dir = \"/home/{USER}/state-{c}\"\n{}{}EOF",
+            job("e9-data", "data"),
+            job("e9-plain", "plain")
+        ),
+    );
+    let r = zferry(lab, "server", &format!("-v run --config {config}"));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let jobs = r.report.as_array().expect("one report per job");
+    assert_eq!(jobs.len(), 2, "{r:?}");
+    for j in jobs {
+        assert_eq!(j["error"], serde_json::Value::Null, "{j}");
+        assert!(
+            j["datasets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d["action"] == "full"),
+            "{j}"
+        );
+    }
+    assert_eq!(
+        lab.guids("server", &format!("{s}/backup/client/{c}/plain")),
+        lab.guids("client", &format!("{c}/plain"))
+    );
+    let connects = r.stderr.matches("ssh: connecting to").count();
+    assert_eq!(
+        connects, 1,
+        "one control connection for both jobs:\n{}",
+        r.stderr
+    );
+}

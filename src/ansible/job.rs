@@ -4,6 +4,7 @@
 
 use super::args::{self, Opt, Type};
 use super::{Failure, Module, Outcome};
+use crate::host::Pool;
 use crate::job::{Job, Kind};
 use crate::replicate::{run_job, RunOptions};
 use crate::report::RunReport;
@@ -112,13 +113,15 @@ pub fn run(module: Module, text: &str) -> Outcome {
             return Outcome::default().fail(Failure::msg(format!("cannot start the runtime: {e}")))
         }
     };
-    let report = rt.block_on(run_job(
-        &name,
-        &job,
-        RunOptions {
+    let report = rt.block_on(async {
+        let mut pool = Pool::default();
+        let opts = RunOptions {
             dry_run: a.check_mode,
-        },
-    ));
+        };
+        let report = run_job(&name, &job, opts, &mut pool).await;
+        pool.close().await;
+        report
+    });
     outcome_from(&report, a.check_mode)
 }
 

@@ -1,5 +1,6 @@
 //! The command line: a thin door over `job`, `replicate` and `report`.
 
+use crate::host::Pool;
 use crate::host::SshTarget;
 use crate::job::{Config, Job, Kind};
 use crate::plan::{OnDivergence, RawMode};
@@ -425,16 +426,17 @@ fn from_config(a: RunArgs, plan: bool) -> Result<Selection> {
 /// saved and its sinks told.
 async fn run_all(sel: &Selection, mut cycle: Option<&mut Cycle>) -> Vec<RunReport> {
     let mut reports = Vec::new();
+    let mut pool = Pool::default();
     for (name, job) in &sel.jobs {
         let Some(c) = cycle.as_deref_mut() else {
-            reports.push(run_job(name, job, sel.opts).await);
+            reports.push(run_job(name, job, sel.opts, &mut pool).await);
             continue;
         };
         let r = match c.begin(name, job) {
             Begin::Skip => continue,
             Begin::Wedged(r) => r,
             Begin::Run(_lock) => {
-                let r = run_job(name, job, sel.opts).await;
+                let r = run_job(name, job, sel.opts, &mut pool).await;
                 // Saved while the lock is still held, so the next run reads it.
                 c.finish(&r);
                 reports.push(r);
@@ -444,6 +446,7 @@ async fn run_all(sel: &Selection, mut cycle: Option<&mut Cycle>) -> Vec<RunRepor
         c.finish(&r);
         reports.push(r);
     }
+    pool.close().await;
     reports
 }
 

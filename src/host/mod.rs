@@ -4,8 +4,10 @@
 //! only place that builds a string for a shell. Every command is logged at `-v`
 //! exactly as run, so a user can paste and rerun it.
 
+mod pool;
 mod quote;
 
+pub use pool::Pool;
 pub use quote::shell_quote;
 
 use crate::report::log;
@@ -255,7 +257,15 @@ impl Host {
         }
     }
 
-    /// Closes the SSH control connection.
+    /// False when the SSH control connection has died; this machine is always alive.
+    pub async fn alive(&self) -> bool {
+        match self {
+            Host::Local => true,
+            Host::Ssh { session, .. } => session.check().await.is_ok(),
+        }
+    }
+
+    /// Closes the SSH control connection (when this is its last handle).
     pub async fn close(self) {
         if let Host::Ssh { session, .. } = self {
             if let Ok(s) = Arc::try_unwrap(session) {

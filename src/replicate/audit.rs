@@ -6,7 +6,7 @@
 
 use super::holds::read_holds;
 use super::{list, Sides};
-use crate::host::Host;
+use crate::host::{Host, Pool};
 use crate::job::Job;
 use crate::zfs::cmd;
 use crate::zfs::name::{Dataset, Snapshot};
@@ -43,8 +43,9 @@ pub async fn audit(jobs: &[(String, Job)], release_stale: bool) -> Result<Vec<Ho
     let configured: BTreeSet<String> = jobs.iter().map(|(n, j)| j.hold_tag(n)).collect();
     let mut seen = BTreeSet::new();
     let mut entries = Vec::new();
+    let mut pool = Pool::default();
     for (_, job) in jobs {
-        let remote = Host::connect(&job.ssh).await?;
+        let remote = pool.get(&job.ssh).await?;
         let sides = Sides::for_job(job.kind, &remote);
         let target_roots = std::slice::from_ref(&job.destination);
         for (host, roots) in [
@@ -75,9 +76,8 @@ pub async fn audit(jobs: &[(String, Job)], release_stale: bool) -> Result<Vec<Ho
                 entries.push(e);
             }
         }
-        drop(sides);
-        remote.close().await;
     }
+    pool.close().await;
     Ok(entries)
 }
 

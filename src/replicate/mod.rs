@@ -7,7 +7,7 @@ pub mod audit;
 mod holds;
 pub mod stream;
 
-use crate::host::{shell_quote, Host};
+use crate::host::{shell_quote, Host, Pool};
 use crate::job::{Job, Kind};
 use crate::plan::{self, DatasetPlan, Options, Step, TokenCheck, Verdict};
 use crate::report::progress::{self, Progress};
@@ -52,9 +52,9 @@ impl Sides {
     }
 }
 
-/// Runs one job and reports; never panics on a remote failure, never returns early
-/// without saying why.
-pub async fn run_job(name: &str, job: &Job, opts: RunOptions) -> RunReport {
+/// Runs one job over the run's connections and reports; never panics on a remote
+/// failure, never returns early without saying why.
+pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -> RunReport {
     let mut report = RunReport {
         job: name.to_string(),
         kind: job.kind.as_str().to_string(),
@@ -63,7 +63,7 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions) -> RunReport {
         started: now(),
         ..RunReport::default()
     };
-    match Host::connect(&job.ssh).await {
+    match pool.get(&job.ssh).await {
         Err(e) => report.error = Some(format!("{e:#}")),
         Ok(remote) => {
             let sides = Sides::for_job(job.kind, &remote);
@@ -71,8 +71,6 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions) -> RunReport {
                 Ok(ds) => report.datasets = ds,
                 Err(e) => report.error = Some(format!("{e:#}")),
             }
-            drop(sides);
-            remote.close().await;
         }
     }
     report.finished = now();

@@ -5,7 +5,7 @@
 use super::state::{self, classify, Facts, Snap, State};
 use super::store::History;
 use super::RunReport;
-use crate::host::Host;
+use crate::host::{Host, Pool};
 use crate::job::{Job, Kind};
 use crate::plan;
 use crate::zfs::list::{list_argv, missing_from_stderr, parse_listing, Listing};
@@ -222,9 +222,9 @@ pub fn target_of(job: &Job, source: &Dataset) -> Result<Dataset, String> {
     }
 }
 
-/// Lists both sides of `job` now: one `zfs list` per side over one SSH connection.
-pub async fn live(job: &Job) -> Result<Live> {
-    let remote = Host::connect(&job.ssh).await?;
+/// Lists both sides of `job` now: one `zfs list` per side, over the pool's connection.
+pub async fn live(job: &Job, pool: &mut Pool) -> Result<Live> {
+    let remote = pool.get(&job.ssh).await?;
     let (src, dst) = match job.kind {
         Kind::Pull => (remote.clone(), Host::Local),
         Kind::Push => (Host::Local, remote.clone()),
@@ -234,28 +234,22 @@ pub async fn live(job: &Job) -> Result<Live> {
         .iter()
         .filter_map(|d| target_of(job, d).ok())
         .collect();
-    let result = async {
-        let source = list_side(&src, &job.datasets).await?;
-        let target = list_side(&dst, &target_roots).await?;
-        let mut pairs = Vec::new();
-        for name in source.datasets.keys() {
-            let ds = Dataset::new(name)?;
-            if job.datasets.iter().any(|r| ds.is_within(r)) {
-                if let Ok(t) = target_of(job, &ds) {
-                    pairs.push((name.clone(), t.to_string()));
-                }
+    let source = list_side(&src, &job.datasets).await?;
+    let target = list_side(&dst, &target_roots).await?;
+    let mut pairs = Vec::new();
+    for name in source.datasets.keys() {
+        let ds = Dataset::new(name)?;
+        if job.datasets.iter().any(|r| ds.is_within(r)) {
+            if let Ok(t) = target_of(job, &ds) {
+                pairs.push((name.clone(), t.to_string()));
             }
         }
-        Ok::<_, anyhow::Error>(Live {
-            source,
-            target,
-            pairs,
-        })
     }
-    .await;
-    drop((src, dst));
-    remote.close().await;
-    result
+    Ok(Live {
+        source,
+        target,
+        pairs,
+    })
 }
 
 /// Joins what is known about a job into its status.
@@ -404,6 +398,7 @@ pub fn command(c: StatusCmd) -> u8 {
     let rt = crate::host::runtime().expect("tokio runtime");
     let mut out = Vec::new();
     let mut wedged = false;
+    let mut pool = Pool::default();
     for (name, job) in &cfg.jobs {
         if !c.jobs.is_empty() && !c.jobs.contains(name) {
             continue;
@@ -418,7 +413,7 @@ pub fn command(c: StatusCmd) -> u8 {
                 return exit::USAGE;
             }
         };
-        let (live, live_err) = match rt.block_on(live(job)) {
+        let (live, live_err) = match rt.block_on(live(job, &mut pool)) {
             Ok(l) => (Some(l), None),
             Err(e) => (None, Some(format!("cannot list now: {e:#}"))),
         };
@@ -439,6 +434,7 @@ pub fn command(c: StatusCmd) -> u8 {
         wedged |= show_lock(&mut st, &dir, lock_max_age, report.as_ref());
         out.push(st);
     }
+    rt.block_on(pool.close());
     if c.json {
         println!(
             "{}",
