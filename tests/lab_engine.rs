@@ -138,8 +138,17 @@ fn push_raw_with_strip_prefix_keeps_offsite_locked() {
         lab.guids("offsite", &off),
         lab.guids("client", &format!("{c}/data"))
     );
-    // The placeholder parents (client, client/e2c) have no snapshots and are skipped.
-    assert_eq!(p.action(&format!("{s}/backup/client")), "skipped");
+    // The placeholder parents (client, client/e2c) have no snapshots and are skipped
+    // with a note, not a warning: they are skipped every run.
+    let parent = p.dataset(&format!("{s}/backup/client"));
+    assert_eq!(parent["action"], "skipped", "{p:?}");
+    assert_eq!(parent["warnings"], serde_json::json!([]), "{p:?}");
+    assert!(
+        parent["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("only its children are replicated")),
+        "{p:?}"
+    );
     let again = zferry(lab, "server", &push);
     assert_eq!(again.code, Some(0), "{again:?}");
     assert_eq!(
@@ -208,6 +217,12 @@ fn one_broken_dataset_does_not_stop_the_others() {
         .unwrap()
         .contains("does not exist"));
     assert_eq!(r.action(&format!("{c}/empty")), "skipped");
+    assert!(
+        r.dataset(&format!("{c}/empty"))["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("has no snapshots yet")),
+        "a dataset that is never snapshotted is a warning: {r:?}"
+    );
     assert_eq!(r.action(&format!("{c}/plain")), "full");
     assert_eq!(
         lab.guids("server", &format!("{s}/backup/client/{c}/plain")),

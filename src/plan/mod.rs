@@ -205,6 +205,10 @@ pub enum Verdict {
     Skip {
         /// Why.
         why: String,
+        /// Worth a warning: a dataset with no snapshots that is not merely the parent of
+        /// replicated children (those parents are skipped every run; warning about them
+        /// would teach users to ignore warnings).
+        warn: bool,
     },
     /// Not replicated until someone acts.
     Refuse(Refusal),
@@ -309,6 +313,7 @@ pub fn plan_dataset(pair: Pair<'_>, missing_parents: &[Dataset], opts: Options) 
     if src.snapshots.is_empty() {
         plan.verdict = Verdict::Skip {
             why: format!("source {} has no snapshots yet", src.name),
+            warn: true,
         };
         return plan;
     }
@@ -561,7 +566,13 @@ pub fn plan_job(
             token: tokens.get(t),
             target_children: &children,
         };
-        let p = plan_dataset(pair, &missing, opts);
+        let mut p = plan_dataset(pair, &missing, opts);
+        if let Verdict::Skip { why, warn } = &mut p.verdict {
+            if mapping.pairs.iter().any(|(c, _)| c != s && c.is_within(s)) {
+                *why = format!("{s} has no snapshots of its own; only its children are replicated");
+                *warn = false;
+            }
+        }
         for step in &p.steps {
             match step {
                 Step::CreateParent { dataset } => {

@@ -344,6 +344,57 @@ fn job_creates_each_parent_once_and_not_for_received_parents() {
 }
 
 #[test]
+fn a_parent_without_snapshots_is_a_quiet_skip_a_leaf_without_is_a_warning() {
+    let src = crate::zfs::list::parse_listing(
+        "t/p\tfilesystem\t1\t1\toff\t-\t0\t-\t-\t-\n\
+         t/p/kid\tfilesystem\t2\t2\toff\t-\t0\t-\t-\t-\n\
+         t/p/kid@1\tsnapshot\t21\t3\t-\t-\t-\t-\t0\t-\n\
+         t/p/kid/new\tfilesystem\t3\t4\toff\t-\t0\t-\t-\t-\n",
+    )
+    .unwrap();
+    let root = ds("b");
+    let m = expand(&src, &[ds("t/p")], |s| pull_target(&root, "h", s)).unwrap();
+    let plans = plan_job(
+        &src,
+        &Listing::default(),
+        &m,
+        &BTreeMap::new(),
+        &root,
+        Options::default(),
+    );
+    let verdicts: Vec<(String, &Verdict)> = plans
+        .iter()
+        .map(|p| (p.source.to_string(), &p.verdict))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (
+                "t/p".to_string(),
+                &Verdict::Skip {
+                    why: "t/p has no snapshots of its own; only its children are replicated".into(),
+                    warn: false
+                }
+            ),
+            (
+                "t/p/kid".to_string(),
+                &Transfer {
+                    full: true,
+                    snapshots: 1
+                }
+            ),
+            (
+                "t/p/kid/new".to_string(),
+                &Verdict::Skip {
+                    why: "source t/p/kid/new has no snapshots yet".into(),
+                    warn: true
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
 fn missing_source_fails_alone() {
     let src = crate::zfs::list::parse_listing(
         "t/a\tfilesystem\t1\t1\toff\t-\t0\t-\t-\t-\nt/a@1\tsnapshot\t11\t2\t-\t-\t-\t-\t0\t-\n",

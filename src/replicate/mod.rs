@@ -237,7 +237,8 @@ async fn execute_dataset(
         rep.action = action_of(&plan.verdict).to_string();
         match &plan.verdict {
             Verdict::Refuse(r) => rep.error = Some(r.to_string()),
-            Verdict::Skip { why } => rep.warnings.push(why.clone()),
+            Verdict::Skip { why, warn: true } => rep.warnings.push(why.clone()),
+            Verdict::Skip { why, warn: false } => rep.note = Some(why.clone()),
             _ => {}
         }
         let result = if opts.dry_run {

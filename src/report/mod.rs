@@ -46,6 +46,9 @@ pub struct DatasetReport {
     pub error: Option<String>,
     /// Things that went wrong without failing the transfer (e.g. a hold not placed).
     pub warnings: Vec<String>,
+    /// Why nothing was done, when that is expected (e.g. a parent without snapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Whether holds moved.
     pub holds_changed: bool,
 }
@@ -118,7 +121,11 @@ impl RunReport {
                     state::human_bytes(d.bytes)
                 ),
             };
-            s.push_str(&format!("  {} -> {}: {what}\n", d.source, d.target));
+            s.push_str(&format!("  {} -> {}: {what}", d.source, d.target));
+            match &d.note {
+                Some(n) => s.push_str(&format!(" ({n})\n")),
+                None => s.push('\n'),
+            }
             if let Some(e) = &d.error {
                 s.push_str(&format!("    error: {e}\n"));
             }
@@ -171,13 +178,17 @@ mod tests {
             ..RunReport::default()
         };
         r.datasets[2].warnings.push("hold not placed".into());
+        let mut parent = ds("skipped", &[], 0);
+        parent.note = Some("parent only".into());
+        r.datasets.push(parent);
         assert_eq!(
             r.human(),
             "OK pull pull-a (z@h)\n\
              \x20 tank/a -> b/tank/a: full, 3 snapshots @s1..@s3, 6.0 MiB\n\
              \x20 tank/a -> b/tank/a: incremental, 1 snapshot @s4, 2.5 KiB\n\
              \x20 tank/a -> b/tank/a: up to date\n\
-             \x20   warning: hold not placed\n"
+             \x20   warning: hold not placed\n\
+             \x20 tank/a -> b/tank/a: skipped (parent only)\n"
         );
         r.dry_run = true;
         assert!(r

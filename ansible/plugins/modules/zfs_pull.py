@@ -77,7 +77,7 @@ datasets:
       type: str
     action:
       description: >-
-        V(up_to_date), V(full), V(incremental), V(resume), V(skipped) (no snapshots),
+        V(up_to_date), V(full), V(incremental), V(resume), V(skipped) (no snapshots; see RV(datasets[].note) and RV(datasets[].warnings)),
         V(refused) or V(failed).
       type: str
     snapshots:
@@ -104,6 +104,11 @@ datasets:
       description: Problems that did not fail the transfer (for example a hold not placed).
       type: list
       elements: str
+    note:
+      description: >-
+        Why nothing was done when that is expected, for example a parent dataset without
+        snapshots of its own whose children are replicated (not a warning).
+      type: str
     holds_changed:
       description: Whether holds moved.
       type: bool
