@@ -539,9 +539,15 @@ fn zfs_pull_and_zfs_push_check_then_real_then_unchanged() {
     assert_eq!(again.dataset(&src)["action"], "up_to_date");
 
     lab.write_and_snap("client", &src, "s3", 1);
-    let plan = a.play("server", pull.clone(), &["--check"]);
+    let plan = a.play("server", pull.clone(), &["--check", "--diff"]);
     plan.ok();
     assert!(plan.changed());
+    // --diff shows the snapshot that would arrive.
+    assert!(
+        plan.stdout.contains(&format!("+{copy}@s3")),
+        "{}",
+        plan.stdout
+    );
     assert_eq!(plan.dataset(&src)["action"], "incremental");
     assert_eq!(plan.dataset(&src)["snapshots"], json!(["s3"]));
     assert_eq!(

@@ -3,7 +3,7 @@
 //! doors cannot drift apart; the module adds only `job_name`.
 
 use super::args::{self, Opt, Type};
-use super::{Failure, Module, Outcome};
+use super::{Diff, Failure, Module, Outcome};
 use crate::host::Pool;
 use crate::job::{Job, Kind};
 use crate::replicate::{run_job, RunOptions};
@@ -52,10 +52,39 @@ pub fn job_from(module: Module, text: &str) -> Result<(String, Job, args::Module
     Ok((name, job, a))
 }
 
-/// `changed`, `msg` and return values from a run report.
-pub fn outcome_from(report: &RunReport, check_mode: bool) -> Outcome {
+/// What a run changes on the targets, as Ansible's diff: each snapshot that arrives
+/// (or would, in check mode) on the after side, each snapshot or dataset an explicit
+/// `on_divergence` destroys on the before side.
+pub fn diff_of(report: &RunReport, check_mode: bool) -> Diff {
+    let mut before = String::new();
+    let mut after = String::new();
+    for d in &report.datasets {
+        for x in &d.destroyed {
+            before.push_str(&format!("{x}\n"));
+        }
+        if d.changed() {
+            for s in &d.snapshots {
+                after.push_str(&format!("{}@{s}\n", d.target));
+            }
+        }
+    }
+    Diff {
+        before,
+        after,
+        before_header: "target snapshots (before)".into(),
+        after_header: if check_mode {
+            "target snapshots (after, predicted)".into()
+        } else {
+            "target snapshots (after)".into()
+        },
+    }
+}
+
+/// `changed`, `msg`, `diff` (when asked for) and return values from a run report.
+pub fn outcome_from(report: &RunReport, check_mode: bool, diff: bool) -> Outcome {
     let mut out = Outcome {
         changed: report.changed(),
+        diff: diff.then(|| diff_of(report, check_mode)),
         ..Outcome::default()
     };
     for d in &report.datasets {
@@ -122,7 +151,7 @@ pub fn run(module: Module, text: &str) -> Outcome {
         pool.close().await;
         report
     });
-    outcome_from(&report, a.check_mode)
+    outcome_from(&report, a.check_mode, a.diff)
 }
 
 #[cfg(test)]
@@ -216,13 +245,13 @@ mod tests {
             datasets: vec![ds("up_to_date", &[], None)],
             ..RunReport::default()
         };
-        let o = outcome_from(&r, false);
+        let o = outcome_from(&r, false, false);
         assert!(!o.changed && !o.is_failed());
         r.datasets.push(ds("incremental", &["s3"], None));
-        assert!(outcome_from(&r, true).changed);
+        assert!(outcome_from(&r, true, false).changed);
         r.datasets
             .push(ds("refused", &[], Some("diverged: use on_divergence")));
-        let o = outcome_from(&r, false);
+        let o = outcome_from(&r, false, false);
         assert!(o.is_failed());
         let msg = o.msg.unwrap();
         assert!(
@@ -232,9 +261,29 @@ mod tests {
         assert_eq!(o.extra["datasets"].as_array().unwrap().len(), 3);
         r.datasets.clear();
         r.error = Some("cannot connect".into());
-        assert!(outcome_from(&r, false)
+        assert!(outcome_from(&r, false, false)
             .msg
             .unwrap()
             .contains("job j failed: cannot connect"));
+    }
+
+    #[test]
+    fn diff_shows_arriving_snapshots_after_and_destroyed_ones_before() {
+        let mut rolled = ds("incremental", &["s4"], None);
+        rolled.destroyed = vec!["s/incremental@local".into()];
+        let r = RunReport {
+            datasets: vec![
+                ds("up_to_date", &[], None),
+                ds("full", &["s1", "s2"], None),
+                rolled,
+            ],
+            ..RunReport::default()
+        };
+        let o = outcome_from(&r, true, true);
+        let d = o.diff.expect("diff when asked for");
+        assert_eq!(d.before, "s/incremental@local\n");
+        assert_eq!(d.after, "s/full@s1\ns/full@s2\ns/incremental@s4\n");
+        assert_eq!(d.after_header, "target snapshots (after, predicted)");
+        assert_eq!(outcome_from(&r, false, false).diff, None);
     }
 }

@@ -82,8 +82,11 @@ attributes:
         its snapshots, resume, or refused and why) with the estimated bytes
         (C(zfs send -nP)); sends, receives and holds nothing.
   diff_mode:
-    support: none
-    description: No diff is returned; RV(datasets) says what moved.
+    support: full
+    description:
+      - Shows each snapshot that arrives on the target (in check mode, that would) on the
+        after side, and each snapshot or dataset an O(on_divergence) option destroys on the
+        before side.
   platform:
     support: full
     platforms: posix
