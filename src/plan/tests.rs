@@ -343,6 +343,21 @@ fn job_creates_each_parent_once_and_not_for_received_parents() {
     assert_eq!(parents, ["b/h", "b/h/t"]);
 }
 
+/// Plans pulling `roots` from `src` (as host `h`) into an empty `b`.
+fn pull_to_empty_target(src: &Listing, roots: &[&str]) -> Vec<DatasetPlan> {
+    let root = ds("b");
+    let roots: Vec<Dataset> = roots.iter().map(|r| ds(r)).collect();
+    let m = expand(src, &roots, |s| pull_target(&root, "h", s)).unwrap();
+    plan_job(
+        src,
+        &Listing::default(),
+        &m,
+        &BTreeMap::new(),
+        &root,
+        Options::default(),
+    )
+}
+
 #[test]
 fn a_parent_without_snapshots_is_a_quiet_skip_a_leaf_without_is_a_warning() {
     let src = crate::zfs::list::parse_listing(
@@ -352,16 +367,7 @@ fn a_parent_without_snapshots_is_a_quiet_skip_a_leaf_without_is_a_warning() {
          t/p/kid/new\tfilesystem\t3\t4\toff\t-\t0\t-\t-\t-\n",
     )
     .unwrap();
-    let root = ds("b");
-    let m = expand(&src, &[ds("t/p")], |s| pull_target(&root, "h", s)).unwrap();
-    let plans = plan_job(
-        &src,
-        &Listing::default(),
-        &m,
-        &BTreeMap::new(),
-        &root,
-        Options::default(),
-    );
+    let plans = pull_to_empty_target(&src, &["t/p"]);
     let verdicts: Vec<(String, &Verdict)> = plans
         .iter()
         .map(|p| (p.source.to_string(), &p.verdict))
@@ -400,19 +406,7 @@ fn missing_source_fails_alone() {
         "t/a\tfilesystem\t1\t1\toff\t-\t0\t-\t-\t-\nt/a@1\tsnapshot\t11\t2\t-\t-\t-\t-\t0\t-\n",
     )
     .unwrap();
-    let root = ds("b");
-    let m = expand(&src, &[ds("t/gone"), ds("t/a")], |s| {
-        pull_target(&root, "h", s)
-    })
-    .unwrap();
-    let plans = plan_job(
-        &src,
-        &Listing::default(),
-        &m,
-        &BTreeMap::new(),
-        &root,
-        Options::default(),
-    );
+    let plans = pull_to_empty_target(&src, &["t/gone", "t/a"]);
     assert!(
         matches!(plans[0].verdict, Transfer { .. })
             || matches!(plans[1].verdict, Verdict::Transfer { .. })
