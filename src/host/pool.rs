@@ -3,47 +3,39 @@
 
 use super::{Host, SshTarget};
 use crate::report::log;
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
-/// The connections of one run, by how the host is reached.
+/// The open connections of one run, by how the host is reached.
 #[derive(Default)]
 pub struct Pool {
-    hosts: Vec<(SshTarget, std::result::Result<Host, String>)>,
+    hosts: Vec<(SshTarget, Host)>,
 }
 
 impl Pool {
     /// The connection to `t`, opened on first use. A live one is reused; one that died
-    /// since (a long job, a network drop) is opened again. A failed attempt is
-    /// remembered: later jobs to the host fail with the same reason at once instead of
-    /// waiting for the connect timeout again.
+    /// since (a long job, a network drop) is opened again. A failed connect is not
+    /// remembered: a later job to the host tries again, as a blip should not fail it.
     pub async fn get(&mut self, t: &SshTarget) -> Result<Host> {
         if let Some(i) = self.hosts.iter().position(|(k, _)| k == t) {
-            match &self.hosts[i].1 {
-                Err(e) => return Err(anyhow!("{e}")),
-                Ok(h) if h.alive().await => return Ok(h.clone()),
-                Ok(h) => {
-                    log::info(&format!(
-                        "ssh: connection to {} died; reconnecting",
-                        h.label()
-                    ));
-                    let (_, old) = self.hosts.remove(i);
-                    if let Ok(h) = old {
-                        h.close().await;
-                    }
-                }
+            if self.hosts[i].1.alive().await {
+                return Ok(self.hosts[i].1.clone());
             }
+            let (_, dead) = self.hosts.remove(i);
+            log::info(&format!(
+                "ssh: connection to {} died; reconnecting",
+                dead.label()
+            ));
+            dead.close().await;
         }
-        let r = Host::connect(t).await.map_err(|e| format!("{e:#}"));
-        self.hosts.push((t.clone(), r.clone()));
-        r.map_err(|e| anyhow!("{e}"))
+        let host = Host::connect(t).await?;
+        self.hosts.push((t.clone(), host.clone()));
+        Ok(host)
     }
 
     /// Closes every connection (call when no [`Host`] from this pool is held anymore).
     pub async fn close(self) {
         for (_, h) in self.hosts {
-            if let Ok(h) = h {
-                h.close().await;
-            }
+            h.close().await;
         }
     }
 }
