@@ -36,7 +36,7 @@ bench:
 	cargo bench --locked --bench engine
 
 # zferry.zfs: static musl module binaries for x86_64 and aarch64, placed in the collection.
-ansible-build:
+ansible-build: setup
 	ansible/build.sh
 
 # zferry.zfs: ansible-doc renders every module, ansible-lint, ansible-test sanity.

@@ -16,11 +16,12 @@ fi
 
 # mosquitto, mosquitto-clients, prometheus (promtool), util-linux (flock): the sink tests
 # (tests/sinks.rs, tests/lab_status.rs) run a real broker and check metrics with promtool.
-need=(debootstrap qemu-system-x86 qemu-utils e2fsprogs zstd openssh-client python3 python3-venv make
+need=(debootstrap qemu-system-x86 qemu-utils qemu-user e2fsprogs zstd openssh-client python3 python3-venv make
   mosquitto mosquitto-clients prometheus util-linux
   musl-tools gcc-aarch64-linux-gnu shellcheck)
 # musl-tools, gcc-aarch64-linux-gnu: C parts of the static module binaries (ansible/build.sh);
-# shellcheck: ansible-test sanity checks the collection's scripts with it.
+# ansible-test sanity runs shellcheck on the collection's scripts; qemu-user runs
+# the aarch64 module binary's smoke test (ansible/build.sh).
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -28,7 +29,7 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports qemu-system-x86 qemu-utils >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports qemu-system-x86 qemu-utils qemu-user >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || {
