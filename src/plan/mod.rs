@@ -244,6 +244,9 @@ pub struct Pair<'a> {
     pub token: Option<&'a TokenCheck>,
     /// Target's child datasets (they forbid destroying it).
     pub target_children: &'a [Dataset],
+    /// The job replicates children of the source: without snapshots of its own, it is
+    /// only their parent (skipped every run, so no warning).
+    pub source_has_children: bool,
 }
 
 /// Decides what to do for one dataset. `missing_parents` are target parents that do
@@ -311,9 +314,18 @@ pub fn plan_dataset(pair: Pair<'_>, missing_parents: &[Dataset], opts: Options) 
     }
 
     if src.snapshots.is_empty() {
-        plan.verdict = Verdict::Skip {
-            why: format!("source {} has no snapshots yet", src.name),
-            warn: true,
+        plan.verdict = match pair.source_has_children {
+            true => Verdict::Skip {
+                why: format!(
+                    "{} has no snapshots of its own; only its children are replicated",
+                    src.name
+                ),
+                warn: false,
+            },
+            false => Verdict::Skip {
+                why: format!("source {} has no snapshots yet", src.name),
+                warn: true,
+            },
         };
         return plan;
     }
@@ -565,14 +577,9 @@ pub fn plan_job(
             target: target.get(t),
             token: tokens.get(t),
             target_children: &children,
+            source_has_children: mapping.pairs.iter().any(|(c, _)| c != s && c.is_within(s)),
         };
-        let mut p = plan_dataset(pair, &missing, opts);
-        if let Verdict::Skip { why, warn } = &mut p.verdict {
-            if mapping.pairs.iter().any(|(c, _)| c != s && c.is_within(s)) {
-                *why = format!("{s} has no snapshots of its own; only its children are replicated");
-                *warn = false;
-            }
-        }
+        let p = plan_dataset(pair, &missing, opts);
         for step in &p.steps {
             match step {
                 Step::CreateParent { dataset } => {

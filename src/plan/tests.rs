@@ -37,6 +37,7 @@ fn plan1(src: &DatasetInfo, tgt: Option<&DatasetInfo>, opts: Options) -> Dataset
             target: tgt,
             token: None,
             target_children: &[],
+            source_has_children: false,
         },
         &[],
         opts,
@@ -246,6 +247,7 @@ fn destroy_never_takes_children() {
             target: Some(&tgt),
             token: None,
             target_children: &kids,
+            source_has_children: false,
         },
         &[],
         Options {
@@ -274,6 +276,7 @@ fn resume_valid_and_stale_tokens() {
                 target: Some(&tgt),
                 token: Some(check),
                 target_children: &[],
+                source_has_children: false,
             },
             &[],
             Options::default(),

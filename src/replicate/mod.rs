@@ -310,6 +310,7 @@ async fn replan_after_resume(
             target: dst.as_ref(),
             token: token.as_ref(),
             target_children: &[],
+            source_has_children: false,
         },
         &[],
         popts,
