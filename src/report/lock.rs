@@ -32,10 +32,8 @@ pub enum Acquire {
     Held(JobLock),
     /// Another run holds it.
     Busy {
-        /// Seconds since the holder took it (lock file mtime).
-        age: u64,
-        /// What the holder wrote (`pid N started T`).
-        holder: String,
+        /// Who, and since when.
+        held: Holder,
         /// The lock file.
         path: PathBuf,
     },
@@ -59,8 +57,8 @@ pub fn acquire(dir: &Path, job: &str) -> Result<Acquire> {
         if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
             return Err(err).with_context(|| format!("cannot lock {}", path.display()));
         }
-        let Holder { age, holder } = read_holder(&mut file);
-        return Ok(Acquire::Busy { age, holder, path });
+        let held = read_holder(&mut file);
+        return Ok(Acquire::Busy { held, path });
     }
     let stamp = format!("pid {} started {}\n", std::process::id(), super::now());
     file.set_len(0)
@@ -150,7 +148,10 @@ mod tests {
         // flock locks belong to the open file description: a second open conflicts,
         // even in the same process, as a second zferry would.
         match acquire(&dir, "job").unwrap() {
-            Acquire::Busy { age, holder, .. } => {
+            Acquire::Busy {
+                held: Holder { age, holder },
+                ..
+            } => {
                 assert!(age < 5, "{age}");
                 assert_eq!(
                     holder,

@@ -98,18 +98,18 @@ impl Cycle {
                 self.ping(name, Ping::Start, "");
                 Begin::Run(Some(l))
             }
-            Ok(Acquire::Busy { age, holder, path }) if age < self.settings.lock_max_age => {
+            Ok(Acquire::Busy { held, path }) if held.age < self.settings.lock_max_age => {
                 log::info(&format!(
-                    "job {name}: another run holds {} ({holder}, for {}); skipping this one",
+                    "job {name}: another run holds {} ({}, for {}); skipping this one",
                     path.display(),
-                    human_secs(age)
+                    held.holder,
+                    human_secs(held.age)
                 ));
                 self.skipped = true;
                 Begin::Skip
             }
-            Ok(Acquire::Busy { age, holder, path }) => {
+            Ok(Acquire::Busy { held, path }) => {
                 self.wedged = true;
-                let held = lock::Holder { age, holder };
                 Begin::Wedged(job_report(
                     name,
                     job,
