@@ -29,6 +29,15 @@ struct Out {
     stderr: String,
 }
 
+/// The entry for source `source` in one job's status JSON.
+fn dataset_status(job: &Value, source: &str) -> Value {
+    job["datasets"]
+        .as_array()
+        .and_then(|ds| ds.iter().find(|d| d["source"] == source))
+        .unwrap_or_else(|| panic!("{source} not in status: {job}"))
+        .clone()
+}
+
 impl Env<'_> {
     fn config(&self, ssh_port: u16, datasets: &[&str]) {
         let ds: Vec<String> = datasets
@@ -327,13 +336,7 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
     );
     env.fails("source dataset gone", "does not exist", 1);
     let (_, st) = env.status();
-    let data = st["datasets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["source"] == format!("{c}/data"))
-        .unwrap()
-        .clone();
+    let data = dataset_status(&st, &format!("{c}/data"));
     assert_eq!(
         data["state"], "ok",
         "one gone dataset does not fail the others: {st}"
@@ -351,13 +354,7 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
     let o = env.zferry("status --json --stale-after 1");
     assert_eq!(o.code, Some(1), "{}", o.stderr);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
-    let d = v[0]["datasets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["source"] == format!("{c}/data"))
-        .unwrap()
-        .clone();
+    let d = dataset_status(&v[0], &format!("{c}/data"));
     assert_eq!(
         (
             d["state"].as_str(),
