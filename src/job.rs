@@ -106,6 +106,21 @@ impl Job {
         self.name.as_deref().unwrap_or(&self.ssh.host)
     }
 
+    /// Where the copy of `source` goes: `destination/<name>/<source>` for a pull,
+    /// `destination/<source minus strip_prefix>` for a push.
+    pub fn target_of(&self, source: &Dataset) -> Result<Dataset, String> {
+        match self.kind {
+            Kind::Pull => crate::plan::pull_target(&self.destination, self.pull_name(), source),
+            Kind::Push => crate::plan::push_target(
+                &self.destination,
+                self.strip_prefix
+                    .as_ref()
+                    .ok_or("push job without strip_prefix")?,
+                source,
+            ),
+        }
+    }
+
     /// The hold tag for this job.
     pub fn hold_tag(&self, job_name: &str) -> String {
         self.hold_tag

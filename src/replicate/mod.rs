@@ -31,14 +31,16 @@ pub struct RunOptions {
 }
 
 /// Both ends of a job.
-struct Sides {
-    source: Host,
-    target: Host,
+pub(crate) struct Sides {
+    /// Where the snapshots are sent from.
+    pub source: Host,
+    /// Where they are received.
+    pub target: Host,
 }
 
 impl Sides {
     /// Pull: the remote host is the source; push: it is the target.
-    fn for_job(kind: Kind, remote: &Host) -> Sides {
+    pub(crate) fn for_job(kind: Kind, remote: &Host) -> Sides {
         match kind {
             Kind::Pull => Sides {
                 source: remote.clone(),
@@ -78,7 +80,7 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -
 }
 
 /// Lists `roots` on `host`; roots that do not exist are returned apart.
-async fn list(host: &Host, roots: &[Dataset]) -> Result<(Listing, Vec<String>)> {
+pub(crate) async fn list(host: &Host, roots: &[Dataset]) -> Result<(Listing, Vec<String>)> {
     let out = host.run(&list_argv(roots)).await?;
     let missing = if out.ok() {
         Vec::new()
@@ -109,15 +111,8 @@ async fn run_datasets(
             sides.target.label()
         );
     }
-    let mapping = plan::expand(&src_list, &job.datasets, |s| match job.kind {
-        Kind::Pull => plan::pull_target(&job.destination, job.pull_name(), s),
-        Kind::Push => plan::push_target(
-            &job.destination,
-            job.strip_prefix.as_ref().expect("validated"),
-            s,
-        ),
-    })
-    .map_err(|e| anyhow!(e))?;
+    let mapping =
+        plan::expand(&src_list, &job.datasets, |s| job.target_of(s)).map_err(|e| anyhow!(e))?;
     let mut tokens = BTreeMap::new();
     for (_, t) in &mapping.pairs {
         if let Some(tok) = dst_list.get(t).and_then(|d| d.resume_token.as_ref()) {

@@ -5,12 +5,12 @@
 use super::state::{self, classify, Facts, Snap, State};
 use super::store::History;
 use super::RunReport;
-use crate::host::{Host, Pool};
-use crate::job::{Job, Kind};
-use crate::plan;
-use crate::zfs::list::{list_argv, missing_from_stderr, parse_listing, Listing};
+use crate::host::Pool;
+use crate::job::Job;
+use crate::replicate::{list, Sides};
+use crate::zfs::list::Listing;
 use crate::zfs::name::Dataset;
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -198,49 +198,24 @@ pub fn side_from(listing: &Listing) -> Side {
     }
 }
 
-async fn list_side(host: &Host, roots: &[Dataset]) -> Result<Side> {
-    let out = host.run(&list_argv(roots)).await?;
-    if !out.ok() {
-        // Missing roots are fine (a gone source, a never-replicated target); anything
-        // else is an error.
-        missing_from_stderr(&out.stderr).map_err(|e| anyhow!("on {}: {e}", host.label()))?;
-    }
-    Ok(side_from(&parse_listing(&out.stdout)?))
-}
-
-/// The job's target for `source`.
-pub fn target_of(job: &Job, source: &Dataset) -> Result<Dataset, String> {
-    match job.kind {
-        Kind::Pull => plan::pull_target(&job.destination, job.pull_name(), source),
-        Kind::Push => plan::push_target(
-            &job.destination,
-            job.strip_prefix
-                .as_ref()
-                .ok_or("push job without strip_prefix")?,
-            source,
-        ),
-    }
-}
-
 /// Lists both sides of `job` now: one `zfs list` per side, over the pool's connection.
 pub async fn live(job: &Job, pool: &mut Pool) -> Result<Live> {
     let remote = pool.get(&job.ssh).await?;
-    let (src, dst) = match job.kind {
-        Kind::Pull => (remote.clone(), Host::Local),
-        Kind::Push => (Host::Local, remote.clone()),
-    };
+    let sides = Sides::for_job(job.kind, &remote);
     let target_roots: Vec<Dataset> = job
         .datasets
         .iter()
-        .filter_map(|d| target_of(job, d).ok())
+        .filter_map(|d| job.target_of(d).ok())
         .collect();
-    let source = list_side(&src, &job.datasets).await?;
-    let target = list_side(&dst, &target_roots).await?;
+    // Missing roots are fine here (a gone source, a never-replicated target).
+    let (source, _) = list(&sides.source, &job.datasets).await?;
+    let (target, _) = list(&sides.target, &target_roots).await?;
+    let (source, target) = (side_from(&source), side_from(&target));
     let mut pairs = Vec::new();
     for name in source.datasets.keys() {
         let ds = Dataset::new(name)?;
         if job.datasets.iter().any(|r| ds.is_within(r)) {
-            if let Ok(t) = target_of(job, &ds) {
+            if let Ok(t) = job.target_of(&ds) {
                 pairs.push((name.clone(), t.to_string()));
             }
         }
@@ -498,6 +473,7 @@ mod tests {
     use super::*;
     use crate::report::store::Known;
     use crate::report::DatasetReport;
+    use crate::zfs::list::parse_listing;
 
     const NOW: u64 = 2_000_000_000;
 
