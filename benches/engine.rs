@@ -70,7 +70,6 @@ fn bench_plan(out: &mut String) {
         &src,
         &dst,
         &mapping,
-        &BTreeMap::new(),
         &root,
         Options::default(),
     );

@@ -89,6 +89,13 @@ struct ServeArgs {
     /// discarding stale partial receives).
     #[arg(long)]
     allow_destroy: bool,
+    /// No plaintext crosses this key: send side, only raw sends (`zfs send -w`) and raw
+    /// resume tokens; receive side, only streams whose first record says raw.
+    #[arg(long)]
+    raw_only: bool,
+    /// Hold tags this key may place and release start with this.
+    #[arg(long, default_value = crate::guard::HOLD_PREFIX)]
+    hold_prefix: String,
 }
 
 #[derive(Args, Debug)]
@@ -167,30 +174,33 @@ fn holds(a: HoldsArgs) -> ExitCode {
     }
 }
 
-/// Checks SSH_ORIGINAL_COMMAND against the guard and execs it; returns only on refusal.
+/// Checks SSH_ORIGINAL_COMMAND against the guard and execs it; returns only on refusal
+/// or after relaying a raw-only receive.
 fn serve(a: ServeArgs) -> ExitCode {
-    use std::os::unix::process::CommandExt;
+    use crate::guard::serve::{self, ServeError};
     let policy = crate::guard::Policy {
         mode: a.mode,
         roots: a.roots,
         allow_rollback: a.allow_rollback,
         allow_destroy: a.allow_destroy,
+        raw_only: a.raw_only,
+        hold_prefix: a.hold_prefix,
     };
-    let Ok(line) = std::env::var("SSH_ORIGINAL_COMMAND") else {
-        eprintln!("zferry serve: no SSH_ORIGINAL_COMMAND; use it as a forced command in authorized_keys (command=\"zferry serve ...\",restrict)");
-        return ExitCode::from(exit::USAGE);
-    };
-    let checked = crate::guard::tokenize(&line).and_then(|argv| policy.check(&argv).map(|_| argv));
-    match checked {
-        Ok(argv) => {
-            let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
-            eprintln!("zferry serve: cannot run {}: {err}", argv[0]);
-            ExitCode::from(exit::FAILED)
-        }
-        Err(r) => {
-            crate::guard::log_rejection(&r);
+    match serve::run(&policy, std::env::var_os("SSH_ORIGINAL_COMMAND")) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(exit::FAILED)),
+        Err(ServeError::Rejected(r)) => {
+            let conn = std::env::var("SSH_CONNECTION").ok();
+            serve::log_rejection(&r, serve::client_address(conn.as_deref()).as_deref());
             eprintln!("{r}");
             ExitCode::from(exit::USAGE)
+        }
+        Err(e @ ServeError::NoCommand) => {
+            eprintln!("{e}");
+            ExitCode::from(exit::USAGE)
+        }
+        Err(e @ ServeError::Failed(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(exit::FAILED)
         }
     }
 }

@@ -5,10 +5,18 @@
 //! metacharacters, no newlines). The argv is then rebuilt with zferry's own builders
 //! from `zfs::cmd`; only an exact match runs, by `exec` without a shell. Datasets must
 //! lie under the configured roots, and each mode allows only its side's verbs.
+//!
+//! What the peer sends beyond the command is checked too: a resume token is decoded
+//! and must name a snapshot under a root (resolved in the local pool before it runs,
+//! see [`serve`]), hold tags must carry the key's prefix, and a raw-only key refuses
+//! plaintext both ways (non-raw sends; streams whose head is not raw).
+
+pub mod serve;
 
 use crate::zfs::cmd::{self, SendSpan};
 use crate::zfs::list::list_argv;
-use crate::zfs::name::{Dataset, Snapshot};
+use crate::zfs::name::{check_hold_tag, Dataset, Snapshot};
+use crate::zfs::token::{self, ResumeToken};
 use serde::{Deserialize, Serialize};
 
 /// Which side of a replication this key serves.
@@ -33,6 +41,27 @@ pub struct Policy {
     /// Receive side: allow `zfs destroy -r` and `zfs receive -A` (destroy policies and
     /// discarding stale partial receives).
     pub allow_destroy: bool,
+    /// Send side: only raw sends and raw resume tokens. Receive side: only streams
+    /// whose head says raw. Either way no plaintext crosses this key.
+    pub raw_only: bool,
+    /// Hold tags this key may place, release or name start with this.
+    pub hold_prefix: String,
+}
+
+/// Default [`Policy::hold_prefix`]: every tag zferry makes by default (`zferry:<job>`).
+pub const HOLD_PREFIX: &str = "zferry:";
+
+/// What must still happen before an accepted command runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// Nothing: run it.
+    Run,
+    /// A resume: the token's snapshot (and base) must be found by GUID in the dataset
+    /// the token names, in the local pool, because `zfs send -t` resolves them by GUID
+    /// anywhere in the pool.
+    Token(ResumeToken),
+    /// A receive on a raw-only key: the stream's head must say raw.
+    RawReceive,
 }
 
 /// Why a command was refused.
@@ -129,10 +158,22 @@ impl Policy {
         Ok(ds)
     }
 
+    fn tag<'t>(&self, tag: &'t str) -> Result<&'t str, Rejected> {
+        check_hold_tag(tag).map_err(|e| Rejected(e.to_string()))?;
+        if !tag.starts_with(&self.hold_prefix) {
+            return reject(format!(
+                "hold tag '{tag}' does not start with this key's prefix '{}'",
+                self.hold_prefix
+            ));
+        }
+        Ok(tag)
+    }
+
     /// Accepts `argv` only if zferry's own builders produce exactly it for allowed
-    /// datasets; returns it unchanged for `exec`.
-    pub fn check(&self, argv: &[String]) -> Result<(), Rejected> {
+    /// datasets, and says what must still be confirmed before it runs.
+    pub fn check(&self, argv: &[String]) -> Result<Checked, Rejected> {
         let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut checked = Checked::Run;
         let expected: Vec<String> = match (self.mode, a.as_slice()) {
             (_, ["zfs", "list", .., "-r", _]) | (_, ["zfs", "list", "-Hp", ..]) => {
                 let r = a.iter().position(|x| *x == "-r").map_or(a.len(), |i| i + 1);
@@ -140,18 +181,33 @@ impl Policy {
                     .iter()
                     .map(|s| self.dataset(s))
                     .collect::<Result<Vec<_>, _>>()?;
+                // `zfs list -r` without a dataset lists every pool.
+                if roots.is_empty() {
+                    return reject("a listing must name datasets under the roots");
+                }
                 list_argv(&roots)
             }
-            (_, ["zfs", "hold", tag, snap]) => cmd::hold(tag, &self.snap(snap)?),
-            (_, ["zfs", "release", tag, snap]) => cmd::release(tag, &self.snap(snap)?),
+            (_, ["zfs", "hold", tag, snap]) => cmd::hold(self.tag(tag)?, &self.snap(snap)?),
+            (_, ["zfs", "release", tag, snap]) => cmd::release(self.tag(tag)?, &self.snap(snap)?),
             (_, ["zfs", "holds", "-H", snaps @ ..]) if !snaps.is_empty() => cmd::holds(
                 &snaps
                     .iter()
                     .map(|s| self.snap(s))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
-            (Mode::Send, ["zfs", "send", rest @ ..]) => self.send(rest)?,
-            (Mode::Receive, ["zfs", "receive", "-u", "-s", ds]) => cmd::receive(&self.dataset(ds)?),
+            (Mode::Send, ["zfs", "send", rest @ ..]) => {
+                let (argv, token) = self.send(rest)?;
+                if let Some(t) = token {
+                    checked = Checked::Token(t);
+                }
+                argv
+            }
+            (Mode::Receive, ["zfs", "receive", "-u", "-s", ds]) => {
+                if self.raw_only {
+                    checked = Checked::RawReceive;
+                }
+                cmd::receive(&self.dataset(ds)?)
+            }
             (Mode::Receive, ["zfs", "receive", "-A", ds]) if self.allow_destroy => {
                 cmd::receive_abort(&self.dataset(ds)?)
             }
@@ -177,10 +233,24 @@ impl Policy {
                 crate::host::shell_quote(&expected)
             ));
         }
-        Ok(())
+        Ok(checked)
     }
 
-    fn send(&self, rest: &[&str]) -> Result<Vec<String>, Rejected> {
+    /// A token is decoded, must name a snapshot under a root and, on a raw-only key,
+    /// ask for a raw stream.
+    fn token(&self, text: &str) -> Result<ResumeToken, Rejected> {
+        let t = token::parse(text).map_err(|e| Rejected(format!("resume token: {e}")))?;
+        self.within(t.toname.dataset())?;
+        if self.raw_only && !t.raw {
+            return reject(format!(
+                "resume token for {} asks for a non-raw stream; this key sends raw only",
+                t.toname
+            ));
+        }
+        Ok(t)
+    }
+
+    fn send(&self, rest: &[&str]) -> Result<(Vec<String>, Option<ResumeToken>), Rejected> {
         let mut rest = rest;
         let dry = rest.first() == Some(&"-nP");
         if dry {
@@ -190,31 +260,29 @@ impl Policy {
         if raw {
             rest = &rest[1..];
         }
+        if let ["-t", text] = rest {
+            if raw {
+                return reject("a resume token carries its own raw flag; -w with -t is not a form zferry sends");
+            }
+            let t = self.token(text)?;
+            let span = SendSpan::Resume {
+                token: text.to_string(),
+            };
+            return Ok((cmd::send(&span, false, dry), Some(t)));
+        }
+        if self.raw_only && !raw {
+            return reject("this key sends raw only (zfs send -w): a non-raw send would decrypt");
+        }
         let span = match rest {
-            ["-t", token] if !raw => SendSpan::Resume {
-                token: token.to_string(),
-            },
             [to] => SendSpan::Full { to: self.snap(to)? },
             [flag @ ("-i" | "-I"), from, to] => SendSpan::Incremental {
                 from: self.snap(from)?,
                 to: self.snap(to)?,
                 intermediates: *flag == "-I",
             },
-            ["-nvP", "-t", token] if !dry && !raw => {
-                return Ok(cmd::describe_token(token));
-            }
             _ => return reject("unknown zfs send form"),
         };
-        Ok(cmd::send(&span, raw, dry))
-    }
-}
-
-/// Logs a rejection to syslog (best effort) so an admin can see attempts.
-pub fn log_rejection(r: &Rejected) {
-    use std::os::unix::net::UnixDatagram;
-    if let Ok(sock) = UnixDatagram::unbound() {
-        // <36> = facility auth (4), severity warning (4).
-        let _ = sock.send_to(format!("<36>zferry-serve: {}", r.0).as_bytes(), "/dev/log");
+        Ok((cmd::send(&span, raw, dry), None))
     }
 }
 
@@ -230,7 +298,20 @@ mod tests {
             roots: vec![Dataset::new("tank/data").unwrap()],
             allow_rollback: false,
             allow_destroy: false,
+            raw_only: false,
+            hold_prefix: HOLD_PREFIX.into(),
         }
+    }
+
+    fn raw_only(mode: Mode) -> Policy {
+        Policy {
+            raw_only: true,
+            ..policy(mode)
+        }
+    }
+
+    fn resume(token: String) -> Vec<String> {
+        cmd::send(&SendSpan::Resume { token }, false, false)
     }
 
     fn ok(p: &Policy, argv: &[String]) -> bool {
@@ -265,17 +346,15 @@ mod tests {
             intermediates: false,
         };
         assert!(ok(&p, &cmd::send(&inc, false, true)));
+        let t = crate::zfs::token::build::token("tank/data/kid@a", 5, None, true);
+        assert!(matches!(
+            p.check(&resume(t.clone())),
+            Ok(Checked::Token(ResumeToken { toguid: 5, .. }))
+        ));
         assert!(ok(
             &p,
-            &cmd::send(
-                &SendSpan::Resume {
-                    token: "1-ab-cd".into()
-                },
-                true,
-                false
-            )
+            &cmd::send(&SendSpan::Resume { token: t }, false, true)
         ));
-        assert!(ok(&p, &cmd::describe_token("1-ab-cd")));
         assert!(ok(&p, &cmd::hold("zferry:job", &s("tank/data@a"))));
         assert!(ok(
             &p,
@@ -328,6 +407,11 @@ mod tests {
             "zfs receive -u -s 'tank/data/x",
             "bash -c id",
             "zfs list -Hp -r tank",
+            "zfs list -Hp -t filesystem,volume,snapshot,bookmark -s createtxg -o name,type,guid,createtxg,encryption,keystatus,written,receive_resume_token,userrefs,creation -r",
+            "zfs hold -r tank/data@a",
+            "zfs hold admin-keep tank/data@a",
+            "zfs release admin-keep tank/data@a",
+            "zfs hold zferry:x tank/other@a",
             "zfs set readonly=off tank/data",
             "",
         ] {
@@ -335,6 +419,85 @@ mod tests {
             assert!(r.is_err(), "{line:?} was allowed");
             assert!(!r.unwrap_err().0.is_empty());
         }
+    }
+
+    #[test]
+    fn resume_tokens_are_decoded_and_must_stay_under_the_root() {
+        use crate::zfs::token::build::token;
+        let p = policy(Mode::Send);
+        for (bad, why) in [
+            (
+                token("tank/secret@s1", 5, None, true),
+                "outside the allowed roots",
+            ),
+            (
+                token("tank/dataset@s1", 5, None, true),
+                "outside the allowed roots",
+            ),
+            ("1-abc-def".to_string(), "resume token"),
+            ("garbage".to_string(), "resume token"),
+        ] {
+            let e = p.check(&resume(bad.clone())).unwrap_err();
+            assert!(e.0.contains(why), "{bad}: {e}");
+            let dry = cmd::send(&SendSpan::Resume { token: bad }, false, true);
+            assert!(p.check(&dry).is_err());
+        }
+        // -w with -t is no form zferry sends.
+        let t = token("tank/data@s1", 5, None, true);
+        let mut raw_t = resume(t);
+        raw_t.insert(2, "-w".into());
+        assert!(p.check(&raw_t).is_err());
+    }
+
+    #[test]
+    fn raw_only_keys_refuse_plaintext_both_ways() {
+        use crate::zfs::token::build::token;
+        let p = raw_only(Mode::Send);
+        let full = |raw| {
+            cmd::send(
+                &SendSpan::Full {
+                    to: s("tank/data@a"),
+                },
+                raw,
+                false,
+            )
+        };
+        assert_eq!(p.check(&full(true)), Ok(Checked::Run));
+        assert!(p.check(&full(false)).unwrap_err().0.contains("raw only"));
+        let inc = SendSpan::Incremental {
+            from: s("tank/data@a"),
+            to: s("tank/data@b"),
+            intermediates: true,
+        };
+        assert!(p.check(&cmd::send(&inc, false, true)).is_err());
+        assert!(p.check(&cmd::send(&inc, true, true)).is_ok());
+        assert!(p
+            .check(&resume(token("tank/data@a", 1, None, true)))
+            .is_ok());
+        let plain = p.check(&resume(token("tank/data@a", 1, None, false)));
+        assert!(plain.unwrap_err().0.contains("non-raw"));
+        // The receive side defers to the stream's head.
+        let d = Dataset::new("tank/data/x").unwrap();
+        assert_eq!(
+            raw_only(Mode::Receive).check(&cmd::receive(&d)),
+            Ok(Checked::RawReceive)
+        );
+        assert_eq!(
+            policy(Mode::Receive).check(&cmd::receive(&d)),
+            Ok(Checked::Run)
+        );
+    }
+
+    #[test]
+    fn hold_tags_must_carry_the_prefix() {
+        let mut p = policy(Mode::Send);
+        let a = s("tank/data@a");
+        assert!(ok(&p, &cmd::hold("zferry:job", &a)));
+        assert!(!ok(&p, &cmd::release("other:job", &a)));
+        assert!(!ok(&p, &cmd::release("-r", &a)));
+        p.hold_prefix = "site-".into();
+        assert!(ok(&p, &cmd::release("site-job", &a)));
+        assert!(!ok(&p, &cmd::release("zferry:job", &a)));
     }
 
     #[test]
@@ -365,6 +528,41 @@ mod tests {
             prop_assert!(p.check(&argv).is_ok());
             argv.insert(pos.min(argv.len()), extra);
             prop_assert!(p.check(&argv).is_err(), "{:?}", argv);
+        }
+
+        /// Every command zferry builds passes its key; replacing any one word of it by
+        /// another dataset, flag, tag or token is refused.
+        #[test]
+        fn any_single_mutation_is_refused(which in 0usize..9, pos in 0usize..20, with in 0usize..8) {
+            use crate::zfs::token::build::token;
+            let send_side = raw_only(Mode::Send);
+            let mut recv_side = raw_only(Mode::Receive);
+            recv_side.allow_destroy = true;
+            recv_side.allow_rollback = true;
+            let d = Dataset::new("tank/data/x").unwrap();
+            let inc = SendSpan::Incremental { from: s("tank/data/x@a"), to: s("tank/data/x@b"), intermediates: true };
+            let (p, argv) = match which {
+                0 => (&send_side, cmd::send(&SendSpan::Full { to: s("tank/data/x@a") }, true, false)),
+                1 => (&send_side, cmd::send(&inc, true, false)),
+                2 => (&send_side, resume(token("tank/data/x@b", 7, Some(6), true))),
+                3 => (&send_side, cmd::hold("zferry:job", &s("tank/data/x@a"))),
+                4 => (&send_side, cmd::release("zferry:job", &s("tank/data/x@a"))),
+                5 => (&send_side, list_argv(std::slice::from_ref(&d))),
+                6 => (&recv_side, cmd::receive(&d)),
+                7 => (&recv_side, cmd::create_parent(&d)),
+                _ => (&recv_side, cmd::rollback(&s("tank/data/x@a"))),
+            };
+            prop_assert!(p.check(&argv).is_ok(), "{:?}", argv);
+            let replacements = [
+                "tank/other".to_string(), "tank/other@a".into(), "-F".into(), "-R".into(),
+                "other:job".into(), token("tank/secret@b", 7, Some(6), true),
+                token("tank/data/x@b", 7, Some(6), false), "zfs".into(),
+            ];
+            let mut mutated = argv.clone();
+            let i = pos % mutated.len();
+            mutated[i] = replacements[with].clone();
+            prop_assume!(mutated != argv);
+            prop_assert!(p.check(&mutated).is_err(), "{:?}", mutated);
         }
     }
 }

@@ -8,8 +8,9 @@
 use crate::zfs::cmd::SendSpan;
 use crate::zfs::list::{DatasetInfo, Listing, Point};
 use crate::zfs::name::{Dataset, Snapshot};
+use crate::zfs::token;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 #[cfg(test)]
 mod tests;
@@ -50,19 +51,83 @@ pub struct Options {
     pub on_divergence: OnDivergence,
 }
 
-/// What a resume token turned out to be, told by the sending side (`zfs send -nvt`).
+/// What the target's resume token turned out to be, judged against the source's
+/// listing and the job's raw mode ([`check_token`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenCheck {
-    /// The token's snapshot still exists on the source with this GUID.
+    /// Resume it: it names the planned source snapshot, GUIDs and raw mode match.
     Valid {
         /// GUID of the snapshot being received.
         toguid: u64,
     },
-    /// The source can no longer send it (its snapshot is gone).
-    Stale {
-        /// What the source said.
+    /// It must not or cannot be resumed: discard the partial receive and plan again.
+    Discard {
+        /// Why, for the warning.
         why: String,
     },
+    /// It names a snapshot of another dataset: never something zferry asked for.
+    Foreign {
+        /// The snapshot the token asks the source to send.
+        toname: Snapshot,
+    },
+}
+
+/// Judges a target's resume token. The receiver wrote it, so it decides nothing here:
+/// it is resumed only when it names the planned source dataset, its snapshot's name and
+/// GUID match the source's, its base is a snapshot both sides share, and its raw flag
+/// is the job's (a token without `rawok` would make the source decrypt).
+pub fn check_token(text: &str, src: &DatasetInfo, tgt: &DatasetInfo, raw: bool) -> TokenCheck {
+    let discard = |why: String| TokenCheck::Discard { why };
+    let t = match token::parse(text) {
+        Ok(t) => t,
+        Err(e) => return discard(format!("its resume token is unreadable ({e})")),
+    };
+    if t.toname.dataset() != &src.name {
+        return TokenCheck::Foreign { toname: t.toname };
+    }
+    match src.snapshots.iter().find(|p| p.name == t.toname.short()) {
+        None => {
+            return discard(format!(
+                "its snapshot @{} is no longer on the source",
+                t.toname.short()
+            ))
+        }
+        Some(p) if p.guid != t.toguid => {
+            return discard(format!(
+                "the token's GUID {} is not the source's @{} ({})",
+                t.toguid, p.name, p.guid
+            ))
+        }
+        Some(_) => {}
+    }
+    match t.fromguid {
+        Some(from) => {
+            let on_source = src
+                .snapshots
+                .iter()
+                .chain(&src.bookmarks)
+                .any(|p| p.guid == from);
+            let on_target = tgt.snapshots.iter().any(|p| p.guid == from);
+            if !(on_source && on_target) {
+                return discard(format!(
+                    "its base (GUID {from}) is not a snapshot both sides share"
+                ));
+            }
+        }
+        None if !tgt.snapshots.is_empty() => {
+            return discard("it resumes a full stream into a dataset that has snapshots".into())
+        }
+        None => {}
+    }
+    if t.raw != raw {
+        let mode = |r: bool| if r { "raw" } else { "non-raw" };
+        return discard(format!(
+            "the token asks for a {} stream but this job sends {} streams",
+            mode(t.raw),
+            mode(raw)
+        ));
+    }
+    TokenCheck::Valid { toguid: t.toguid }
 }
 
 /// One action on one dataset.
@@ -162,6 +227,16 @@ pub enum Refusal {
         /// Target dataset.
         target: Dataset,
     },
+    /// The target's resume token asks for a snapshot of another dataset.
+    #[error("the resume token on target {target} asks for {toname}, which is not its source {source_name}: zferry never writes such a token, so the receiving host is broken or hostile; nothing was sent. Inspect it ('zfs get receive_resume_token {target}' there) and discard it with 'zfs receive -A {target}'")]
+    ForeignToken {
+        /// Target dataset holding the token.
+        target: Dataset,
+        /// What the token asks for.
+        toname: Snapshot,
+        /// The dataset the target is a copy of.
+        source_name: Dataset,
+    },
     /// Destroying the target would take its children with it.
     #[error("target {target} would have to be destroyed and resent, but it has child datasets ({}); zferry never destroys those, resolve it by hand", children.join(", "))]
     HasChildren {
@@ -240,8 +315,6 @@ pub struct Pair<'a> {
     pub target_name: &'a Dataset,
     /// Target state, `None` when it does not exist.
     pub target: Option<&'a DatasetInfo>,
-    /// Checked resume token, when the target has one.
-    pub token: Option<&'a TokenCheck>,
     /// Target's child datasets (they forbid destroying it).
     pub target_children: &'a [Dataset],
     /// The job replicates children of the source: without snapshots of its own, it is
@@ -273,10 +346,10 @@ pub fn plan_dataset(pair: Pair<'_>, missing_parents: &[Dataset], opts: Options) 
 
     // An interrupted receive is dealt with before anything else.
     let mut target = pair.target;
-    if let (Some(t), Some(check)) = (target, pair.token) {
+    if let Some(t) = target {
         if let Some(token) = &t.resume_token {
-            match check {
-                TokenCheck::Valid { toguid } if src.snapshots.iter().any(|p| p.guid == *toguid) => {
+            match check_token(token, src, t, raw) {
+                TokenCheck::Valid { toguid } => {
                     plan.steps.push(Step::Send {
                         span: SendSpan::Resume {
                             token: token.clone(),
@@ -286,20 +359,22 @@ pub fn plan_dataset(pair: Pair<'_>, missing_parents: &[Dataset], opts: Options) 
                         snapshots: src
                             .snapshots
                             .iter()
-                            .filter(|p| p.guid == *toguid)
+                            .filter(|p| p.guid == toguid)
                             .map(|p| p.name.clone())
                             .collect(),
                     });
                     plan.verdict = Verdict::Resume;
                     return plan;
                 }
-                TokenCheck::Valid { .. } | TokenCheck::Stale { .. } => {
-                    let why = match check {
-                        TokenCheck::Stale { why } => why.clone(),
-                        TokenCheck::Valid { .. } => {
-                            "its snapshot no longer matches the source".into()
-                        }
-                    };
+                TokenCheck::Foreign { toname } => {
+                    plan.verdict = Verdict::Refuse(Refusal::ForeignToken {
+                        target: pair.target_name.clone(),
+                        toname,
+                        source_name: pair.source_name.clone(),
+                    });
+                    return plan;
+                }
+                TokenCheck::Discard { why } => {
                     plan.steps.push(Step::AbortResume {
                         target: pair.target_name.clone(),
                         why,
@@ -553,7 +628,6 @@ pub fn plan_job(
     source: &Listing,
     target: &Listing,
     mapping: &Mapping,
-    tokens: &BTreeMap<Dataset, TokenCheck>,
     target_root: &Dataset,
     opts: Options,
 ) -> Vec<DatasetPlan> {
@@ -575,7 +649,6 @@ pub fn plan_job(
             source: source.get(s),
             target_name: t,
             target: target.get(t),
-            token: tokens.get(t),
             target_children: &children,
             source_has_children: mapping.pairs.iter().any(|(c, _)| c != s && c.is_within(s)),
         };

@@ -35,7 +35,6 @@ fn plan1(src: &DatasetInfo, tgt: Option<&DatasetInfo>, opts: Options) -> Dataset
             source: Some(src),
             target_name: &ds("b/t"),
             target: tgt,
-            token: None,
             target_children: &[],
             source_has_children: false,
         },
@@ -245,7 +244,6 @@ fn destroy_never_takes_children() {
             source: Some(&src),
             target_name: &tgt.name,
             target: Some(&tgt),
-            token: None,
             target_children: &kids,
             source_has_children: false,
         },
@@ -262,42 +260,77 @@ fn destroy_never_takes_children() {
     assert!(p.steps.iter().all(|s| !s.is_destructive()));
 }
 
-#[test]
-fn resume_valid_and_stale_tokens() {
+/// Plans `t/a` -> `b/t` whose target holds `token`; the source has @1 (GUID 11) and @2
+/// (GUID 12), the target @1.
+fn plan_with_token(token: &str, raw: RawMode) -> DatasetPlan {
     let src = info("t/a", vec![snap("1", 11, 1), snap("2", 12, 2)]);
     let mut tgt = info("b/t", vec![snap("1", 11, 5)]);
-    tgt.resume_token = Some("1-abc".into());
-    let mk = |check: &TokenCheck| {
-        plan_dataset(
-            Pair {
-                source_name: &src.name,
-                source: Some(&src),
-                target_name: &tgt.name,
-                target: Some(&tgt),
-                token: Some(check),
-                target_children: &[],
-                source_has_children: false,
-            },
-            &[],
-            Options::default(),
-        )
-    };
-    let p = mk(&TokenCheck::Valid { toguid: 12 });
+    tgt.resume_token = Some(token.into());
+    plan1(
+        &src,
+        Some(&tgt),
+        Options {
+            raw,
+            ..Options::default()
+        },
+    )
+}
+
+fn discarded_because(p: &DatasetPlan, why: &str) -> bool {
+    matches!(&p.steps[0], Step::AbortResume { why: w, .. } if w.contains(why))
+        && p.verdict
+            == Verdict::Transfer {
+                full: false,
+                snapshots: 1,
+            }
+}
+
+#[test]
+fn resumes_only_a_token_that_matches_the_plan() {
+    use crate::zfs::token::build::token;
+    let good = token("t/a@2", 12, Some(11), true);
+    let p = plan_with_token(&good, RawMode::Auto);
     assert_eq!(p.verdict, Verdict::Resume);
     assert!(
-        matches!(&p.steps[0], Step::Send { span: SendSpan::Resume { token }, .. } if token == "1-abc")
+        matches!(&p.steps[0], Step::Send { span: SendSpan::Resume { token }, raw: true, snapshots, .. } if *token == good && snapshots == &["2"])
     );
-    let p = mk(&TokenCheck::Stale { why: "gone".into() });
-    assert!(matches!(&p.steps[0], Step::AbortResume { .. }));
-    assert_eq!(
-        p.verdict,
-        Verdict::Transfer {
-            full: false,
-            snapshots: 1
-        }
+    // The source's snapshot is gone, or its GUID is not the token's.
+    let gone = plan_with_token(&token("t/a@3", 13, Some(11), true), RawMode::Auto);
+    assert!(
+        discarded_because(&gone, "no longer on the source"),
+        "{gone:?}"
     );
-    let p = mk(&TokenCheck::Valid { toguid: 999 });
-    assert!(matches!(&p.steps[0], Step::AbortResume { .. }));
+    let other_guid = plan_with_token(&token("t/a@2", 999, Some(11), true), RawMode::Auto);
+    assert!(discarded_because(&other_guid, "GUID 999"), "{other_guid:?}");
+    // A base the target does not have, or a full stream into a dataset with snapshots.
+    let base = plan_with_token(&token("t/a@2", 12, Some(77), true), RawMode::Auto);
+    assert!(discarded_because(&base, "GUID 77"), "{base:?}");
+    let full = plan_with_token(&token("t/a@2", 12, None, true), RawMode::Auto);
+    assert!(discarded_because(&full, "full stream"), "{full:?}");
+    // The receiver asks for plaintext from a raw job, or the other way round.
+    let plain = plan_with_token(&token("t/a@2", 12, Some(11), false), RawMode::Always);
+    assert!(discarded_because(&plain, "non-raw stream"), "{plain:?}");
+    let raw = plan_with_token(&token("t/a@2", 12, Some(11), true), RawMode::Never);
+    assert!(discarded_because(&raw, "raw stream"), "{raw:?}");
+    // Garbage is discarded, never sent.
+    let junk = plan_with_token("1-abc", RawMode::Auto);
+    assert!(discarded_because(&junk, "unreadable"), "{junk:?}");
+}
+
+#[test]
+fn a_token_for_another_dataset_is_refused_and_nothing_runs() {
+    use crate::zfs::token::build::token;
+    let p = plan_with_token(&token("tank/secret@2", 12, Some(11), true), RawMode::Auto);
+    assert!(p.steps.is_empty(), "{p:?}");
+    let Verdict::Refuse(r) = &p.verdict else {
+        panic!("{p:?}")
+    };
+    assert!(matches!(r, Refusal::ForeignToken { .. }));
+    let msg = r.to_string();
+    assert!(
+        msg.contains("tank/secret@2") && msg.contains("b/t") && msg.contains("t/a"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -334,7 +367,7 @@ fn job_creates_each_parent_once_and_not_for_received_parents() {
         pull_target(&root, "h", s)
     })
     .unwrap();
-    let plans = plan_job(&src, &tgt, &m, &BTreeMap::new(), &root, Options::default());
+    let plans = plan_job(&src, &tgt, &m, &root, Options::default());
     let parents: Vec<String> = plans
         .iter()
         .flat_map(|p| &p.steps)
@@ -351,14 +384,7 @@ fn pull_to_empty_target(src: &Listing, roots: &[&str]) -> Vec<DatasetPlan> {
     let root = ds("b");
     let roots: Vec<Dataset> = roots.iter().map(|r| ds(r)).collect();
     let m = expand(src, &roots, |s| pull_target(&root, "h", s)).unwrap();
-    plan_job(
-        src,
-        &Listing::default(),
-        &m,
-        &BTreeMap::new(),
-        &root,
-        Options::default(),
-    )
+    plan_job(src, &Listing::default(), &m, &root, Options::default())
 }
 
 #[test]

@@ -112,9 +112,20 @@ pub fn destroy_recursive(ds: &Dataset) -> Vec<String> {
     argv(&["zfs", "destroy", "-r", ds.as_str()])
 }
 
-/// Describe a resume token without sending (`-nvP`): its output names the snapshots.
-pub fn describe_token(token: &str) -> Vec<String> {
-    argv(&["zfs", "send", "-nvP", "-t", token])
+/// Every snapshot and bookmark of `ds` with its GUID (the guard's check of a token).
+pub fn list_points(ds: &Dataset) -> Vec<String> {
+    argv(&[
+        "zfs",
+        "list",
+        "-Hp",
+        "-t",
+        "snapshot,bookmark",
+        "-o",
+        "name,guid",
+        "-d",
+        "1",
+        ds.as_str(),
+    ])
 }
 
 /// Parses the estimated size from `zfs send -nP` output (the `size` line).

@@ -227,6 +227,10 @@ pub fn check_hold_tag(tag: &str) -> Result<(), NameError> {
     if !tag.chars().all(valid_char) {
         return Err(err(tag, "hold tags use letters, digits and - _ . : only"));
     }
+    // zfs would read it as an option (`zfs hold -r ...`).
+    if tag.starts_with('-') {
+        return Err(err(tag, "a hold tag may not start with '-'"));
+    }
     Ok(())
 }
 

@@ -1,0 +1,226 @@
+//! Runs what the policy accepted: confirms a resume token's snapshots in the local
+//! pool, checks a raw-only receive's stream head, then hands the command to `zfs`
+//! (by `exec`, or through a relay when the head had to be read first). Rejections go
+//! to stderr and syslog, escaped, with the client's address.
+
+use super::{tokenize, Checked, Policy, Rejected};
+use crate::zfs::begin::{self, Head};
+use crate::zfs::token::ResumeToken;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+/// How a served command ended when it did not become `zfs` itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The command or what came with it was refused; nothing ran.
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    /// Not started by sshd as a forced command.
+    #[error("zferry serve: no SSH_ORIGINAL_COMMAND; use it as a forced command in authorized_keys (command=\"zferry serve ...\",restrict)")]
+    NoCommand,
+    /// It was accepted but could not be run.
+    #[error("zferry serve: {0}")]
+    Failed(String),
+}
+
+/// Serves one SSH command (`SSH_ORIGINAL_COMMAND`). Returns only when nothing was
+/// exec'd: the relayed receive's exit code, or why not.
+pub fn run(policy: &Policy, command: Option<OsString>) -> Result<i32, ServeError> {
+    let Some(command) = command else {
+        return Err(ServeError::NoCommand);
+    };
+    let line = command.into_string().map_err(|raw| {
+        Rejected(format!(
+            "command is not UTF-8: {}",
+            escape(&raw.to_string_lossy())
+        ))
+    })?;
+    let argv = tokenize(&line)?;
+    match policy.check(&argv)? {
+        Checked::Run => {}
+        Checked::Token(t) => confirm_token(&t, &list_points(&t)?)?,
+        Checked::RawReceive => return relay_raw(&argv),
+    }
+    let err = Command::new(&argv[0]).args(&argv[1..]).exec();
+    Err(ServeError::Failed(format!("cannot run {}: {err}", argv[0])))
+}
+
+/// `name<TAB>guid` of every snapshot and bookmark of the dataset the token names.
+fn list_points(t: &ResumeToken) -> Result<String, ServeError> {
+    let argv = crate::zfs::cmd::list_points(t.toname.dataset());
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| ServeError::Failed(format!("cannot run zfs list: {e}")))?;
+    if !out.status.success() {
+        return Err(Rejected(format!(
+            "resume token names {}, which this host cannot list: {}",
+            t.toname,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The token's snapshot and base must be the ones its own dataset holds: `zfs send -t`
+/// would otherwise find a snapshot with that GUID elsewhere in the pool.
+pub fn confirm_token(t: &ResumeToken, listing: &str) -> Result<(), Rejected> {
+    let ds = t.toname.dataset().as_str();
+    let points: Vec<(&str, u64)> = listing
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(n, _)| {
+            n.strip_prefix(ds)
+                .is_some_and(|rest| rest.starts_with('@') || rest.starts_with('#'))
+        })
+        .filter_map(|(n, g)| Some((n, g.trim().parse().ok()?)))
+        .collect();
+    let to = t.toname.to_string();
+    if !points.iter().any(|(n, g)| *n == to && *g == t.toguid) {
+        return Err(Rejected(format!(
+            "resume token asks for {to} with GUID {}, which is not that snapshot here",
+            t.toguid
+        )));
+    }
+    if let Some(from) = t.fromguid {
+        if !points.iter().any(|(_, g)| *g == from) {
+            return Err(Rejected(format!(
+                "resume token's base GUID {from} is not a snapshot or bookmark of {ds}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the stream's head, refuses it unless raw, then feeds head and rest to
+/// `zfs receive`: not one byte reaches it before the head was judged.
+fn relay_raw(argv: &[String]) -> Result<i32, ServeError> {
+    let mut stdin = std::io::stdin().lock();
+    let mut head = Vec::new();
+    let first = loop {
+        match begin::inspect(&head).map_err(|e| Rejected(e.to_string()))? {
+            Head::Done(b) => break b,
+            Head::Need(n) => {
+                let have = head.len();
+                head.resize(n, 0);
+                stdin
+                    .read_exact(&mut head[have..])
+                    .map_err(|_| Rejected("the stream ended before its first record".into()))?;
+            }
+        }
+    };
+    if !first.raw {
+        return Err(Rejected(format!(
+            "stream of {} is not raw: this key receives encrypted (zfs send -w) streams only, plaintext never reaches zfs receive",
+            escape(&first.toname)
+        ))
+        .into());
+    }
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| ServeError::Failed(format!("cannot run {}: {e}", argv[0])))?;
+    let mut to_zfs = child.stdin.take().expect("piped");
+    // A receive that stops reading (it failed) closes the pipe; its exit code says why.
+    let _ = to_zfs
+        .write_all(&head)
+        .and_then(|_| std::io::copy(&mut stdin, &mut to_zfs).map(|_| ()));
+    drop(to_zfs);
+    let status = child
+        .wait()
+        .map_err(|e| ServeError::Failed(format!("waiting for {}: {e}", argv[0])))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// Escapes everything but printable ASCII, so a log line cannot be forged or reordered
+/// (newlines, U+2028, U+202E ...).
+pub fn escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let plain = c == ' ' || c.is_ascii_graphic();
+            let e: Vec<char> = if plain {
+                vec![c]
+            } else {
+                c.escape_default().collect()
+            };
+            e
+        })
+        .collect()
+}
+
+/// The client's address from `SSH_CONNECTION` ("client port server port"), if sane.
+pub fn client_address(ssh_connection: Option<&str>) -> Option<String> {
+    let addr = ssh_connection?.split(' ').next()?;
+    let sane = !addr.is_empty()
+        && addr.len() <= 45
+        && addr
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':');
+    sane.then(|| addr.to_string())
+}
+
+/// Logs a rejection to syslog (best effort, facility auth) so an admin sees attempts.
+pub fn log_rejection(r: &Rejected, client: Option<&str>) {
+    use std::os::unix::net::UnixDatagram;
+    let from = client.map(|c| format!(" from {c}")).unwrap_or_default();
+    if let Ok(sock) = UnixDatagram::unbound() {
+        // <36> = facility auth (4), severity warning (4).
+        let line = format!("<36>zferry-serve{from}: {}", escape(&r.0));
+        let _ = sock.send_to(line.as_bytes(), "/dev/log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zfs::token::build::token;
+    use crate::zfs::token::parse;
+
+    fn tok(fromguid: Option<u64>) -> ResumeToken {
+        parse(&token("tank/data/a@s2", 22, fromguid, true)).unwrap()
+    }
+
+    #[test]
+    fn a_token_is_confirmed_only_by_its_own_dataset() {
+        let here = "tank/data/a@s1\t21\ntank/data/a#b1\t21\ntank/data/a@s2\t22\n";
+        assert!(confirm_token(&tok(Some(21)), here).is_ok());
+        assert!(confirm_token(&tok(None), here).is_ok());
+        // The GUID exists, but in another dataset (or under another name).
+        let elsewhere = "tank/secret@s2\t22\ntank/data/a@s1\t21\n";
+        assert!(confirm_token(&tok(None), elsewhere).is_err());
+        let renamed = "tank/data/a@other\t22\n";
+        assert!(confirm_token(&tok(None), renamed).is_err());
+        let prefix = "tank/data/ab@s2\t22\n";
+        assert!(confirm_token(&tok(None), prefix).is_err());
+        // The base is not this dataset's.
+        assert!(confirm_token(&tok(Some(99)), here).is_err());
+    }
+
+    #[test]
+    fn log_lines_are_escaped() {
+        assert_eq!(
+            escape("a\nb\u{2028}c\u{202e}d"),
+            "a\\nb\\u{2028}c\\u{202e}d"
+        );
+        assert_eq!(escape("zfs send -w t/a@1"), "zfs send -w t/a@1");
+    }
+
+    #[test]
+    fn client_address_from_ssh_connection() {
+        assert_eq!(
+            client_address(Some("10.0.2.2 51234 10.0.2.15 22")).as_deref(),
+            Some("10.0.2.2")
+        );
+        assert_eq!(
+            client_address(Some("fe80::1 5 fe80::2 22")).as_deref(),
+            Some("fe80::1")
+        );
+        assert_eq!(client_address(Some("evil\nline 1 2 3")), None);
+        assert_eq!(client_address(None), None);
+    }
+}
