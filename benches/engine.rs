@@ -66,13 +66,7 @@ fn bench_plan(out: &mut String) {
         plan::pull_target(&root, "client", s)
     })
     .unwrap();
-    let plans = plan::plan_job(
-        &src,
-        &dst,
-        &mapping,
-        &root,
-        Options::default(),
-    );
+    let plans = plan::plan_job(&src, &dst, &mapping, &root, Options::default());
     let planning = t.elapsed();
     let incrementals = plans
         .iter()

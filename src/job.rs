@@ -3,6 +3,7 @@
 
 use crate::host::SshTarget;
 use crate::plan::{OnDivergence, RawMode};
+use crate::report::store::file_stem;
 use crate::zfs::name::{check_hold_tag, Dataset};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,7 @@ impl Kind {
 
 /// One job's options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "JobFields")]
 pub struct Job {
     /// `pull` or `push`.
     pub kind: Kind,
@@ -60,9 +61,61 @@ pub struct Job {
     pub hold_tag: Option<String>,
 }
 
+/// [`Job`] as it is written: flat, so a bad value's error names its field and line
+/// (serde's `flatten` reports every error at the table instead).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFields {
+    kind: Kind,
+    host: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    identity_file: Option<PathBuf>,
+    #[serde(default)]
+    known_hosts_file: Option<PathBuf>,
+    datasets: Vec<Dataset>,
+    destination: Dataset,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    strip_prefix: Option<Dataset>,
+    #[serde(default)]
+    raw: RawMode,
+    #[serde(default)]
+    on_divergence: OnDivergence,
+    #[serde(default)]
+    hold_tag: Option<String>,
+}
+
+impl From<JobFields> for Job {
+    fn from(f: JobFields) -> Job {
+        Job {
+            kind: f.kind,
+            ssh: SshTarget {
+                host: f.host,
+                user: f.user,
+                port: f.port,
+                identity_file: f.identity_file,
+                known_hosts_file: f.known_hosts_file,
+            },
+            datasets: f.datasets,
+            destination: f.destination,
+            name: f.name,
+            strip_prefix: f.strip_prefix,
+            raw: f.raw,
+            on_divergence: f.on_divergence,
+            hold_tag: f.hold_tag,
+        }
+    }
+}
+
 impl Job {
     /// Checks what serde cannot: options that only make sense together.
     pub fn validate(&self, job_name: &str) -> Result<()> {
+        check_job_name(job_name)?;
         self.ssh
             .validate()
             .with_context(|| format!("job '{job_name}'"))?;
@@ -89,6 +142,9 @@ impl Job {
                 }
                 // `name` is one path component below the destination.
                 let name = self.pull_name();
+                if name.is_empty() {
+                    bail!("job '{job_name}': name is empty; it is the directory under the destination that keeps this host's copies apart from other hosts'");
+                }
                 if name.contains('/') {
                     bail!("job '{job_name}': name '{name}' must be a single dataset component (no '/')");
                 }
@@ -97,7 +153,8 @@ impl Job {
                 })?;
             }
         }
-        check_hold_tag(&self.hold_tag(job_name))?;
+        check_hold_tag(&self.hold_tag(job_name))
+            .with_context(|| format!("job '{job_name}': hold_tag"))?;
         Ok(())
     }
 
@@ -137,6 +194,18 @@ impl Job {
     }
 }
 
+/// A job name must survive the trip to a file name (state, lock, metrics): not empty
+/// there, and without control characters.
+pub fn check_job_name(name: &str) -> Result<()> {
+    if name.chars().any(char::is_control) {
+        bail!("job name {name:?} has control characters");
+    }
+    if file_stem(name).is_empty() {
+        bail!("job name {name:?} is empty as a file name (its state, lock and metrics files are named after it); use letters, digits, - _ .");
+    }
+    Ok(())
+}
+
 /// The config file `zferry run` reads and the roles template.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,8 +239,12 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config> {
         let mut cfg: Config = toml::from_str(text)?;
         cfg.default_strip_prefix();
+        let mut stems: BTreeMap<String, &str> = BTreeMap::new();
         for (name, job) in &cfg.jobs {
             job.validate(name)?;
+            if let Some(other) = stems.insert(file_stem(name), name) {
+                bail!("jobs '{other}' and '{name}' would share the state, lock and metrics files '{}.*'; rename one", file_stem(name));
+            }
         }
         Ok(cfg)
     }
@@ -201,6 +274,54 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pull_job(extra: &str) -> String {
+        format!("kind = \"pull\"\nhost = \"client\"\ndatasets = [\"tank/data\"]\ndestination = \"backup\"\n{extra}")
+    }
+
+    #[test]
+    fn job_names_must_map_to_distinct_files() {
+        let two = format!(
+            "[jobs.\"a b\"]\n{}\n[jobs.a_b]\n{}",
+            pull_job(""),
+            pull_job("")
+        );
+        let e = format!("{:#}", Config::parse(&two).unwrap_err());
+        assert!(e.contains("'a b'") && e.contains("'a_b'"), "{e}");
+        for bad in ["", ".", "..", "\\u0001x"] {
+            let cfg = format!("[jobs.\"{bad}\"]\n{}", pull_job(""));
+            let e = format!("{:#}", Config::parse(&cfg).unwrap_err());
+            assert!(e.contains("job name"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn value_errors_point_at_their_field() {
+        for (extra, field) in [
+            ("port = 99999", "port"),
+            ("user = 5", "user"),
+            ("identity_file = 3", "identity_file"),
+            ("hold_tag = 1", "hold_tag"),
+        ] {
+            let cfg = format!("[jobs.p]\n{}", pull_job(extra));
+            let e = format!("{:#}", Config::parse(&cfg).unwrap_err());
+            assert!(e.contains(&format!("| {extra}")), "{extra}: {e}");
+            assert!(!e.contains("[jobs.p]"), "points at the table: {field}: {e}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_job_and_the_field() {
+        let empty = format!("[jobs.p]\n{}", pull_job("name = \"\""));
+        let e = format!("{:#}", Config::parse(&empty).unwrap_err());
+        assert!(e.contains("job 'p'") && e.contains("name is empty"), "{e}");
+        let tag = format!("[jobs.p]\n{}", pull_job("hold_tag = \"-r\""));
+        let e = format!("{:#}", Config::parse(&tag).unwrap_err());
+        assert!(
+            e.contains("job 'p'") && e.contains("hold_tag") && e.contains("'-'"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn parses_pull_and_push_jobs() {

@@ -146,3 +146,23 @@ fn serve_refuses_outside_a_forced_command_and_anything_unexpected() {
         "outside the allowed roots",
     );
 }
+
+#[test]
+fn serve_rejects_a_command_that_is_not_utf8_and_says_so() {
+    use std::os::unix::ffi::OsStrExt;
+    let o = Command::new(env!("CARGO_BIN_EXE_zferry"))
+        .args(["serve", "--mode", "send", "--root", "tank/data"])
+        .env(
+            "SSH_ORIGINAL_COMMAND",
+            std::ffi::OsStr::from_bytes(b"zfs send -w tank/data@\xff\xfe"),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("rejected: command is not UTF-8"), "{err}");
+    assert!(
+        err.contains("\\u{fffd}"),
+        "the bad bytes are shown escaped: {err}"
+    );
+}

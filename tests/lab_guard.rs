@@ -1,9 +1,31 @@
-//! The SSH guard (`zferry serve` as a forced command) on real hosts: zferry's own
-//! pulls and pushes pass through it; anything else is refused and changes nothing.
+//! Trust no peer, on real hosts. The SSH guard (`zferry serve` as a forced command):
+//! zferry's own pulls and pushes pass through it; anything else is refused and changes
+//! nothing. The replicator: what a hostile receiver writes (resume tokens) never makes
+//! the sender leak plaintext or another dataset.
 
 mod common;
 use common::zferry::zferry;
-use common::{lab, Lab, USER};
+use common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
+use zferry::zfs::token::{build, parse};
+
+/// Text that any plaintext stream of a dataset holding it carries verbatim.
+const MARKER: &str = "ZFERRY-PLAINTEXT-MARKER";
+
+/// Writes 2 MiB of [`MARKER`] lines into `ds` and snapshots it.
+fn write_marker_and_snap(lab: &Lab, vm: &str, ds: &str, snap: &str) {
+    lab.ok(
+        vm,
+        &format!(
+            "mp=$(zfs get -Ho value mountpoint {ds})
+             yes {MARKER} | head -c 2M > \"$mp/{snap}.txt\"
+             zfs snapshot {ds}@{snap}"
+        ),
+    );
+}
+
+fn guid(lab: &Lab, vm: &str, snap: &str) -> u64 {
+    lab.prop(vm, snap, "guid").parse().unwrap()
+}
 
 /// A user on `vm` whose only key runs `zferry serve ARGS` (with `restrict`), holding `perms` on `ds`.
 fn guarded_user(lab: &Lab, vm: &str, user: &str, serve_args: &str, perms: &str, ds: &str) {
@@ -163,4 +185,268 @@ zferry check --config {cfg}"
         &format!("ssh -p {cport} zfsend@10.0.2.2 < /dev/null"),
     );
     assert_ne!(shell.code, Some(0), "{shell:?}");
+}
+
+/// Plays the compromised offsite of issue 11: a `zfs` earlier in the zferry user's PATH
+/// passes everything to the real one, but puts `token` into the listing of `target`,
+/// pretends `zfs receive -A` worked, and keeps a copy of every stream it receives.
+fn hostile_offsite(lab: &Lab, pool: &str, target: &str, token: &str) {
+    let wrapper = format!(
+        r#"#!/bin/sh
+real=/usr/sbin/zfs
+case " $* " in *" {pool}/"*) ;; *) exec $real "$@" ;; esac
+[ "$(id -un)" = {USER} ] || exec $real "$@"
+case "$1 $2" in
+  'list -Hp') $real "$@" | awk -F '\t' -v OFS='\t' -v t="$(cat /var/tmp/{pool}.token)" '$1 == "{target}" {{ $8 = t }} {{ print }}'; exit 0 ;;
+  'receive -A') exit 0 ;;
+  'receive -u') tee -a /var/tmp/{pool}.captured | $real "$@"; exit $? ;;
+esac
+exec $real "$@"
+"#
+    );
+    lab.ok(
+        "offsite",
+        &format!(
+            "test -x /usr/sbin/zfs
+             printf '%s' '{token}' > /var/tmp/{pool}.token
+             cat > /usr/local/bin/zfs <<'WRAPPER'
+{wrapper}WRAPPER
+             chmod 755 /usr/local/bin/zfs
+             touch /var/tmp/{pool}.captured; chmod 666 /var/tmp/{pool}.captured"
+        ),
+    );
+}
+
+/// Bytes the hostile offsite captured, and whether they hold plaintext.
+fn captured(lab: &Lab, pool: &str) -> (u64, bool) {
+    let size = lab.ok("offsite", &format!("stat -c %s /var/tmp/{pool}.captured"));
+    let leaked = lab.sh(
+        "offsite",
+        &format!("grep -q {MARKER} /var/tmp/{pool}.captured"),
+    );
+    (size.parse().unwrap(), leaked.code == Some(0))
+}
+
+#[test]
+fn a_hostile_offsite_gets_no_plaintext_and_no_other_dataset_from_a_forged_token() {
+    let lab = lab();
+    let (s, o) = ("tr1s", "tr1o");
+    lab.pool("server", s);
+    lab.pool("offsite", o);
+    let eb = format!("{s}/eb");
+    lab.encrypted("server", &eb);
+    lab.encrypted("server", &format!("{s}/secret"));
+    write_marker_and_snap(lab, "server", &eb, "s1");
+    write_marker_and_snap(lab, "server", &format!("{s}/secret"), "x");
+    lab.ok("server", &format!("zfs allow -u {USER} {SRC_PERMS} {s}"));
+    lab.ok(
+        "offsite",
+        &format!("zfs create {o}/off; zfs allow -u {USER} {DST_PERMS},destroy {o}/off"),
+    );
+    let push = format!(
+        "push --host 10.0.2.2 --port {} --user {USER} --datasets {eb} --destination {o}/off --strip-prefix {s} --job-name tr1",
+        lab.port("offsite")
+    );
+    let first = zferry(lab, "server", &push);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    let target = format!("{o}/off/eb");
+
+    // A real token, written by OpenZFS for an interrupted raw receive, decodes to what
+    // was sent (the parser's unit tests carry one such token as a fixture).
+    let real = lab.ok(
+        "offsite",
+        &format!(
+            "zfs create {o}/scratch
+             zfs send -w {target}@s1 | head -c 2000 | zfs receive -s {o}/scratch/x || true
+             zfs get -H -o value receive_resume_token {o}/scratch/x"
+        ),
+    );
+    eprintln!("real resume token from the lab: {real}");
+    let t = parse(&real).unwrap_or_else(|e| panic!("{real}: {e}"));
+    assert_eq!(t.toname.to_string(), format!("{target}@s1"));
+    assert_eq!(t.toguid, guid(lab, "offsite", &format!("{target}@s1")));
+    assert!(t.raw && t.fromguid.is_none(), "{t:?}");
+
+    // The offsite forges a token without rawok for the server's next snapshot. Had
+    // zferry obeyed it (`zfs send -t` without -w), the key loaded on the server would
+    // decrypt: a plain send of the same span carries the marker.
+    write_marker_and_snap(lab, "server", &eb, "s2");
+    let g1 = guid(lab, "server", &format!("{eb}@s1"));
+    let g2 = guid(lab, "server", &format!("{eb}@s2"));
+    let plain = lab.ok(
+        "server",
+        &format!("zfs send -i {eb}@s1 {eb}@s2 | grep -c {MARKER} || true"),
+    );
+    assert_ne!(plain, "0", "the marker must show in a plaintext stream");
+    let forged = build::token(&format!("{eb}@s2"), g2, Some(g1), false);
+    hostile_offsite(lab, o, &target, &forged);
+    let second = zferry(lab, "server", &push);
+    assert_eq!(second.code, Some(0), "{second:?}");
+    let d = second.dataset(&eb);
+    assert_eq!(d["action"], "incremental", "{second:?}");
+    assert!(
+        d["warnings"]
+            .to_string()
+            .contains("asks for a non-raw stream"),
+        "{second:?}"
+    );
+    let (size, leaked) = captured(lab, o);
+    assert!(size > 0, "the stream went through the hostile zfs");
+    assert!(!leaked, "plaintext reached the offsite");
+    assert_eq!(lab.prop("offsite", &target, "keystatus"), "unavailable");
+    assert_eq!(lab.guids("offsite", &target), lab.guids("server", &eb));
+
+    // A token for another dataset is never legitimate: the run fails naming the host,
+    // the token's snapshot and the target, and not one byte is sent.
+    write_marker_and_snap(lab, "server", &eb, "s3");
+    let gx = guid(lab, "server", &format!("{s}/secret@x"));
+    let foreign = build::token(&format!("{s}/secret@x"), gx, None, true);
+    hostile_offsite(lab, o, &target, &foreign);
+    let third = zferry(lab, "server", &push);
+    lab.ok("offsite", "rm -f /usr/local/bin/zfs");
+    assert_eq!(third.code, Some(1), "{third:?}");
+    let err = third.dataset(&eb)["error"].as_str().unwrap().to_string();
+    for part in [format!("{s}/secret@x"), target.clone(), "10.0.2.2".into()] {
+        assert!(err.contains(&part), "{part} missing in: {err}");
+    }
+    assert_eq!(captured(lab, o), (size, false), "nothing may be sent");
+
+    // Why a raw-only receive key may judge a stream by its first substream: the kernel
+    // refuses non-raw data into the raw copy, whose key is not on the offsite.
+    let plain_into_raw = lab.sh_as(
+        "server",
+        USER,
+        &format!(
+            "zfs send -i {eb}@s2 {eb}@s3 | ssh -p {} {USER}@10.0.2.2 zfs receive -u {target}",
+            lab.port("offsite")
+        ),
+    );
+    assert_ne!(plain_into_raw.code, Some(0), "{plain_into_raw:?}");
+    assert!(
+        !lab.guids("offsite", &target).iter().any(|(n, _)| n == "s3"),
+        "{plain_into_raw:?}"
+    );
+}
+
+#[test]
+fn raw_only_keys_and_hostile_commands_on_real_hosts() {
+    let lab = lab();
+    let (c, s, o) = ("tr2c", "tr2s", "tr2o");
+    lab.pool("client", c);
+    lab.pool("server", s);
+    lab.pool("offsite", o);
+    let data = format!("{c}/data");
+    let secret = format!("{c}/secret");
+    lab.encrypted("client", &data);
+    lab.encrypted("client", &secret);
+    write_marker_and_snap(lab, "client", &data, "s1");
+    write_marker_and_snap(lab, "client", &secret, "x");
+    lab.ok("client", &format!("zfs hold keep {data}@s1"));
+    guarded_user(
+        lab,
+        "client",
+        "zfraw",
+        &format!("--mode send --root {data} --raw-only"),
+        SRC_PERMS,
+        c,
+    );
+    lab.ok(
+        "server",
+        &format!(
+            "zfs create {s}/backup; zfs allow -u {USER} {DST_PERMS},send,hold,release {s}/backup"
+        ),
+    );
+    let cport = lab.port("client");
+    let pull = format!(
+        "pull --host 10.0.2.2 --port {cport} --user zfraw --name client --datasets {data} --destination {s}/backup --job-name r-{c}"
+    );
+    let r = zferry(lab, "server", &pull);
+    assert_eq!(r.code, Some(0), "a raw pull passes the raw-only key: {r:?}");
+
+    let attempt = |port: u16, user: &str, remote_cmd: &str| {
+        lab.sh_as(
+            "server",
+            USER,
+            &format!("ssh -p {port} {user}@10.0.2.2 {remote_cmd}"),
+        )
+    };
+    let g1 = guid(lab, "client", &format!("{data}@s1"));
+    let gx = guid(lab, "client", &format!("{secret}@x"));
+    let send_t = |toname: &str, guid: u64, raw: bool| {
+        format!("zfs send -t {}", build::token(toname, guid, None, raw))
+    };
+    let refused = [
+        (format!("zfs send {data}@s1"), "raw only"),
+        (format!("zfs send -nP {data}@s1"), "raw only"),
+        (send_t(&format!("{secret}@x"), gx, true), "outside the allowed roots"),
+        (send_t(&format!("{data}@s1"), gx, true), "not that snapshot here"),
+        (send_t(&format!("{data}@s1"), g1, false), "non-raw"),
+        (
+            "zfs list -Hp -t filesystem,volume,snapshot,bookmark -s createtxg -o name,type,guid,createtxg,encryption,keystatus,written,receive_resume_token,userrefs,creation -r".into(),
+            "must name datasets",
+        ),
+        (format!("zfs release keep {data}@s1"), "prefix"),
+        (format!("zfs hold -r {data}@s1"), "may not start with '-'"),
+    ];
+    for (cmd, why) in &refused {
+        let out = attempt(cport, "zfraw", cmd);
+        assert_ne!(out.code, Some(0), "{cmd:?} was allowed: {out:?}");
+        assert!(
+            out.stderr.contains("zferry serve: rejected") && out.stderr.contains(why),
+            "{cmd:?}: {out:?}"
+        );
+        assert!(!out.stdout.contains(MARKER), "{cmd:?} leaked: {out:?}");
+    }
+    // The admin's hold survived, and the rejections reached syslog with the client.
+    assert!(lab
+        .ok("client", &format!("zfs holds -H {data}@s1"))
+        .contains("keep"));
+    let log = lab.ok(
+        "client",
+        "journalctl -q --no-pager -t zferry-serve -n 50 || true",
+    );
+    assert!(
+        log.contains("from 10.0.2.2") && log.contains("raw only"),
+        "{log}"
+    );
+
+    // A raw-only receive key takes raw pushes and refuses a plaintext stream before
+    // zfs receive sees a byte: nothing is created.
+    lab.ok("offsite", &format!("zfs create {o}/off"));
+    guarded_user(
+        lab,
+        "offsite",
+        "zfrawrecv",
+        &format!("--mode receive --root {o}/off --raw-only"),
+        DST_PERMS,
+        &format!("{o}/off"),
+    );
+    let oport = lab.port("offsite");
+    let push = format!(
+        "push --host 10.0.2.2 --port {oport} --user zfrawrecv --datasets {s}/backup/client --destination {o}/off --strip-prefix {s}/backup --job-name r-{o}"
+    );
+    let p = zferry(lab, "server", &push);
+    assert_eq!(
+        p.code,
+        Some(0),
+        "a raw push passes the raw-only receive key: {p:?}"
+    );
+    let loaded = format!("{s}/backup/loaded");
+    lab.encrypted("server", &loaded);
+    write_marker_and_snap(lab, "server", &loaded, "p1");
+    write_marker_and_snap(lab, "server", &loaded, "p2");
+    for (name, send) in [
+        ("full", format!("zfs send {loaded}@p1")),
+        ("compound", format!("zfs send -I {loaded}@p1 {loaded}@p2")),
+    ] {
+        let out = lab.sh_as(
+            "server",
+            USER,
+            &format!("{send} | ssh -p {oport} zfrawrecv@10.0.2.2 zfs receive -u -s -o canmount=noauto {o}/off/{name}"),
+        );
+        assert_ne!(out.code, Some(0), "{name}: {out:?}");
+        assert!(out.stderr.contains("is not raw"), "{name}: {out:?}");
+        let exists = lab.sh("offsite", &format!("zfs list {o}/off/{name}"));
+        assert_ne!(exists.code, Some(0), "{name} was created: {exists:?}");
+    }
 }

@@ -8,6 +8,7 @@ use crate::host::Pool;
 use crate::job::{Job, Kind};
 use crate::replicate::{run_job, RunOptions};
 use crate::report::RunReport;
+use crate::zfs::name::Dataset;
 use serde_json::{json, Value};
 
 /// The options; `ansible/plugins/modules/zfs_pull.py` and `zfs_push.py` document
@@ -43,13 +44,36 @@ pub fn job_from(module: Module, text: &str) -> Result<(String, Job, args::Module
     let job_name = fields
         .remove("job_name")
         .and_then(|v| v.as_str().map(String::from));
+    let host = fields.get("host").and_then(Value::as_str).unwrap_or("");
+    let name = job_name.unwrap_or_else(|| format!("{}-{host}", kind.as_str()));
+    check_values(&fields).map_err(|e| format!("job '{name}': {e}"))?;
     // The module's name says which way the data goes.
     fields.insert("kind".into(), json!(kind.as_str()));
-    let job: Job = serde_json::from_value(Value::Object(fields)).map_err(|e| e.to_string())?;
-    let name = job_name.unwrap_or_else(|| format!("{}-{}", kind.as_str(), job.ssh.host));
+    let job: Job =
+        serde_json::from_value(Value::Object(fields)).map_err(|e| format!("job '{name}': {e}"))?;
     job.validate(&name).map_err(|e| format!("{e:#}"))?;
     a.options.insert("job_name".into(), json!(name));
     Ok((name, job, a))
+}
+
+/// Checks each typed option alone, so an error names its option (deserializing the
+/// whole job reports a bad value without saying where it was).
+fn check_values(fields: &serde_json::Map<String, Value>) -> Result<(), String> {
+    fn is<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), String> {
+        serde_json::from_value::<T>(v.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    for (k, v) in fields {
+        match k.as_str() {
+            "destination" | "strip_prefix" => is::<Dataset>(v),
+            "datasets" => is::<Vec<Dataset>>(v),
+            "port" => is::<u16>(v),
+            _ => Ok(()),
+        }
+        .map_err(|e| format!("option '{k}': {e}"))?;
+    }
+    Ok(())
 }
 
 /// What a run changes on the targets, as Ansible's diff: each snapshot that arrives
@@ -214,7 +238,17 @@ mod tests {
             (
                 json!({"host": "h", "datasets": ["t/a"], "destination": "b", "port": 70000}),
                 Module::Pull,
-                "70000",
+                "job 'pull-h': option 'port': invalid value: integer `70000`",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b//c", "job_name": "j"}),
+                Module::Pull,
+                "job 'j': option 'destination': invalid ZFS name 'b//c'",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "hold_tag": "-r"}),
+                Module::Pull,
+                "job 'pull-h': hold_tag",
             ),
             (
                 json!({"host": "h", "datasets": ["t/a"], "destination": "b", "on_divergence": "yolo"}),

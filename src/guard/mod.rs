@@ -202,7 +202,7 @@ impl Policy {
                 }
                 argv
             }
-            (Mode::Receive, ["zfs", "receive", "-u", "-s", ds]) => {
+            (Mode::Receive, ["zfs", "receive", "-u", .., ds]) => {
                 if self.raw_only {
                     checked = Checked::RawReceive;
                 }

@@ -167,10 +167,10 @@ pub fn client_address(ssh_connection: Option<&str>) -> Option<String> {
 /// Logs a rejection to syslog (best effort, facility auth) so an admin sees attempts.
 pub fn log_rejection(r: &Rejected, client: Option<&str>) {
     use std::os::unix::net::UnixDatagram;
-    let from = client.map(|c| format!(" from {c}")).unwrap_or_default();
+    let from = client.map(|c| format!("from {c}: ")).unwrap_or_default();
     if let Ok(sock) = UnixDatagram::unbound() {
         // <36> = facility auth (4), severity warning (4).
-        let line = format!("<36>zferry-serve{from}: {}", escape(&r.0));
+        let line = format!("<36>zferry-serve: {from}{}", escape(&r.0));
         let _ = sock.send_to(line.as_bytes(), "/dev/log");
     }
 }

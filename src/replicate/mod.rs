@@ -122,6 +122,7 @@ async fn run_datasets(
     let mut dst_holds = HoldBook::load(&sides.target, &dst_list, &tag).await;
     let mut reports: Vec<DatasetReport> = Vec::new();
     for p in plans {
+        let p_source = p.source.clone();
         // A child cannot arrive where its parent failed to; say so instead of trying.
         let parent_failed = reports.iter().find(|r| {
             r.failed()
@@ -141,6 +142,10 @@ async fn run_datasets(
             },
             None => execute_dataset(sides, p, popts, opts).await,
         };
+        rep.base_creation = rep.base.as_ref().and_then(|b| {
+            let snaps = &src_list.get(&p_source)?.snapshots;
+            Some(snaps.iter().find(|s| &s.name == b)?.creation)
+        });
         if !opts.dry_run && !rep.failed() {
             if let Some(base) = rep.base.clone() {
                 let source = Dataset::new(&rep.source)?;
@@ -197,7 +202,9 @@ async fn execute_dataset(
     loop {
         rep.action = action_of(&plan.verdict).to_string();
         match &plan.verdict {
-            Verdict::Refuse(r) => rep.error = Some(r.to_string()),
+            Verdict::Refuse(r) => {
+                rep.error = Some(format!("{r} (target host: {})", sides.target.label()))
+            }
             Verdict::Skip { why, warn: true } => rep.warnings.push(why.clone()),
             Verdict::Skip { why, warn: false } => rep.note = Some(why.clone()),
             _ => {}

@@ -40,6 +40,9 @@ pub struct DatasetReport {
     pub duration_ms: u64,
     /// The common base the copy ends at.
     pub base: Option<String>,
+    /// When the base was created on the source, Unix seconds: the copy's recovery point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_creation: Option<u64>,
     /// Snapshots or datasets destroyed on the target by an explicit option.
     pub destroyed: Vec<String>,
     /// Why it failed or was refused.

@@ -69,10 +69,20 @@ pub fn send(span: &SendSpan, raw: bool, dry_run: bool) -> Vec<String> {
     a
 }
 
-/// `zfs receive` into `target`: never mounted (`-u`, only root may mount on Linux) and
-/// resumable (`-s`). Never `-F`: rolling back is a separate, explicit step.
+/// `zfs receive` into `target`: not mounted now (`-u`, only root may mount on Linux) nor
+/// at boot (`canmount=noauto`, so a `mountpoint` a hostile stream carries never mounts
+/// over anything), and resumable (`-s`). Never `-F`: rolling back is a separate,
+/// explicit step.
 pub fn receive(target: &Dataset) -> Vec<String> {
-    argv(&["zfs", "receive", "-u", "-s", target.as_str()])
+    argv(&[
+        "zfs",
+        "receive",
+        "-u",
+        "-s",
+        "-o",
+        "canmount=noauto",
+        target.as_str(),
+    ])
 }
 
 /// Abort an interrupted resumable receive, discarding its partial state.
@@ -168,6 +178,7 @@ mod tests {
         let r = receive(&Dataset::new("b/a").unwrap());
         assert!(!r.contains(&"-F".to_string()));
         assert!(r.contains(&"-u".to_string()) && r.contains(&"-s".to_string()));
+        assert!(r.windows(2).any(|w| w == ["-o", "canmount=noauto"]));
     }
 
     #[test]
