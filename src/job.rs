@@ -59,6 +59,10 @@ pub struct Job {
     /// Hold tag placed on the common base (default `zferry:<job>`).
     #[serde(default)]
     pub hold_tag: Option<String>,
+    /// Seconds the newest copy may be old before `status` calls it stale, however in
+    /// sync it is (default: the config's `max_snapshot_age`, else `stale_after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_snapshot_age: Option<u64>,
 }
 
 /// [`Job`] as it is written: flat, so a bad value's error names its field and line
@@ -88,6 +92,8 @@ struct JobFields {
     on_divergence: OnDivergence,
     #[serde(default)]
     hold_tag: Option<String>,
+    #[serde(default)]
+    max_snapshot_age: Option<u64>,
 }
 
 impl From<JobFields> for Job {
@@ -108,6 +114,7 @@ impl From<JobFields> for Job {
             raw: f.raw,
             on_divergence: f.on_divergence,
             hold_tag: f.hold_tag,
+            max_snapshot_age: f.max_snapshot_age,
         }
     }
 }
@@ -216,6 +223,10 @@ pub struct Config {
     /// Seconds a copy may lag its source before `status` calls it stale (default 26 h).
     #[serde(default)]
     pub stale_after: Option<u64>,
+    /// Seconds the newest copy of a dataset may be old before it is stale, for jobs that
+    /// do not set their own (default: `stale_after`).
+    #[serde(default)]
+    pub max_snapshot_age: Option<u64>,
     /// Seconds a job lock may be held before a waiting run fails loudly (default 6 h).
     #[serde(default)]
     pub lock_max_age: Option<u64>,

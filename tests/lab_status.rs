@@ -365,4 +365,37 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
         "{v}"
     );
     assert!(d["lag"].as_u64().unwrap() >= 3, "{d}");
+
+    // In sync is not enough: a source that stops taking snapshots leaves the copy "lag 0"
+    // at an ever older recovery point. That is stale, with the reason, and every sink
+    // carries the recovery point.
+    env.healthy("catching up the late snapshot");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let o = env.zferry("status --json --stale-after 3");
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    let d = dataset_status(&v[0], &format!("{c}/data"));
+    assert_eq!(
+        (d["state"].as_str(), d["lag"].as_u64()),
+        (Some("stale"), Some(0)),
+        "{v}"
+    );
+    let why = d["reason"].as_str().unwrap();
+    assert!(
+        why.contains("newest copy is") && why.contains("no new snapshot on the source"),
+        "{why}"
+    );
+    assert!(d["newest_copy"].as_u64().is_some(), "{d}");
+    let m = env.mqtt_status();
+    assert!(
+        m["newest_copy_utc"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{m}"
+    );
+    assert!(
+        env.metrics()
+            .contains("zferry_dataset_newest_copy_timestamp_seconds{"),
+        "the recovery point is a metric"
+    );
 }

@@ -246,6 +246,7 @@ fn healthy() -> JobStatus {
             source_newest: Some("s2".into()),
             target_newest: Some("s2".into()),
             lag: Some(0),
+            newest_copy: Some(1_799_990_000),
             bytes: 12345,
             duration_ms: 2500,
         }],

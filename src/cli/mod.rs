@@ -356,6 +356,7 @@ fn job_from(kind: Kind, remote: Remote, c: &Common) -> Job {
         raw: RawMode::Auto,
         on_divergence: c.on_divergence.into(),
         hold_tag: c.hold_tag.clone(),
+        max_snapshot_age: None,
     }
 }
 
@@ -518,6 +519,16 @@ pub fn main(args: Vec<String>) -> ExitCode {
                 .state
                 .stale_after
                 .unwrap_or(crate::report::status::DEFAULT_STALE_AFTER),
+            max_snapshot_age: sel
+                .jobs
+                .iter()
+                .filter_map(|(n, j)| {
+                    Some((
+                        n.clone(),
+                        j.max_snapshot_age.or(sel.state.max_snapshot_age)?,
+                    ))
+                })
+                .collect(),
             lock_max_age: cli
                 .lock_max_age
                 .or(sel.state.lock_max_age)

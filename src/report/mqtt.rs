@@ -52,6 +52,15 @@ impl Topics {
         format!("{}/{}/{}/status", self.prefix, self.node, seg(job))
     }
 
+    /// Home Assistant's discovery topic for the job's recovery-point timestamp sensor.
+    pub fn discovery_copy(&self, job: &str) -> String {
+        format!(
+            "{}/sensor/{}_newest_copy/config",
+            self.discovery_prefix,
+            self.object_id(job)
+        )
+    }
+
     /// Home Assistant's discovery topic for the job's problem sensor.
     pub fn discovery(&self, job: &str) -> String {
         format!(
@@ -69,6 +78,7 @@ impl Topics {
 /// The retained status payload of one job.
 pub fn status_payload(s: &JobStatus, node: &str) -> Value {
     let names = |st| s.in_state(st);
+    let oldest_copy = s.datasets.iter().filter_map(|d| d.newest_copy).min();
     let datasets: serde_json::Map<String, Value> = s
         .datasets
         .iter()
@@ -81,6 +91,7 @@ pub fn status_payload(s: &JobStatus, node: &str) -> Value {
                     "reason": d.reason,
                     "last_success": d.last_success,
                     "lag": d.lag,
+                    "newest_copy": d.newest_copy,
                     "bytes": d.bytes,
                 }),
             )
@@ -96,6 +107,9 @@ pub fn status_payload(s: &JobStatus, node: &str) -> Value {
         "checked": s.checked,
         "last_run": s.last_run,
         "last_success": s.datasets.iter().filter_map(|d| d.last_success).min(),
+        // The oldest recovery point of the job, for Home Assistant's timestamp sensor.
+        "newest_copy": oldest_copy,
+        "newest_copy_utc": oldest_copy.map(super::status::utc),
         "healthy": names(State::Ok),
         "stale": names(State::Stale),
         "missing": names(State::Missing),
@@ -123,6 +137,18 @@ pub fn discovery_payload(t: &Topics, job: &str, expire_after: u64) -> Value {
             "sw_version": env!("CARGO_PKG_VERSION"),
         },
     })
+}
+
+/// Home Assistant discovery config: a timestamp sensor per job, the oldest of its
+/// datasets' newest copies (how far back a restore would go).
+pub fn discovery_copy_payload(t: &Topics, job: &str, expire_after: u64) -> Value {
+    let mut d = discovery_payload(t, job, expire_after);
+    d["name"] = json!(format!("zferry {job} newest copy"));
+    d["unique_id"] = json!(format!("{}_newest_copy", t.object_id(job)));
+    d["object_id"] = d["unique_id"].clone();
+    d["device_class"] = json!("timestamp");
+    d["value_template"] = json!("{{ value_json.newest_copy_utc }}");
+    d
 }
 
 /// Publishes every job's status (and discovery), then the post-run message when
@@ -159,8 +185,11 @@ pub fn publish(
     let mut msgs: Vec<(String, Vec<u8>, bool)> = vec![(t.availability(), b"online".to_vec(), true)];
     for s in jobs {
         if cfg.discovery {
-            let d = discovery_payload(&t, &s.job, cfg.expire_after.unwrap_or(stale_after));
+            let expire = cfg.expire_after.unwrap_or(stale_after);
+            let d = discovery_payload(&t, &s.job, expire);
             msgs.push((t.discovery(&s.job), d.to_string().into_bytes(), true));
+            let c = discovery_copy_payload(&t, &s.job, expire);
+            msgs.push((t.discovery_copy(&s.job), c.to_string().into_bytes(), true));
         }
         let p = status_payload(s, node);
         msgs.push((t.status(&s.job), p.to_string().into_bytes(), true));
@@ -232,5 +261,19 @@ mod tests {
         assert_eq!(d["expire_after"], 3600);
         assert_eq!(d["state_topic"], "zferry/back_up_1/pull-a/status");
         assert_eq!(d["availability_topic"], "zferry/back_up_1/availability");
+        assert_eq!(
+            t.discovery_copy("pull-a"),
+            "homeassistant/sensor/zferry_back_up_1_pull-a_newest_copy/config"
+        );
+        let c = discovery_copy_payload(&t, "pull-a", 3600);
+        assert_eq!(
+            (&c["device_class"], &c["value_template"], &c["unique_id"]),
+            (
+                &json!("timestamp"),
+                &json!("{{ value_json.newest_copy_utc }}"),
+                &json!("zferry_back_up_1_pull-a_newest_copy")
+            )
+        );
+        assert_eq!(c["state_topic"], d["state_topic"]);
     }
 }

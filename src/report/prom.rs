@@ -76,6 +76,11 @@ pub fn render(s: &JobStatus) -> String {
         rows(&|d| d.lag.map(|l| l.to_string())),
     );
     family(
+        "zferry_dataset_newest_copy_timestamp_seconds",
+        "When the copy's newest snapshot was taken (the recovery point), Unix time.",
+        rows(&|d| d.newest_copy.map(|t| t.to_string())),
+    );
+    family(
         "zferry_dataset_transferred_bytes",
         "Bytes streamed for the dataset by the last run.",
         rows(&|d| Some(d.bytes.to_string())),
@@ -133,6 +138,7 @@ mod tests {
                 source_newest: None,
                 target_newest: None,
                 lag: Some(5),
+                newest_copy: Some(900),
                 bytes: 7,
                 duration_ms: 1500,
             }],
@@ -151,5 +157,9 @@ mod tests {
             "no success, no sample: {t}"
         );
         assert!(t.contains("state=\"failed\"} 1"), "{t}");
+        assert!(
+            t.contains("zferry_dataset_newest_copy_timestamp_seconds{job=\"pull-a\",source=\"t/a\\\"b\",target=\"b/t/a\"} 900\n"),
+            "{t}"
+        );
     }
 }

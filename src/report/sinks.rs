@@ -7,10 +7,11 @@
 use super::lock::{self, Acquire, JobLock};
 use super::notify::{hostname, Notify};
 use super::ping::{self, Ping};
-use super::state::human_secs;
+use super::state::{human_secs, Thresholds};
 use super::status::{job_status, JobStatus};
 use super::{log, mqtt, now, prom, store, RunReport};
 use crate::job::Job;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub struct Settings {
     pub notify: Notify,
     /// Staleness threshold, seconds.
     pub stale_after: u64,
+    /// Per job: seconds the newest copy may be old (jobs not named: `stale_after`).
+    pub max_snapshot_age: BTreeMap<String, u64>,
     /// Lock age past which a waiting run fails loudly, seconds.
     pub lock_max_age: u64,
 }
@@ -145,7 +148,15 @@ impl Cycle {
             None,
             true,
             now(),
-            self.settings.stale_after,
+            Thresholds {
+                stale_after: self.settings.stale_after,
+                max_snapshot_age: self
+                    .settings
+                    .max_snapshot_age
+                    .get(&r.job)
+                    .copied()
+                    .unwrap_or(self.settings.stale_after),
+            },
         );
         if let Some(d) = self.settings.notify.textfile_dir.clone() {
             if let Err(e) = prom::write(&d, &st) {

@@ -74,6 +74,20 @@ pub struct Facts {
     pub lag: Option<u64>,
     /// The target has at least one snapshot (from a live listing; `None` when unknown).
     pub target_has_snapshot: Option<bool>,
+    /// The source has a snapshot to replicate (`None` when unknown).
+    pub source_has_snapshot: Option<bool>,
+    /// Age of the target's newest snapshot, the recovery point (`None` when unknown).
+    pub newest_copy_age: Option<u64>,
+}
+
+/// What a dataset is judged against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Seconds the copy may lag the source's newest snapshot.
+    pub stale_after: u64,
+    /// Seconds the newest copy may be old, however in sync it is: a source that stopped
+    /// taking snapshots leaves a copy "in sync" with an ever older past.
+    pub max_snapshot_age: u64,
 }
 
 /// The state and, unless `ok`, the reason.
@@ -89,7 +103,7 @@ pub struct Verdict {
 
 /// Classifies one dataset. A failure always wins (a failed run must never look green
 /// because an older copy is recent); then never-replicated; then staleness.
-pub fn classify(f: &Facts, now: u64, stale_after: u64) -> Verdict {
+pub fn classify(f: &Facts, now: u64, t: Thresholds) -> Verdict {
     let lag = f
         .lag
         .or_else(|| f.last_success.map(|t| now.saturating_sub(t)));
@@ -98,6 +112,15 @@ pub fn classify(f: &Facts, now: u64, stale_after: u64) -> Verdict {
             state: State::Failed,
             lag,
             reason: Some(e.clone()),
+        };
+    }
+    if f.source_has_snapshot == Some(false) && f.target_has_snapshot != Some(true) {
+        return Verdict {
+            state: State::Missing,
+            lag: None,
+            reason: Some(
+                "the source has no snapshot: nothing can be replicated until one is taken".into(),
+            ),
         };
     }
     let never = f.last_success.is_none() && f.target_has_snapshot != Some(true);
@@ -112,14 +135,28 @@ pub fn classify(f: &Facts, now: u64, stale_after: u64) -> Verdict {
             }),
         };
     }
-    match lag {
-        Some(l) if l > stale_after => Verdict {
+    match (lag, f.newest_copy_age) {
+        (Some(l), _) if l > t.stale_after => Verdict {
             state: State::Stale,
             lag,
             reason: Some(format!(
                 "the copy is {} behind (threshold {})",
                 human_secs(l),
-                human_secs(stale_after)
+                human_secs(t.stale_after)
+            )),
+        },
+        (_, Some(age)) if age > t.max_snapshot_age => Verdict {
+            state: State::Stale,
+            lag,
+            reason: Some(format!(
+                "newest copy is {} old (threshold {}){}",
+                human_secs(age),
+                human_secs(t.max_snapshot_age),
+                if lag == Some(0) {
+                    "; no new snapshot on the source since then"
+                } else {
+                    ""
+                }
             )),
         },
         _ => Verdict {
@@ -204,6 +241,48 @@ mod tests {
         assert_eq!(lag(&[], Some(&snap("a", 1, 5)), NOW), Some(0));
     }
 
+    fn t(stale_after: u64) -> Thresholds {
+        Thresholds {
+            stale_after,
+            max_snapshot_age: 2 * stale_after,
+        }
+    }
+
+    #[test]
+    fn an_old_recovery_point_is_stale_however_in_sync() {
+        let at = |lag, age| Facts {
+            lag: Some(lag),
+            newest_copy_age: Some(age),
+            target_has_snapshot: Some(true),
+            last_success: Some(NOW - 60),
+            ..Facts::default()
+        };
+        assert_eq!(classify(&at(0, 2 * DAY), NOW, t(DAY)).state, State::Ok);
+        let v = classify(&at(0, 2 * DAY + 1), NOW, t(DAY));
+        assert_eq!(v.state, State::Stale);
+        let why = v.reason.unwrap();
+        assert!(
+            why.contains("newest copy is 2d0h old")
+                && why.contains("no new snapshot on the source"),
+            "{why}"
+        );
+        // Lag over its threshold is said first.
+        let v = classify(&at(DAY + 1, 3 * DAY), NOW, t(DAY));
+        assert!(v.reason.unwrap().contains("behind"));
+    }
+
+    #[test]
+    fn a_source_without_snapshots_is_missing() {
+        let f = Facts {
+            source_has_snapshot: Some(false),
+            target_has_snapshot: Some(false),
+            ..Facts::default()
+        };
+        let v = classify(&f, NOW, t(DAY));
+        assert_eq!(v.state, State::Missing);
+        assert!(v.reason.unwrap().contains("source has no snapshot"));
+    }
+
     #[test]
     fn failure_wins_over_a_recent_success() {
         let v = classify(
@@ -212,9 +291,10 @@ mod tests {
                 last_success: Some(NOW - 10),
                 lag: Some(0),
                 target_has_snapshot: Some(true),
+                ..Facts::default()
             },
             NOW,
-            DAY,
+            t(DAY),
         );
         assert_eq!(v.state, State::Failed);
         assert_eq!(v.reason.as_deref(), Some("ssh: connection refused"));
@@ -223,13 +303,13 @@ mod tests {
     #[test]
     fn never_replicated_is_missing_not_stale() {
         let f = Facts::default();
-        assert_eq!(classify(&f, NOW, DAY).state, State::Missing);
+        assert_eq!(classify(&f, NOW, t(DAY)).state, State::Missing);
         let f = Facts {
             target_has_snapshot: Some(false),
             lag: None,
             ..Facts::default()
         };
-        let v = classify(&f, NOW, DAY);
+        let v = classify(&f, NOW, t(DAY));
         assert_eq!(
             (v.state, v.reason.as_deref()),
             (State::Missing, Some("never replicated"))
@@ -240,7 +320,7 @@ mod tests {
             target_has_snapshot: Some(false),
             ..Facts::default()
         };
-        assert_eq!(classify(&f, NOW, DAY).state, State::Missing);
+        assert_eq!(classify(&f, NOW, t(DAY)).state, State::Missing);
     }
 
     #[test]
@@ -250,12 +330,12 @@ mod tests {
             target_has_snapshot: Some(true),
             ..Facts::default()
         };
-        assert_eq!(classify(&at(DAY), NOW, DAY).state, State::Ok);
-        let v = classify(&at(DAY + 1), NOW, DAY);
+        assert_eq!(classify(&at(DAY), NOW, t(DAY)).state, State::Ok);
+        let v = classify(&at(DAY + 1), NOW, t(DAY));
         assert_eq!(v.state, State::Stale);
         assert!(v.reason.unwrap().contains("1d0h behind"));
         // A copy made by something else (no success on record) still counts by lag.
-        assert_eq!(classify(&at(5), NOW, DAY).state, State::Ok);
+        assert_eq!(classify(&at(5), NOW, t(DAY)).state, State::Ok);
     }
 
     #[test]
@@ -264,13 +344,13 @@ mod tests {
             last_success: Some(NOW - 2 * DAY),
             ..Facts::default()
         };
-        let v = classify(&f, NOW, DAY);
+        let v = classify(&f, NOW, t(DAY));
         assert_eq!((v.state, v.lag), (State::Stale, Some(2 * DAY)));
         let f = Facts {
             last_success: Some(NOW - 60),
             ..Facts::default()
         };
-        assert_eq!(classify(&f, NOW, DAY).state, State::Ok);
+        assert_eq!(classify(&f, NOW, t(DAY)).state, State::Ok);
     }
 
     #[test]

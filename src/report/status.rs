@@ -2,7 +2,7 @@
 //! side, classified by [`super::state::classify`]. The same [`JobStatus`] feeds MQTT and
 //! the Prometheus textfile after every run.
 
-use super::state::{self, classify, Facts, Snap, State};
+use super::state::{self, classify, Facts, Snap, State, Thresholds};
 use super::store::History;
 use super::RunReport;
 use crate::host::Pool;
@@ -36,6 +36,8 @@ pub struct DatasetStatus {
     pub target_newest: Option<String>,
     /// Seconds the copy is behind (see [`state::lag`]).
     pub lag: Option<u64>,
+    /// When the target's newest snapshot was taken, Unix seconds: the recovery point.
+    pub newest_copy: Option<u64>,
     /// Bytes moved by the last run.
     pub bytes: u64,
     /// Duration of the last run for it, ms.
@@ -111,13 +113,17 @@ impl JobStatus {
         }
         for d in &self.datasets {
             s.push_str(&format!(
-                "  {:<7} {} -> {}: last success {}, source @{} target @{}, lag {}\n",
+                "  {:<7} {} -> {}: last success {}, source @{} target @{} (taken {}), lag {}\n",
                 d.state.as_str(),
                 d.source,
                 d.target,
                 d.last_success.map_or("never".into(), |t| ago(now, t)),
                 d.source_newest.as_deref().unwrap_or("?"),
                 d.target_newest.as_deref().unwrap_or("-"),
+                d.newest_copy.map_or("?".into(), |t| format!(
+                    "{} ago",
+                    state::human_secs(now.saturating_sub(t))
+                )),
                 d.lag.map_or("?".into(), state::human_secs),
             ));
             if let Some(r) = &d.reason {
@@ -227,6 +233,13 @@ pub async fn live(job: &Job, pool: &mut Pool) -> Result<Live> {
     })
 }
 
+/// `child` is a descendant of `parent` (dataset names).
+fn is_below(child: &str, parent: &str) -> bool {
+    child
+        .strip_prefix(parent)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Joins what is known about a job into its status.
 ///
 /// `fresh` says `report` is the run that just ended: its successes are in sync now
@@ -241,7 +254,7 @@ pub fn job_status(
     live_error: Option<String>,
     fresh: bool,
     now: u64,
-    stale_after: u64,
+    thresholds: Thresholds,
 ) -> JobStatus {
     // source -> target, from everything that knows about the dataset.
     let mut pairs: BTreeMap<String, String> = BTreeMap::new();
@@ -259,8 +272,11 @@ pub fn job_status(
     }
     if let Some(l) = live {
         for (s, t) in &l.pairs {
-            // A source dataset with no snapshot has nothing to replicate yet.
-            if l.source.datasets.get(s).is_some_and(|v| !v.is_empty()) {
+            // A source without snapshots is only skipped when it is the parent of
+            // replicated children; a leaf without any is missing, never silently absent.
+            let has_snapshots = l.source.datasets.get(s).is_some_and(|v| !v.is_empty());
+            let parent = l.pairs.iter().any(|(c, _)| is_below(c, s));
+            if has_snapshots || !parent {
                 pairs.insert(s.clone(), t.clone());
             }
         }
@@ -276,7 +292,7 @@ pub fn job_status(
             last_success: hist.datasets.get(&source).and_then(|k| k.last_success),
             ..Facts::default()
         };
-        let (mut source_newest, mut target_newest) = (None, None);
+        let (mut source_newest, mut target_newest, mut newest_copy) = (None, None, None);
         if let Some(l) = live {
             let src = l
                 .source
@@ -287,15 +303,19 @@ pub fn job_status(
             let dst = l.target.datasets.get(&target).and_then(|v| v.last());
             facts.lag = state::lag(src, dst, now);
             facts.target_has_snapshot = Some(dst.is_some());
+            facts.source_has_snapshot = Some(!src.is_empty());
+            newest_copy = dst.map(|d| d.creation);
             source_newest = src.last().map(|s| s.name.clone());
             target_newest = dst.map(|s| s.name.clone());
         } else if fresh && in_report.is_some_and(|d| !d.failed()) {
             facts.lag = Some(0);
             facts.target_has_snapshot = Some(true);
+            newest_copy = in_report.and_then(|d| d.base_creation);
             target_newest = in_report.and_then(|d| d.base.clone());
             source_newest = target_newest.clone();
         }
-        let v = classify(&facts, now, stale_after);
+        facts.newest_copy_age = newest_copy.map(|c| now.saturating_sub(c));
+        let v = classify(&facts, now, thresholds);
         datasets.push(DatasetStatus {
             source,
             target,
@@ -305,6 +325,7 @@ pub fn job_status(
             source_newest,
             target_newest,
             lag: v.lag,
+            newest_copy,
             bytes: in_report.map_or(0, |d| d.bytes),
             duration_ms: in_report.map_or(0, |d| d.duration_ms),
         });
@@ -400,7 +421,13 @@ pub fn command(c: StatusCmd) -> u8 {
             live_err,
             false,
             super::now(),
-            stale_after,
+            Thresholds {
+                stale_after,
+                max_snapshot_age: job
+                    .max_snapshot_age
+                    .or(cfg.max_snapshot_age)
+                    .unwrap_or(stale_after),
+            },
         );
         if st.kind.is_empty() {
             st.kind = job.kind.as_str().to_string();
@@ -502,6 +529,11 @@ mod tests {
         h
     }
 
+    const DAY_THRESHOLDS: Thresholds = Thresholds {
+        stale_after: 86400,
+        max_snapshot_age: 86400,
+    };
+
     #[test]
     fn live_listing_is_the_runs_listing() {
         let listing = parse_listing(
@@ -536,7 +568,7 @@ mod tests {
             None,
             true,
             NOW,
-            86400,
+            DAY_THRESHOLDS,
         );
         assert!(!s.ok);
         assert_eq!(s.datasets.len(), 1);
@@ -574,7 +606,7 @@ mod tests {
             None,
             true,
             NOW,
-            86400,
+            DAY_THRESHOLDS,
         );
         assert!(s.ok, "{s:?}");
         assert_eq!(s.datasets.len(), 1);
@@ -604,7 +636,10 @@ mod tests {
         live.target
             .datasets
             .insert("b/t/a".into(), vec![snap("s1", 1, NOW - 3 * 86400)]);
+        // t is only the parent of replicated children: skipped, as in a run.
+        live.source.datasets.insert("t".into(), vec![]);
         live.pairs = vec![
+            ("t".into(), "b/t".into()),
             ("t/a".into(), "b/t/a".into()),
             ("t/n".into(), "b/t/n".into()),
             ("t/e".into(), "b/t/e".into()),
@@ -617,16 +652,24 @@ mod tests {
             None,
             false,
             NOW,
-            86400,
+            DAY_THRESHOLDS,
         );
         assert!(!s.ok);
         assert_eq!(s.in_state(State::Stale), vec!["t/a".to_string()]);
-        assert_eq!(s.in_state(State::Missing), vec!["t/n".to_string()]);
+        // t/e has no snapshot at all: missing too, never silently absent.
         assert_eq!(
-            s.datasets.len(),
-            2,
-            "t/e has no snapshot: nothing to replicate"
+            s.in_state(State::Missing),
+            vec!["t/e".to_string(), "t/n".to_string()]
         );
+        let e = s.datasets.iter().find(|d| d.source == "t/e").unwrap();
+        assert!(
+            e.reason
+                .as_deref()
+                .unwrap()
+                .contains("source has no snapshot"),
+            "{e:?}"
+        );
+        assert_eq!(s.datasets.len(), 3, "{s:?}");
         let a = &s.datasets[0];
         assert_eq!(
             (
