@@ -8,7 +8,6 @@
 //! Peak RSS is VmHWM from /proc/self/status; each part reports its growth over the
 //! process's high-water mark before it ran.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 use zferry::host::Host;
