@@ -276,3 +276,78 @@ fn sets_and_create_time_permissions() {
     );
     assert!(after.sets.is_empty() && after.create_time.is_empty());
 }
+
+/// Real `zfs allow` output from OpenZFS 2.4.4 (Debian trixie-backports) in the lab: the
+/// 2.4 delegations `send:raw`, `send:encrypted` and `receive:append` in a set, as a create
+/// time permission and in all three scopes.
+const LAB_OUTPUT_24: &str = "---- Permissions on z4p/scratch --------------------------------------
+Permission sets:
+\t@s24 hold,receive:append,send:raw
+Create time permissions:
+\tsend:raw
+Local permissions:
+\tuser zferry hold
+Descendent permissions:
+\tgroup zferry send:raw
+Local+Descendent permissions:
+\tuser zferry receive:append,send:encrypted,send:raw
+";
+
+#[test]
+fn parses_the_24_delegations_with_a_colon() {
+    let d = ds("z4p/scratch");
+    let t = parse(LAB_OUTPUT_24, &d).unwrap();
+    assert_eq!(t.sets["@s24"], set(&["hold", "receive:append", "send:raw"]));
+    assert_eq!(t.create_time, set(&["send:raw"]));
+    let z = &t.grants[&user("zferry")];
+    assert_eq!(
+        z.local,
+        set(&["hold", "receive:append", "send:encrypted", "send:raw"])
+    );
+    assert_eq!(
+        z.descendent,
+        set(&["receive:append", "send:encrypted", "send:raw"])
+    );
+    assert_eq!(
+        t.grants[&Who::Group("zferry".into())].descendent,
+        set(&["send:raw"])
+    );
+    let text = format!("---- Permissions on z4p/scratch ----\n{}", t.render());
+    assert_eq!(parse(&text, &d).unwrap(), t);
+}
+
+#[test]
+fn exact_swaps_the_23_permissions_for_the_24_ones() {
+    // A dataset delegated the 2.3 way, moved to send:raw and receive:append.
+    let d = ds("p/x");
+    let before = parse(
+        "---- Permissions on p/x ----\nLocal+Descendent permissions:\n\tuser zferry create,hold,mount,receive,release,send\n",
+        &d,
+    )
+    .unwrap();
+    let mut want = present(
+        vec![user("zferry")],
+        &[
+            "create",
+            "hold",
+            "mount",
+            "receive:append",
+            "release",
+            "send:raw",
+        ],
+    );
+    want.exact = true;
+    let (c, after) = diff(&before, &want, &d);
+    assert_eq!(
+        argvs(&c),
+        [
+            "zfs allow -u zferry receive:append,send:raw p/x",
+            "zfs unallow -u zferry receive,send p/x"
+        ]
+    );
+    assert_eq!(after.grants[&user("zferry")].local, want.permissions);
+    // What zfs then shows is the prediction: nothing more to do.
+    let shown = format!("---- Permissions on p/x ----\n{}", after.render());
+    let (again, _) = diff(&parse(&shown, &d).unwrap(), &want, &d);
+    assert!(again.is_empty(), "{again:?}");
+}

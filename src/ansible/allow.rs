@@ -370,6 +370,28 @@ mod tests {
     }
 
     #[test]
+    fn the_24_delegations_with_a_colon_are_accepted() {
+        // OpenZFS 2.4: send:raw, send:encrypted, receive:append (the last also in 2.3.2).
+        let w = d(json!({"name": "p/x", "users": ["zferry"],
+                         "permissions": "Send:Raw,receive:append,send:encrypted",
+                         "sets": {"@raw": ["send:raw", "hold"]},
+                         "create_time_permissions": ["receive:append"]}))
+        .unwrap();
+        assert_eq!(
+            w.permissions.iter().cloned().collect::<Vec<_>>(),
+            ["receive:append", "send:encrypted", "send:raw"]
+        );
+        assert_eq!(
+            w.sets["@raw"].iter().cloned().collect::<Vec<_>>(),
+            ["hold", "send:raw"]
+        );
+        assert_eq!(
+            w.create_time.unwrap().into_iter().collect::<Vec<_>>(),
+            ["receive:append"]
+        );
+    }
+
+    #[test]
     fn bad_combinations_and_names_are_refused_before_any_command() {
         for (v, needle) in [
             (
