@@ -236,6 +236,12 @@ pub struct Config {
     /// Jobs by name, run in name order unless named on the command line.
     #[serde(default)]
     pub jobs: BTreeMap<String, Job>,
+    /// zferry's own snapshots (`zferry snapshot`), by set name.
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, crate::snapshot::SnapshotSet>,
+    /// Retention (`zferry prune`), by policy name.
+    #[serde(default)]
+    pub prune: BTreeMap<String, crate::prune::PrunePolicy>,
 }
 
 impl Config {
@@ -250,6 +256,16 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config> {
         let mut cfg: Config = toml::from_str(text)?;
         cfg.default_strip_prefix();
+        for (name, set) in &cfg.snapshots {
+            if set.datasets.is_empty() || set.periods.is_empty() {
+                bail!("snapshot set '{name}': datasets and periods must both name at least one");
+            }
+        }
+        for (name, p) in &cfg.prune {
+            if p.datasets.is_empty() || p.keep.is_empty() {
+                bail!("prune policy '{name}': datasets and keep must both name at least one");
+            }
+        }
         let mut stems: BTreeMap<String, &str> = BTreeMap::new();
         for (name, job) in &cfg.jobs {
             job.validate(name)?;

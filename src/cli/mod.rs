@@ -10,6 +10,7 @@ use crate::report::{log, RunReport};
 use crate::zfs::name::Dataset;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,6 +70,12 @@ enum Cmd {
     /// Parse and validate a config without contacting any host (exit 0 valid, 2 not);
     /// the roles use it to validate the templated config before installing it.
     Check(CheckArgs),
+    /// Take the snapshots that are due (config [snapshots.NAME]): one atomic
+    /// `zfs snapshot -r` per tree, named autosnap_<UTC time>_<period>.
+    Snapshot(SnapshotArgs),
+    /// Destroy snapshots past the retention policy (config [prune.NAME]), never a held
+    /// one, a dataset's newest, or one a replication has not received yet.
+    Prune(SnapshotArgs),
     /// Per dataset: last success, newest snapshot on each side, lag, and a state
     /// (ok, stale, missing, failed). Exit 0 all ok, 1 not, 2 usage, 3 wedged lock.
     Status(StatusArgs),
@@ -106,6 +113,139 @@ struct CheckArgs {
 }
 
 /// `zferry check`: the config parses and every job validates.
+#[derive(Args, Debug)]
+struct SnapshotArgs {
+    /// TOML config file.
+    #[arg(long, default_value = "/etc/zferry/zferry.toml")]
+    config: PathBuf,
+    /// Snapshot sets to take (default: all).
+    sets: Vec<String>,
+    /// Say what is due; take nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `work` on each entry of a config table the command line selects (all when none
+/// named): snapshot sets, prune policies. `show` logs one result and says whether it
+/// needs an admin (exit 1); `--json` prints every result.
+fn for_each_entry<T, R: serde::Serialize>(
+    a: &SnapshotArgs,
+    table: impl Fn(&Config) -> &BTreeMap<String, T>,
+    what: &str,
+    work: impl Fn(&tokio::runtime::Runtime, &T, u64) -> anyhow::Result<Vec<R>>,
+    show: impl Fn(&str, &R) -> bool,
+) -> ExitCode {
+    let cfg = match Config::load(&a.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zferry: {e:#}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let all = table(&cfg);
+    if let Some(bad) = a.sets.iter().find(|s| !all.contains_key(*s)) {
+        eprintln!("zferry: no {what} '{bad}' in {}", a.config.display());
+        return ExitCode::from(exit::USAGE);
+    }
+    let rt = crate::host::runtime().expect("tokio runtime");
+    let now = crate::report::now();
+    let mut results = Vec::new();
+    let mut alarm = false;
+    for (name, entry) in all
+        .iter()
+        .filter(|(n, _)| a.sets.is_empty() || a.sets.contains(n))
+    {
+        match work(&rt, entry, now) {
+            Ok(rs) => {
+                for r in &rs {
+                    alarm |= show(name, r);
+                }
+                results.extend(rs);
+            }
+            Err(e) => {
+                alarm = true;
+                log::warn(&format!("{what} {name}: {e:#}"));
+            }
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).expect("serializes")
+        );
+    }
+    ExitCode::from(if alarm { exit::FAILED } else { exit::OK })
+}
+
+/// `zferry snapshot`: exit 0 when every due snapshot was taken, 1 when one failed.
+fn snapshot(a: SnapshotArgs) -> ExitCode {
+    let local = crate::host::Host::Local;
+    let show = |name: &str, t: &crate::snapshot::Taken| {
+        let what = if t.due.names.is_empty() {
+            "nothing due".to_string()
+        } else {
+            let verb = if a.dry_run { "would take" } else { "took" };
+            format!("{verb} @{}", t.due.names.join(", @"))
+        };
+        let notes = match t.due.notes.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", t.due.notes.join("; ")),
+        };
+        match &t.error {
+            Some(e) => log::warn(&format!("{name}: {}: FAILED {what}: {e}", t.due.root)),
+            None => log::info(&format!("{name}: {}: {what}{notes}", t.due.root)),
+        }
+        t.error.is_some()
+    };
+    for_each_entry(
+        &a,
+        |c| &c.snapshots,
+        "snapshot set",
+        |rt, set, now| rt.block_on(crate::snapshot::take(&local, set, now, a.dry_run)),
+        show,
+    )
+}
+
+/// `zferry prune`: exit 0 when everything due was destroyed and no pin was lifted, 1
+/// otherwise (a failure, or a stalled job's pin lifted: both need an admin).
+fn prune(a: SnapshotArgs) -> ExitCode {
+    let local = crate::host::Host::Local;
+    let show = |name: &str, p: &crate::prune::Pruned| {
+        for w in &p.decision.warnings {
+            log::warn(&format!("{name}: {}: {w}", p.dataset));
+        }
+        if let Some(e) = &p.error {
+            log::warn(&format!("{name}: {}: FAILED: {e}", p.dataset));
+        } else if !p.decision.destroy.is_empty() {
+            let verb = if a.dry_run {
+                "would destroy"
+            } else {
+                "destroyed"
+            };
+            let freed = p
+                .reclaimed
+                .map(|b| format!(", freeing {}", crate::report::state::human_bytes(b)))
+                .unwrap_or_default();
+            log::info(&format!(
+                "{name}: {}: {verb} @{}{freed}",
+                p.dataset,
+                p.decision.destroy.join(", @")
+            ));
+        }
+        p.error.is_some() || !p.decision.warnings.is_empty()
+    };
+    for_each_entry(
+        &a,
+        |c| &c.prune,
+        "prune policy",
+        |rt, policy, now| rt.block_on(crate::prune::prune(&local, policy, now, a.dry_run)),
+        show,
+    )
+}
+
 fn check(a: CheckArgs) -> ExitCode {
     match Config::load(&a.config) {
         Ok(cfg) => {
@@ -384,7 +524,12 @@ fn select(cmd: Cmd) -> Result<Selection> {
         }
         Cmd::Run(a) => from_config(a, false)?,
         Cmd::Plan(a) => from_config(a, true)?,
-        Cmd::Status(_) | Cmd::Serve(_) | Cmd::Holds(_) | Cmd::Check(_) => {
+        Cmd::Status(_)
+        | Cmd::Serve(_)
+        | Cmd::Holds(_)
+        | Cmd::Check(_)
+        | Cmd::Snapshot(_)
+        | Cmd::Prune(_) => {
             unreachable!("handled before select")
         }
     })
@@ -485,6 +630,8 @@ pub fn main(args: Vec<String>) -> ExitCode {
         Cmd::Serve(a) => return serve(a),
         Cmd::Holds(a) => return holds(a),
         Cmd::Check(a) => return check(a),
+        Cmd::Snapshot(a) => return snapshot(a),
+        Cmd::Prune(a) => return prune(a),
         _ => {}
     }
     if let Cmd::Status(a) = cli.cmd {

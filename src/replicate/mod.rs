@@ -4,7 +4,7 @@
 //! exit codes and stderr, the receiving side first (it usually holds the reason).
 
 pub mod audit;
-mod holds;
+pub mod holds;
 pub mod stream;
 
 use crate::host::{shell_quote, Host, Pool};

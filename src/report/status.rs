@@ -142,26 +142,7 @@ fn ago(now: u64, t: u64) -> String {
     )
 }
 
-/// `2026-11-26T08:00:00Z` from Unix seconds (no time zone database needed).
-pub fn utc(t: u64) -> String {
-    let (days, secs) = ((t / 86400) as i64, t % 86400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
+pub use crate::clock::utc;
 
 /// One side's datasets and their snapshots (oldest first) from a live listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

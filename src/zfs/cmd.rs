@@ -95,6 +95,29 @@ pub fn create_parent(ds: &Dataset) -> Vec<String> {
     argv(&["zfs", "create", "-u", "-o", "canmount=off", ds.as_str()])
 }
 
+/// Snapshot `root` and everything below it as `name`, atomically.
+pub fn snapshot_recursive(root: &Dataset, name: &str) -> Vec<String> {
+    argv(&["zfs", "snapshot", "-r", &format!("{root}@{name}")])
+}
+
+/// Destroy snapshots `names` of `ds` in one command (`ds@a,b,c`); `dry_run` only
+/// reports what would go and the space freed (`-nvp`). Never a dataset, never `-r`.
+pub fn destroy_snapshots(ds: &Dataset, names: &[String], dry_run: bool) -> Vec<String> {
+    let mut a = argv(&["zfs", "destroy"]);
+    if dry_run {
+        a.push("-nvp".into());
+    }
+    a.push(format!("{ds}@{}", names.join(",")));
+    a
+}
+
+/// The bytes `zfs destroy -nvp` says it would free (its `reclaim` line).
+pub fn parse_reclaim(out: &str) -> Option<u64> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("reclaim\t"))
+        .find_map(|v| v.trim().parse().ok())
+}
+
 /// Place hold `tag` on `snap`.
 pub fn hold(tag: &str, snap: &Snapshot) -> Vec<String> {
     argv(&["zfs", "hold", tag, &snap.to_string()])
