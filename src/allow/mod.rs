@@ -490,10 +490,34 @@ pub async fn apply(host: &Host, changes: &[Change]) -> std::result::Result<(), C
             .await
             .map_err(|e| CommandError::spawn(&c.argv, e))?;
         if !out.ok() {
-            return Err(CommandError::failed(&c.argv, out.code, out.stderr));
+            let stderr = match unknown_name_hint(&c.argv, &out.stderr) {
+                Some(hint) => format!("{}\n{hint}", out.stderr.trim_end()),
+                None => out.stderr,
+            };
+            return Err(CommandError::failed(&c.argv, out.code, stderr));
         }
     }
     Ok(())
+}
+
+/// `zfs allow` refuses a permission name it does not know with a message about dataset
+/// types. When the refused command named permissions with a `:` (OpenZFS 2.4's `send:raw`,
+/// `send:encrypted`; `receive:append` since 2.3), say what the message means.
+pub fn unknown_name_hint(argv: &[String], stderr: &str) -> Option<String> {
+    if !stderr.contains("operation not applicable to datasets of this type") {
+        return None;
+    }
+    let perms = argv.iter().rev().nth(1)?;
+    let new: Vec<&str> = perms.split(',').filter(|p| p.contains(':')).collect();
+    if new.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "(zfs allow says this when this OpenZFS does not know a permission name; newer names \
+         here: {}; send:raw and send:encrypted need OpenZFS 2.4, receive:append 2.3 or later; \
+         'zfs allow' without arguments lists most names this host knows)",
+        new.join(", ")
+    ))
 }
 
 /// A command that failed, with what Ansible users need to see: the command, its exit

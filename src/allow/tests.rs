@@ -351,3 +351,29 @@ fn exact_swaps_the_23_permissions_for_the_24_ones() {
     let (again, _) = diff(&parse(&shown, &d).unwrap(), &want, &d);
     assert!(again.is_empty(), "{again:?}");
 }
+
+#[test]
+fn an_unknown_24_name_on_an_older_zfs_is_explained() {
+    // What OpenZFS 2.3.2 printed in the lab for `zfs allow -u zferry send:raw z4n/names`.
+    let stderr = "cannot set permissions on 'z4n/names': operation not applicable to datasets of this type\n";
+    let argv = |perms: &str| -> Vec<String> {
+        ["zfs", "allow", "-u", "zferry", perms, "z4n/names"]
+            .map(String::from)
+            .into()
+    };
+    let hint = unknown_name_hint(&argv("hold,send:raw,receive:append"), stderr).unwrap();
+    assert!(
+        hint.contains("newer names here: send:raw, receive:append;"),
+        "{hint}"
+    );
+    assert!(hint.contains("need OpenZFS 2.4"), "{hint}");
+    // Other failures, and refusals of names without ':', get no hint.
+    assert_eq!(unknown_name_hint(&argv("send"), stderr), None);
+    assert_eq!(
+        unknown_name_hint(
+            &argv("send:raw"),
+            "cannot set permissions: permission denied"
+        ),
+        None
+    );
+}
