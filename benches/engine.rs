@@ -4,6 +4,8 @@
 //!    2,000 datasets x 500 snapshots = 1,000,000 lines).
 //! 2. Relay a 1 GiB stream between two local processes through `replicate::stream`,
 //!    checking that peak memory stays flat (the stream is never buffered whole).
+//! 3. Plan pruning: 2,000 datasets x 100 snapshots, and one dataset with 10,000, counting
+//!    the `zfs destroy` commands it would issue.
 //!
 //! Peak RSS is VmHWM from /proc/self/status; each part reports its growth over the
 //! process's high-water mark before it ran.
@@ -119,6 +121,69 @@ fn bench_relay(out: &mut String) {
     .unwrap();
 }
 
+/// Hourly scheme snapshots, oldest first, every 40th held by a replication job.
+fn hourlies(
+    n: usize,
+) -> (
+    Vec<zferry::zfs::list::Point>,
+    std::collections::BTreeSet<String>,
+) {
+    let mut held = std::collections::BTreeSet::new();
+    let snaps = (0..n)
+        .map(|i| {
+            let name = format!(
+                "autosnap_{}_hourly",
+                zferry::clock::utc(1_700_000_000 + 3600 * i as u64)
+                    .trim_end_matches('Z')
+                    .replace('T', "_")
+            );
+            if i % 40 == 0 && i + 200 < n {
+                held.insert(name.clone());
+            }
+            zferry::zfs::list::Point {
+                name,
+                guid: i as u64 + 1,
+                createtxg: i as u64 + 1,
+                bookmark: false,
+                userrefs: u64::from(i % 40 == 0),
+                creation: 1_700_000_000 + 3600 * i as u64,
+            }
+        })
+        .collect();
+    (snaps, held)
+}
+
+fn bench_prune(out: &mut String) {
+    use zferry::prune::{decide, PrunePolicy};
+    use zferry::snapshot::Period;
+    let policy = PrunePolicy {
+        datasets: vec![Dataset::new("tank").unwrap()],
+        keep: [(Period::Hourly, 36)].into_iter().collect(),
+        max_pin_age: None,
+    };
+    let now = 1_700_000_000 + 3600 * 20_000;
+    let (snaps, held) = hourlies(100);
+    let t = Instant::now();
+    let mut destroyed = 0;
+    for _ in 0..2000 {
+        destroyed += decide(&snaps, &held, &policy, now).destroy.len();
+    }
+    let many = t.elapsed();
+    let (big, big_held) = hourlies(10_000);
+    let t = Instant::now();
+    let d = decide(&big, &big_held, &policy, now);
+    let one = t.elapsed();
+    let commands = zferry::prune::destroy_specs(&big, &d.destroy).len();
+    writeln!(
+        out,
+        "prune: 2000 datasets x 100 snapshots decided in {} ms ({destroyed} to destroy); 1 dataset x 10000 snapshots in {} ms: {} to destroy in {commands} zfs destroy command(s)",
+        many.as_millis(),
+        one.as_millis(),
+        d.destroy.len()
+    )
+    .unwrap();
+}
+
 fn main() {
     let mut out = String::new();
     writeln!(
@@ -132,6 +197,7 @@ fn main() {
     .unwrap();
     bench_relay(&mut out);
     bench_plan(&mut out);
+    bench_prune(&mut out);
     print!("{out}");
     std::fs::create_dir_all("bench").unwrap();
     std::fs::write("bench/results.txt", &out).unwrap();

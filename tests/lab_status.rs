@@ -398,4 +398,17 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
             .contains("zferry_dataset_newest_copy_timestamp_seconds{"),
         "the recovery point is a metric"
     );
+
+    // A new child without any snapshot is missing, not silently absent.
+    lab.ok("client", &format!("zfs create {c}/data/newkid"));
+    let (code, st) = env.status();
+    assert_eq!(code, Some(1), "{st}");
+    let kid = dataset_status(&st, &format!("{c}/data/newkid"));
+    assert_eq!(kid["state"], "missing", "{st}");
+    assert!(
+        kid["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("source has no snapshot")),
+        "{st}"
+    );
 }

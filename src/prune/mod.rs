@@ -123,6 +123,47 @@ pub fn decide(
     d
 }
 
+/// Longest snapshot list put in one `zfs destroy` argument: Linux refuses a single
+/// argument over 128 KiB, and an SSH command line has its limits too.
+const MAX_SPEC: usize = 64 * 1024;
+
+/// The `zfs destroy` snapshot specs for `destroy`, shortest form first: a run of
+/// snapshots that are all destroyed and adjacent in `snaps` (oldest first) becomes
+/// `first%last`; the specs are split so that none exceeds [`MAX_SPEC`]. A snapshot made
+/// after the listing is newer than all of them, so it never falls inside a range.
+pub fn destroy_specs(snaps: &[Point], destroy: &[String]) -> Vec<String> {
+    let gone: BTreeSet<&str> = destroy.iter().map(String::as_str).collect();
+    let mut parts: Vec<String> = Vec::new();
+    let mut run: Vec<&str> = Vec::new();
+    let mut flush = |run: &mut Vec<&str>| {
+        match run.as_slice() {
+            [] => {}
+            [one] => parts.push(one.to_string()),
+            [first, .., last] => parts.push(format!("{first}%{last}")),
+        }
+        run.clear();
+    };
+    for p in snaps.iter().filter(|p| !p.bookmark) {
+        if gone.contains(p.name.as_str()) {
+            run.push(&p.name);
+        } else {
+            flush(&mut run);
+        }
+    }
+    flush(&mut run);
+    let mut specs: Vec<String> = Vec::new();
+    for part in parts {
+        match specs.last_mut() {
+            Some(s) if s.len() + 1 + part.len() <= MAX_SPEC => {
+                s.push(',');
+                s.push_str(&part);
+            }
+            _ => specs.push(part),
+        }
+    }
+    specs
+}
+
 /// The outcome for one dataset.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pruned {
@@ -172,16 +213,20 @@ pub async fn prune(
             reclaimed: None,
             error: None,
         };
-        if !r.decision.destroy.is_empty() {
-            let argv = cmd::destroy_snapshots(&info.name, &r.decision.destroy, dry_run);
+        for spec in destroy_specs(&info.snapshots, &r.decision.destroy) {
+            let argv = cmd::destroy_snapshots(&info.name, &spec, dry_run);
             match host.run_ok(&argv).await {
-                Ok(o) if dry_run => r.reclaimed = cmd::parse_reclaim(&o.stdout),
+                Ok(o) if dry_run => {
+                    let freed = cmd::parse_reclaim(&o.stdout);
+                    r.reclaimed = Some(r.reclaimed.unwrap_or(0) + freed.unwrap_or(0));
+                }
                 Ok(_) => {}
                 Err(e) => {
                     r.error = Some(format!(
                         "{e:#}\n  hint: pruning needs 'destroy,mount' delegated on {} (zfs allow)",
                         info.name
-                    ))
+                    ));
+                    break;
                 }
             }
         }
@@ -267,6 +312,39 @@ mod tests {
         );
         assert_eq!(d.destroy, [hourly(1), hourly(3), hourly(4)]);
         assert!(d.warnings[0].contains("seems stalled"), "{d:?}");
+    }
+
+    #[test]
+    fn contiguous_runs_become_ranges_and_long_lists_split() {
+        let snaps: Vec<Point> = (1..=6).map(|i| p(&hourly(i), i, 0)).collect();
+        let gone = [hourly(1), hourly(2), hourly(3), hourly(5)];
+        assert_eq!(
+            destroy_specs(&snaps, &gone),
+            [format!("{}%{},{}", hourly(1), hourly(3), hourly(5))]
+        );
+        // 10,000 snapshots, every 40th kept: ~250 ranges, a few commands, none too long.
+        let many: Vec<Point> = (0..10_000u64)
+            .map(|i| {
+                p(
+                    &format!("autosnap_2026-01-01_00:00:00_hourly{i:05}"),
+                    i + 1,
+                    0,
+                )
+            })
+            .collect();
+        let drop: Vec<String> = many
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 40 != 0)
+            .map(|(_, p)| p.name.clone())
+            .collect();
+        let specs = destroy_specs(&many, &drop);
+        assert!(!specs.is_empty() && specs.len() <= 3, "{}", specs.len());
+        assert!(specs.iter().all(|s| s.len() <= MAX_SPEC));
+        let alone: Vec<String> = many.iter().step_by(2).map(|p| p.name.clone()).collect();
+        let split = destroy_specs(&many, &alone);
+        assert!(split.len() > 1 && split.iter().all(|s| s.len() <= MAX_SPEC));
+        assert_eq!(split.join(",").split(',').count(), 5000, "every one, once");
     }
 
     fn history() -> impl Strategy<Value = (Vec<Point>, BTreeSet<String>)> {

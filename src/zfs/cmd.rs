@@ -100,14 +100,15 @@ pub fn snapshot_recursive(root: &Dataset, name: &str) -> Vec<String> {
     argv(&["zfs", "snapshot", "-r", &format!("{root}@{name}")])
 }
 
-/// Destroy snapshots `names` of `ds` in one command (`ds@a,b,c`); `dry_run` only
-/// reports what would go and the space freed (`-nvp`). Never a dataset, never `-r`.
-pub fn destroy_snapshots(ds: &Dataset, names: &[String], dry_run: bool) -> Vec<String> {
+/// Destroy the snapshots of `ds` that `spec` names (`a,b%d`: a list, `%` a range) in
+/// one command; `dry_run` only reports what would go and the space freed (`-nvp`).
+/// Never a dataset, never `-r`.
+pub fn destroy_snapshots(ds: &Dataset, spec: &str, dry_run: bool) -> Vec<String> {
     let mut a = argv(&["zfs", "destroy"]);
     if dry_run {
         a.push("-nvp".into());
     }
-    a.push(format!("{ds}@{}", names.join(",")));
+    a.push(format!("{ds}@{spec}"));
     a
 }
 
