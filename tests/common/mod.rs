@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod zferry;
+pub mod zfs24;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
