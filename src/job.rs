@@ -266,6 +266,7 @@ impl Config {
                 bail!("prune policy '{name}': datasets and keep must both name at least one");
             }
         }
+        cfg.check_thresholds()?;
         let mut stems: BTreeMap<String, &str> = BTreeMap::new();
         for (name, job) in &cfg.jobs {
             job.validate(name)?;
@@ -274,6 +275,35 @@ impl Config {
             }
         }
         Ok(cfg)
+    }
+
+    /// A recovery-point threshold shorter than the snapshot schedule's shortest period
+    /// would call every copy stale between two snapshots.
+    fn check_thresholds(&self) -> Result<()> {
+        let Some(shortest) = self
+            .snapshots
+            .values()
+            .flat_map(|s| s.periods.iter().copied())
+            .min_by_key(|p| p.longest())
+        else {
+            return Ok(());
+        };
+        let thresholds = std::iter::once(("the config", self.max_snapshot_age)).chain(
+            self.jobs
+                .iter()
+                .map(|(n, j)| (n.as_str(), j.max_snapshot_age)),
+        );
+        for (who, age) in thresholds {
+            if let Some(age) = age.filter(|a| *a < shortest.longest()) {
+                bail!(
+                    "{}: max_snapshot_age {age} is shorter than the snapshot schedule's shortest period ({}, {} s): every copy would be stale between two snapshots",
+                    if who == "the config" { who.to_string() } else { format!("job '{who}'") },
+                    shortest.as_str(),
+                    shortest.longest()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// A push job without `strip_prefix` strips the local backup root: the one
@@ -334,6 +364,47 @@ mod tests {
             let e = format!("{:#}", Config::parse(&cfg).unwrap_err());
             assert!(e.contains(&format!("| {extra}")), "{extra}: {e}");
             assert!(!e.contains("[jobs.p]"), "points at the table: {field}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_lifecycle_policies_are_refused_naming_the_field() {
+        let snap = "[snapshots.s]\ndatasets = [\"tank/data\"]\nperiods = [\"hourly\"]\n";
+        let short = format!("{snap}[jobs.p]\n{}", pull_job("max_snapshot_age = 600"));
+        let e = format!("{:#}", Config::parse(&short).unwrap_err());
+        assert!(
+            e.contains("job 'p'") && e.contains("max_snapshot_age 600") && e.contains("hourly"),
+            "{e}"
+        );
+        assert!(Config::parse(&format!(
+            "{snap}[jobs.p]\n{}",
+            pull_job("max_snapshot_age = 7200")
+        ))
+        .is_ok());
+        for (bad, at) in [
+            (
+                "[snapshots.s]\ndatasets = [\"t/a\"]\nperiods = [\"often\"]\n",
+                "periods",
+            ),
+            (
+                "[prune.p]\ndatasets = [\"t/a\"]\nkeep = { hourly = -1 }\n",
+                "keep",
+            ),
+            (
+                "[prune.p]\ndatasets = [\"t/a\"]\nkeep = { often = 1 }\n",
+                "keep",
+            ),
+            (
+                "[prune.p]\ndatasets = [\"t/a\"]\nkeep = {}\n",
+                "prune policy 'p'",
+            ),
+            (
+                "[snapshots.s]\ndatasets = []\nperiods = [\"daily\"]\n",
+                "snapshot set 's'",
+            ),
+        ] {
+            let e = format!("{:#}", Config::parse(bad).unwrap_err());
+            assert!(e.contains(at), "{bad}: {e}");
         }
     }
 

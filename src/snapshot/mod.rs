@@ -50,6 +50,18 @@ impl Period {
         }
     }
 
+    /// The longest a bucket of this period lasts, seconds.
+    pub fn longest(self) -> u64 {
+        match self {
+            Period::Frequently => 900,
+            Period::Hourly => 3600,
+            Period::Daily => 86400,
+            Period::Weekly => 7 * 86400,
+            Period::Monthly => 31 * 86400,
+            Period::Yearly => 366 * 86400,
+        }
+    }
+
     /// Start of the bucket holding `t` (Unix seconds, UTC).
     pub fn bucket_start(self, t: u64) -> u64 {
         let day = t / 86400;
@@ -335,7 +347,7 @@ mod tests {
             let r = root(&[(first.names[0].as_str(), now)]);
             prop_assert!(due(&r, 9, &s, now).names.is_empty());
             // The longest bucket of each period: past it, the period is due again.
-            let longest = [900, 3600, 86400, 7 * 86400, 31 * 86400, 366 * 86400][which];
+            let longest = p.longest();
             prop_assert!(p.bucket_start(now) <= now && now - p.bucket_start(now) < longest);
             prop_assert_eq!(due(&r, 9, &s, now + longest).names.len(), 1);
         }
