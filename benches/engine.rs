@@ -121,7 +121,8 @@ fn bench_relay(out: &mut String) {
     .unwrap();
 }
 
-/// Hourly scheme snapshots, oldest first, every 40th held by a replication job.
+/// Hourly scheme snapshots, oldest first: every 40th carries an admin's hold, and the
+/// replication base (held by a zferry tag) is the fifth newest.
 fn hourlies(
     n: usize,
 ) -> (
@@ -137,7 +138,7 @@ fn hourlies(
                     .trim_end_matches('Z')
                     .replace('T', "_")
             );
-            if i % 40 == 0 && i + 200 < n {
+            if i + 5 == n {
                 held.insert(name.clone());
             }
             zferry::zfs::list::Point {
@@ -145,7 +146,7 @@ fn hourlies(
                 guid: i as u64 + 1,
                 createtxg: i as u64 + 1,
                 bookmark: false,
-                userrefs: u64::from(i % 40 == 0),
+                userrefs: u64::from(i % 40 == 0 || i + 5 == n),
                 creation: 1_700_000_000 + 3600 * i as u64,
             }
         })
