@@ -369,7 +369,13 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
     // In sync is not enough: a source that stops taking snapshots leaves the copy "lag 0"
     // at an ever older recovery point. That is stale, with the reason, and every sink
     // carries the recovery point.
-    env.healthy("catching up the late snapshot");
+    // (ns1c/gone stays failed: the run exits 1 for it; ns1c/data catches up.)
+    let caught_up = env.zferry("run");
+    assert!(
+        caught_up.stderr.contains("incremental, 1 snapshot @late"),
+        "{}",
+        caught_up.stderr
+    );
     std::thread::sleep(std::time::Duration::from_secs(4));
     let o = env.zferry("status --json --stale-after 3");
     assert_eq!(o.code, Some(1), "{}", o.stderr);
