@@ -161,6 +161,7 @@ fn bench_prune(out: &mut String) {
         datasets: vec![Dataset::new("tank").unwrap()],
         keep: [(Period::Hourly, 36)].into_iter().collect(),
         max_pin_age: None,
+        keep_prefix: Default::default(),
     };
     let now = 1_700_000_000 + 3600 * 20_000;
     let (snaps, held) = hourlies(100);

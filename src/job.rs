@@ -262,9 +262,7 @@ impl Config {
             }
         }
         for (name, p) in &cfg.prune {
-            if p.datasets.is_empty() || p.keep.is_empty() {
-                bail!("prune policy '{name}': datasets and keep must both name at least one");
-            }
+            p.validate(name)?;
         }
         cfg.check_thresholds()?;
         let mut stems: BTreeMap<String, &str> = BTreeMap::new();
@@ -397,6 +395,14 @@ mod tests {
             (
                 "[prune.p]\ndatasets = [\"t/a\"]\nkeep = {}\n",
                 "prune policy 'p'",
+            ),
+            (
+                "[prune.p]\ndatasets = [\"t/a\"]\nkeep_prefix = { \"\" = 1 }\n",
+                "prune policy 'p', keep_prefix ''",
+            ),
+            (
+                "[prune.p]\ndatasets = [\"t/a\"]\nkeep_prefix = { \"m-\" = -1 }\n",
+                "keep_prefix",
             ),
             (
                 "[snapshots.s]\ndatasets = []\nperiods = [\"daily\"]\n",

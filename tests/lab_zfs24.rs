@@ -363,7 +363,8 @@ fn receive_append_refuses_force_on_23() {
 /// The `zfs_allow` module (this build, run as Ansible runs a binary module) with the 2.4
 /// names and `exact`: on 2.4 it swaps a 2.3-style delegation for `send:raw` and
 /// `receive:append` and is idempotent on the real output; on 2.3 it fails with a message
-/// that names the unknown permission.
+/// that names the unknown permission, and with `older_zfs: fallback` grants `send` there
+/// with a warning (what the roles do on mixed sites).
 #[test]
 fn zfs_allow_module_with_24_names() {
     let lab = lab24();
@@ -427,5 +428,53 @@ fn zfs_allow_module_with_24_names() {
         msg.contains("newer names here: receive:append, send:raw;"),
         "{msg}"
     );
+
+    // older_zfs=fallback, what the roles use: 2.3.2 gets send (it knows receive:append),
+    // with a warning naming both; check mode predicts exactly what the real run does.
+    let fallback = |check: bool| {
+        let mut a = args("z4m");
+        a["older_zfs"] = "fallback".into();
+        a["_ansible_check_mode"] = check.into();
+        a
+    };
+    let granted =
+        format!("zfs allow -u {USER} create,hold,mount,receive:append,release,send z4m/m");
+    for check in [true, false] {
+        let r = module("client", fallback(check));
+        assert_eq!(r["changed"], true, "{r}");
+        assert_eq!(r["commands"], serde_json::json!([granted]), "{r}");
+        assert_eq!(r["zfs_version"], "2.3.2", "{r}");
+        let warnings = r["warnings"].to_string();
+        assert!(
+            warnings.contains("OpenZFS 2.3.2 on this host does not know the delegation send:raw")
+                && warnings.contains("granted send instead"),
+            "{r}"
+        );
+        assert!(!warnings.contains("receive:append (new"), "{r}");
+    }
+    let shown = lab.ok("client", "zfs allow z4m/m");
+    assert!(
+        shown.contains(&format!(
+            "user {USER} create,hold,mount,receive:append,release,send\n"
+        )),
+        "{shown}"
+    );
+    let again = module("client", fallback(false));
+    assert_eq!(again["changed"], false, "{again}");
     lab.ok("client", "zpool destroy z4m; rm -f /var/tmp/z4m.img");
+
+    // On 2.4 the same arguments grant the narrow names, without a warning.
+    lab.pool("server24", "z4m");
+    lab.ok("server24", "zfs create z4m/m");
+    let r = module("server24", fallback(false));
+    assert_eq!(r["zfs_version"], "2.4.4", "{r}");
+    assert_eq!(r["warnings"].as_array().map_or(0, Vec::len), 0, "{r}");
+    assert_eq!(
+        r["commands"],
+        serde_json::json!([format!(
+            "zfs allow -u {USER} create,hold,mount,receive:append,release,send:raw z4m/m"
+        )]),
+        "{r}"
+    );
+    lab.ok("server24", "zpool destroy z4m");
 }

@@ -16,7 +16,8 @@ fn defaults(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `| `name` | `value` | meaning |` rows of a README (the value without its backticks).
+/// `| `name` | `value` | meaning |` rows of a README (the value without its backticks; a
+/// `|` inside a cell is written `\|`, as tables need).
 fn documented(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.strip_prefix("| `zferry_"))
@@ -24,7 +25,7 @@ fn documented(text: &str) -> BTreeMap<String, String> {
             let mut cells = l.split(" | ");
             let name = cells.next()?.trim_end_matches('`');
             let value = cells.next()?.trim().trim_matches('`');
-            Some((format!("zferry_{name}"), value.to_string()))
+            Some((format!("zferry_{name}"), value.replace("\\|", "|")))
         })
         .collect()
 }
@@ -53,6 +54,8 @@ fn parsers_read_the_shapes_the_files_use() {
     assert_eq!(d["zferry_a"], "\"x\"");
     assert_eq!(d["zferry_b"], "[]");
     assert_eq!(d.len(), 2);
-    let r = documented("| variable | default |\n|---|---|\n| `zferry_a` | `\"x\"` | why |\n| `zferry_b` | `[]` |  |\n");
+    let r = documented("| variable | default |\n|---|---|\n| `zferry_a` | `\"x\"` | why |\n| `zferry_b` | `[]` |  |\n| `zferry_c` | `\"{{ x \\| bool }}\"` | piped |\n");
+    assert_eq!(r["zferry_c"], "\"{{ x | bool }}\"");
+    let r: BTreeMap<_, _> = r.into_iter().filter(|(k, _)| k != "zferry_c").collect();
     assert_eq!(r, d);
 }

@@ -4,6 +4,7 @@
 //! Parsing and diffing are pure (no I/O), so the `zfs_allow` module's check mode predicts
 //! exactly what a real run does; only [`read`] and [`apply`] touch a host.
 
+pub mod compat;
 #[cfg(test)]
 mod tests;
 

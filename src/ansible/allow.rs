@@ -5,6 +5,7 @@
 
 use super::args::{self, ModuleArgs, Opt, Type};
 use super::{Diff, Failure, Module, Outcome};
+use crate::allow::compat::{self, Version};
 use crate::allow::{self as grants, Desired, Scope, Table, Who};
 use crate::host::Host;
 use crate::zfs::name::Dataset;
@@ -26,6 +27,7 @@ pub const SPEC: &[Opt] = &[
     Opt::new("create_time_permissions", Type::List),
     Opt::new("sets", Type::DictOfLists),
     Opt::new("exact", Type::Bool),
+    Opt::new("older_zfs", Type::Str).choices(&["fail", "fallback"]),
 ];
 
 /// A permission, `@set` or principal name that cannot be mistaken for an option or
@@ -160,6 +162,20 @@ pub fn run(text: &str) -> Outcome {
         warnings,
         ..Outcome::default()
     };
+    let fallback = a.str("older_zfs") == Some("fallback");
+    let want = if fallback && want.present {
+        match rt.block_on(for_this_host(want)) {
+            Ok((want, version, notes)) => {
+                out.extra
+                    .insert("zfs_version".into(), json!(version.to_string()));
+                out.warnings.extend(notes);
+                want
+            }
+            Err(f) => return out.fail(f),
+        }
+    } else {
+        want
+    };
     match rt.block_on(execute(&ds, &want, recursive, a.check_mode)) {
         Ok(done) => {
             out.changed = !done.commands.is_empty();
@@ -201,6 +217,40 @@ pub fn run(text: &str) -> Outcome {
         }
         Err(f) => out.fail(f),
     }
+}
+
+/// `want` with the delegations this host's OpenZFS does not know replaced by their older
+/// equivalents (`older_zfs: fallback`), the host's version and one warning per replacement.
+async fn for_this_host(mut want: Desired) -> Result<(Desired, Version, Vec<String>), Failure> {
+    let argv = vec!["zfs".to_string(), "version".to_string()];
+    let out = Host::Local.run(&argv).await.map_err(|e| Failure {
+        msg: format!("older_zfs=fallback needs this host's OpenZFS version: {e:#}"),
+        rc: None,
+        stderr: String::new(),
+        argv: Some(argv.clone()),
+    })?;
+    let Some(version) = compat::kmod_version(&out.stdout).filter(|_| out.ok()) else {
+        return Err(Failure {
+            msg: "older_zfs=fallback needs this host's OpenZFS version, but `zfs version` printed no zfs-kmod-X.Y.Z line (is the zfs module loaded?)".into(),
+            rc: out.code,
+            stderr: out.stderr,
+            argv: Some(argv),
+        });
+    };
+    let mut made = Vec::new();
+    let mut map = |p: &BTreeSet<String>| {
+        let (p, m) = compat::for_host(p, version);
+        made.extend(m);
+        p
+    };
+    want.permissions = map(&want.permissions);
+    want.create_time = want.create_time.as_ref().map(&mut map);
+    for p in want.sets.values_mut() {
+        *p = map(p);
+    }
+    let mut notes: Vec<String> = made.iter().map(|f| f.warning(version)).collect();
+    notes.dedup();
+    Ok((want, version, notes))
 }
 
 /// What a run did (or would do): tables before and after per dataset, and commands.

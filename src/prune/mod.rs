@@ -14,7 +14,8 @@
 //!   forever: once its held base is older than `max_pin_age`, the pin is lifted and
 //!   the run warns (and fails), instead of pruning silently;
 //! - only snapshots named in the scheme (`autosnap_<time>_<period>`) of a period the
-//!   policy names are touched; manual snapshots and other tools' never are.
+//!   policy names are touched; manual snapshots and other tools' only when the policy
+//!   opts in by prefix (`keep_prefix`), never otherwise.
 
 use crate::host::Host;
 use crate::replicate::holds::read_holds;
@@ -22,7 +23,7 @@ use crate::snapshot::{period_of, Period};
 use crate::zfs::cmd;
 use crate::zfs::list::{list_argv, parse_listing, Point};
 use crate::zfs::name::Dataset;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,12 +37,48 @@ pub struct PrunePolicy {
     /// Roots; each is pruned with all its children.
     pub datasets: Vec<Dataset>,
     /// Snapshots to keep per period, newest first; periods not named are not touched.
+    #[serde(default)]
     pub keep: BTreeMap<Period, usize>,
     /// Seconds a zferry-held base may be old and still pin the snapshots after it
     /// (default: never lifted).
     #[serde(default)]
     pub max_pin_age: Option<u64>,
+    /// Snapshots outside the naming scheme (manual ones, other tools'), opted in by name
+    /// prefix: keep the newest N of each prefix. A snapshot no prefix names is never touched.
+    #[serde(default)]
+    pub keep_prefix: BTreeMap<String, usize>,
 }
+
+impl PrunePolicy {
+    /// Refuses a policy that would prune nothing or match more than it says: no datasets,
+    /// no counts, or a prefix that is empty, not a snapshot name's start, would also match
+    /// zferry's own `autosnap_` names, or overlaps another prefix (a snapshot counted twice).
+    pub fn validate(&self, name: &str) -> Result<()> {
+        if self.datasets.is_empty() || (self.keep.is_empty() && self.keep_prefix.is_empty()) {
+            bail!("prune policy '{name}': datasets and keep (or keep_prefix) must both name at least one");
+        }
+        for p in self.keep_prefix.keys() {
+            let field = format!("prune policy '{name}', keep_prefix '{p}'");
+            if p.is_empty() || !p.chars().all(crate::zfs::name::valid_char) {
+                bail!("{field}: a prefix is the start of a snapshot name: letters, digits, '_', '-', '.', ':' (an empty one would match every snapshot)");
+            }
+            if SCHEME.starts_with(p.as_str()) || p.starts_with(SCHEME) {
+                bail!("{field}: it would match zferry's own {SCHEME} snapshots, which keep counts per period; use a longer prefix");
+            }
+            if let Some(q) = self
+                .keep_prefix
+                .keys()
+                .find(|q| *q != p && p.starts_with(q.as_str()))
+            {
+                bail!("{field}: every name it matches also matches '{q}'; use prefixes that do not overlap");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The start of every name in the scheme (zferry's and sanoid's).
+const SCHEME: &str = "autosnap_";
 
 /// Why a snapshot outlives the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,13 +138,22 @@ pub fn decide(
             None
         }
     };
+    let mut groups: Vec<(Vec<&Point>, usize)> = Vec::new();
     for (&period, &keep) in &policy.keep {
-        let of_period: Vec<&Point> = snaps
+        let of_period = snaps
             .iter()
-            .filter(|p| !p.bookmark && period_of(&p.name) == Some(period))
-            .collect();
+            .filter(|p| !p.bookmark && period_of(&p.name) == Some(period));
+        groups.push((of_period.collect(), keep));
+    }
+    for (prefix, &keep) in &policy.keep_prefix {
+        let named = snaps.iter().filter(|p| {
+            !p.bookmark && p.name.starts_with(prefix.as_str()) && period_of(&p.name).is_none()
+        });
+        groups.push((named.collect(), keep));
+    }
+    for (group, keep) in groups {
         // Newest first: the first `keep` stay.
-        for p in of_period.iter().rev().skip(keep) {
+        for p in group.iter().rev().skip(keep) {
             match protection(p) {
                 Some(why) => d.protected.push((p.name.clone(), why)),
                 None => d.destroy.push(p.name.clone()),
@@ -262,7 +308,61 @@ mod tests {
             datasets: vec![Dataset::new("t/a").unwrap()],
             keep: keep.iter().copied().collect(),
             max_pin_age,
+            keep_prefix: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn foreign_names_only_by_prefix_newest_first_and_held_ones_stay() {
+        let snaps = vec![
+            p("manual-1", 1, 0),
+            p("manual-2", 2, 1),
+            p("manualX", 3, 0),
+            p("manual-3", 4, 0),
+            p(&hourly(1), 5, 0),
+            p("manual-4", 6, 0),
+            p("other", 7, 0),
+            p(&hourly(2), 8, 0),
+        ];
+        let mut pol = policy(&[], None);
+        pol.keep_prefix.insert("manual-".into(), 1);
+        let d = decide(&snaps, &BTreeSet::new(), &pol, NOW);
+        // manual-4 is the newest kept; manual-2 is held; manualX, other and the
+        // scheme's snapshots (no period in keep) are not the policy's.
+        assert_eq!(d.destroy, ["manual-1", "manual-3"]);
+        assert_eq!(d.protected, [("manual-2".to_string(), Protected::Held)]);
+    }
+
+    #[test]
+    fn prefixes_that_match_too_much_are_refused_naming_policy_and_prefix() {
+        for (prefix, why) in [
+            ("", "empty one would match every snapshot"),
+            ("a/b", "start of a snapshot name"),
+            ("auto", "zferry's own autosnap_"),
+            ("autosnap_x", "zferry's own autosnap_"),
+            ("man", "also matches 'm'"),
+        ] {
+            let mut pol = policy(&[(Period::Daily, 1)], None);
+            pol.keep_prefix.insert(prefix.into(), 1);
+            if prefix == "man" {
+                pol.keep_prefix.insert("m".into(), 1);
+            }
+            let e = pol.validate("offsite").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("prune policy 'offsite', keep_prefix '{prefix}'"))
+                    && e.contains(why),
+                "{prefix}: {e}"
+            );
+        }
+        let mut ok = policy(&[], None);
+        ok.keep_prefix.insert("zfs-auto-snap_".into(), 3);
+        ok.keep_prefix.insert("manual-".into(), 3);
+        ok.validate("p").unwrap();
+        assert!(policy(&[], None)
+            .validate("p")
+            .unwrap_err()
+            .to_string()
+            .contains("keep_prefix"));
     }
 
     #[test]
@@ -348,7 +448,7 @@ mod tests {
     }
 
     fn history() -> impl Strategy<Value = (Vec<Point>, BTreeSet<String>)> {
-        proptest::collection::vec((0usize..4, any::<bool>(), any::<bool>()), 0..40).prop_map(|v| {
+        proptest::collection::vec((0usize..5, any::<bool>(), any::<bool>()), 0..40).prop_map(|v| {
             let mut held = BTreeSet::new();
             let snaps = v
                 .iter()
@@ -359,7 +459,8 @@ mod tests {
                         0 => format!("autosnap_{stamp}_hourly"),
                         1 => format!("autosnap_{stamp}_daily"),
                         2 => format!("autosnap_{stamp}_monthly"),
-                        _ => format!("manual{i}"),
+                        3 => format!("manual{i}"),
+                        _ => format!("other{i}"),
                     };
                     if hold && zferry {
                         held.insert(name.clone());
@@ -373,13 +474,15 @@ mod tests {
 
     proptest! {
         /// For any history: nothing protected is destroyed, nothing outside the scheme
-        /// or the policy's periods, and of each period exactly the newest `keep` plus the
-        /// protected ones remain, so the next replication still finds its base.
+        /// or the policy's periods and prefixes, and of each period (and prefix) exactly the
+        /// newest `keep` plus the protected ones remain, so the next replication still finds
+        /// its base.
         #[test]
         fn never_a_protected_snapshot_exactly_the_counts_otherwise(
-            (snaps, held) in history(), h in 0usize..5, dly in 0usize..5
+            (snaps, held) in history(), h in 0usize..5, dly in 0usize..5, m in 0usize..5
         ) {
-            let pol = policy(&[(Period::Hourly, h), (Period::Daily, dly)], None);
+            let mut pol = policy(&[(Period::Hourly, h), (Period::Daily, dly)], None);
+            pol.keep_prefix.insert("manual".into(), m);
             let d = decide(&snaps, &held, &pol, NOW);
             let gone: BTreeSet<&str> = d.destroy.iter().map(String::as_str).collect();
             let oldest_base = snaps.iter().find(|p| held.contains(&p.name)).map(|p| p.createtxg);
@@ -388,10 +491,18 @@ mod tests {
                 prop_assert_eq!(p.userrefs, 0, "held {}", p.name);
                 prop_assert!(Some(p) != snaps.last(), "newest {}", p.name);
                 prop_assert!(oldest_base.map_or(true, |t| p.createtxg < t), "unreplicated {}", p.name);
-                prop_assert!(matches!(period_of(&p.name), Some(Period::Hourly | Period::Daily)), "{}", p.name);
+                prop_assert!(
+                    matches!(period_of(&p.name), Some(Period::Hourly | Period::Daily)) || p.name.starts_with("manual"),
+                    "{}", p.name
+                );
             }
-            for (period, keep) in [(Period::Hourly, h), (Period::Daily, dly)] {
-                let of: Vec<&Point> = snaps.iter().filter(|p| period_of(&p.name) == Some(period)).collect();
+            let in_group = |p: &Point, g: usize| match g {
+                0 => period_of(&p.name) == Some(Period::Hourly),
+                1 => period_of(&p.name) == Some(Period::Daily),
+                _ => p.name.starts_with("manual"),
+            };
+            for (g, keep) in [(0, h), (1, dly), (2, m)] {
+                let of: Vec<&Point> = snaps.iter().filter(|p| in_group(p, g)).collect();
                 let newest_keep: BTreeSet<&str> = of.iter().rev().take(keep).map(|p| p.name.as_str()).collect();
                 for p in &of {
                     let protected = d.protected.iter().any(|(n, _)| n == &p.name);

@@ -25,6 +25,16 @@ pub struct JobLock {
     pub path: PathBuf,
 }
 
+impl Drop for JobLock {
+    /// Unlocks explicitly: closing our descriptor is not enough while a child forked by
+    /// another thread still shares it between fork and exec, and the next run would see
+    /// the job busy for that instant.
+    fn drop(&mut self) {
+        // SAFETY: flock on a file descriptor we own; no memory is shared.
+        unsafe { libc::flock(self._file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
 /// Result of trying to take the lock.
 #[derive(Debug)]
 pub enum Acquire {

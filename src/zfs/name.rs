@@ -28,7 +28,7 @@ fn err(name: &str, why: &'static str) -> NameError {
 }
 
 /// ZFS's own character set for name components (zfs_namecheck.c).
-fn valid_char(c: char) -> bool {
+pub fn valid_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | ' ')
 }
 

@@ -104,6 +104,17 @@ options:
         set in O(sets). Principals, sets and scopes that are not listed are left alone.
     type: bool
     default: false
+  older_zfs:
+    description:
+      - What to do with a delegation this host's OpenZFS kernel module does not know
+        (C(send:raw) and C(send:encrypted) are new in 2.4.0, C(receive:append) in 2.3.1).
+      - V(fail) lets C(zfs allow) refuse it (the error names the newer names).
+      - V(fallback) grants the older, wider permission instead (C(send), C(receive)) and
+        returns a warning saying so; the version read from C(zfs version) is returned as
+        RV(zfs_version). Applies to O(permissions), O(create_time_permissions) and O(sets).
+    type: str
+    choices: [fail, fallback]
+    default: fail
 notes:
   - Commands are run as argv vectors, never through a shell.
   - Permission names are compared in lower case; principal and set names as given.
@@ -124,6 +135,14 @@ EXAMPLES = r"""
     users: zferry
     permissions: create,mount,canmount,receive,hold,release
     exact: true
+
+- name: Raw sends only where OpenZFS 2.4 can enforce it; plain send (with a warning) elsewhere
+  zferry.zfs.zfs_allow:
+    name: tank/data
+    users: [zferry]
+    permissions: [send:raw, hold, release]
+    exact: true
+    older_zfs: fallback
 
 - name: A permission set, used by a group, only below the dataset
   zferry.zfs.zfs_allow:
@@ -170,6 +189,11 @@ grants:
       create_time: []
       grants:
         - {type: user, name: zferry, local: [hold, send], descendent: [hold, send]}
+zfs_version:
+  description: The kernel module's OpenZFS release, read with O(older_zfs=fallback).
+  returned: when O(older_zfs=fallback) and O(state=present)
+  type: str
+  sample: 2.3.2
 cmd:
   description: The command that failed, as it can be pasted into a shell.
   returned: failure
