@@ -40,12 +40,17 @@ fn dataset_status(job: &Value, source: &str) -> Value {
 
 impl Env<'_> {
     fn config(&self, ssh_port: u16, datasets: &[&str]) {
+        self.config_with(ssh_port, datasets, "");
+    }
+
+    /// The job with `job_extra` (TOML lines) added to its table.
+    fn config_with(&self, ssh_port: u16, datasets: &[&str], job_extra: &str) {
         let ds: Vec<String> = datasets
             .iter()
             .map(|d| format!("\"{}/{d}\"", self.c))
             .collect();
         let text = format!(
-            "state_dir = \"{HOME}/state-ns1\"\nstale_after = 86400\nlock_max_age = 3600\n{}\n[jobs.{JOB}]\nkind = \"pull\"\nhost = \"10.0.2.2\"\nport = {ssh_port}\nuser = \"{USER}\"\nname = \"client\"\ndatasets = [{}]\ndestination = \"{}/backup\"\n",
+            "state_dir = \"{HOME}/state-ns1\"\nstale_after = 86400\nlock_max_age = 3600\n{}\n[jobs.{JOB}]\nkind = \"pull\"\nhost = \"10.0.2.2\"\nport = {ssh_port}\nuser = \"{USER}\"\nname = \"client\"\ndatasets = [{}]\ndestination = \"{}/backup\"\n{job_extra}",
             notify_toml("10.0.2.2", &self.broker, &self.http, &format!("{HOME}/prom-ns1"), NODE),
             ds.join(", "),
             self.s
@@ -404,6 +409,44 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
             .contains("zferry_dataset_newest_copy_timestamp_seconds{"),
         "the recovery point is a metric"
     );
+
+    // The same through a run's sinks, with the job's own threshold: a run that finds
+    // nothing new pings /fail with the reason, the retained MQTT state is not ok, and
+    // the metric holds the old recovery point; a fresh snapshot and run turn all green.
+    // (30 s: a healthy run and its status take a few seconds under emulation.)
+    env.config_with(port, &["data"], "max_snapshot_age = 30\n");
+    std::thread::sleep(std::time::Duration::from_secs(31));
+    let r = env.zferry("run");
+    assert!(r.stderr.contains("up to date"), "{}", r.stderr);
+    let reqs = env.http.take();
+    let fail = reqs
+        .iter()
+        .find(|q| q.path == format!("/ping/{JOB}/fail"))
+        .unwrap_or_else(|| panic!("a stale recovery point pings /fail: {reqs:?}"));
+    assert!(
+        fail.body.contains("stale") && fail.body.contains("newest copy is"),
+        "{}",
+        fail.body
+    );
+    let m = env.mqtt_status();
+    assert_eq!(m["ok"], false, "{m}");
+    assert!(
+        m["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("newest copy is")),
+        "{m}"
+    );
+    let (code, st) = env.status();
+    assert_eq!(code, Some(1), "{st}");
+    let newest = dataset_status(&st, &format!("{c}/data"))["newest_copy"].clone();
+    assert!(
+        env.metrics().contains(&format!(
+            "zferry_dataset_newest_copy_timestamp_seconds{{job=\"{JOB}\",source=\"{c}/data\",target=\"{s}/backup/client/{c}/data\"}} {newest}"
+        )),
+        "the metric holds the recovery point {newest}"
+    );
+    lab.write_and_snap("client", &format!("{c}/data"), "fresh", 1);
+    env.healthy("after a fresh snapshot");
 
     // A new child without any snapshot is missing, not silently absent.
     lab.ok("client", &format!("zfs create {c}/data/newkid"));

@@ -2,7 +2,10 @@
 # The main job, end to end on real OpenZFS in the lab:
 #   client (encrypted tank/data + children) --pull--> server (slowpool/encryptedbackups)
 #   server --raw push--> offsite (tank/backups), which never holds a key.
-# zferry runs on the server as the unprivileged user 'zferry' with delegated permissions only.
+# zferry runs on the server as the unprivileged user 'zferry' with delegated permissions only:
+# receive:append on the targets (no forced receive), and send:raw on the sources where the
+# host's OpenZFS knows it (2.4; `zfs allow` lists it), so the kernel refuses any plaintext send.
+# On OpenZFS 2.4 VMs: ZFERRY_LAB_IMAGE=zfs24 ZFERRY_LAB_RUN=/var/tmp/zferry-lab24 make demo
 # Re-runnable: the demo pools are recreated each time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,6 +18,7 @@ cport=$($lab port client)
 oport=$($lab port offsite)
 
 say "client: encrypted tank/data with children and snapshots"
+# shellcheck disable=SC2016 # expanded by the guest's shell
 $lab ssh client -- sh -euc '
   zpool destroy -f tank 2>/dev/null || true
   zpool create -f -O mountpoint=/tank tank /dev/vdb
@@ -25,23 +29,27 @@ $lab ssh client -- sh -euc '
   zfs snapshot -r tank/data@2026-11-26_0800
   dd if=/dev/urandom of=/tank/data/docs/b.bin bs=1M count=2 status=none
   zfs snapshot -r tank/data@2026-11-26_0900
-  zfs allow -u zferry send,hold,release tank/data
+  p=send; zfs allow 2>&1 | grep -q send:raw && p=send:raw
+  zfs allow -u zferry $p,hold,release tank/data
   zfs list -o name,encryption,keystatus -r tank'
 
 say "server: encrypted backup root slowpool/encryptedbackups (key held here only)"
+# shellcheck disable=SC2016 # expanded by the guest's shell
 $lab ssh server -- sh -euc '
   zpool destroy -f slowpool 2>/dev/null || true
   zpool create -f -O mountpoint=/slowpool slowpool /dev/vdb
   echo "server passphrase 99" > /root/backup.key
   zfs create -o encryption=on -o keyformat=passphrase -o keylocation=file:///root/backup.key slowpool/encryptedbackups
-  zfs allow -u zferry create,mount,canmount,receive,send,hold,release slowpool/encryptedbackups'
+  p=send; zfs allow 2>&1 | grep -q send:raw && p=send:raw
+  zfs allow -u zferry create,mount,canmount,receive:append,$p,hold,release slowpool/encryptedbackups
+  zfs allow slowpool/encryptedbackups'
 
 say "offsite: receiving root tank/backups, no keys at all"
 $lab ssh offsite -- sh -euc '
   zpool destroy -f tank 2>/dev/null || true
   zpool create -f -O mountpoint=/tank tank /dev/vdb
   zfs create tank/backups
-  zfs allow -u zferry create,mount,canmount,receive,hold,release tank/backups'
+  zfs allow -u zferry create,mount,canmount,receive:append,hold,release tank/backups'
 
 say "server: /etc/zferry/zferry.toml"
 $lab ssh server -- sh -euc "mkdir -p /etc/zferry; cat > /etc/zferry/zferry.toml; cat /etc/zferry/zferry.toml" <<EOF
