@@ -19,17 +19,17 @@ sinks: setup
 	cargo test --locked --test sinks
 
 # Everything: lint, unit and property tests, the Ansible collection's checks, then the lab
-# tests on real OpenZFS (tests/lab_ansible.rs runs playbooks with this build's binary).
+# tests on real OpenZFS (tests/lab/ansible.rs runs playbooks with this build's binary).
 test: setup lint ansible-check
 	cargo test --locked
 	$(MAKE) molecule
 
 # Lab suites again on OpenZFS 2.4: a second lab (its own run dir, the same VM names, every
 # VM from the zfs24 image). `make test` runs the replication and guard suites there;
-# LAB24="--test lab_status" (or empty: every test) picks others.
-LAB24 ?= --test lab_engine --test lab_guard
+# LAB24="status::" (test name filters; "" = every lab test) picks others.
+LAB24 ?= engine:: guard::
 lab24: setup
-	ZFERRY_LAB_IMAGE=zfs24 ZFERRY_LAB_RUN=/var/tmp/zferry-lab24 cargo test --locked $(LAB24); \
+	ZFERRY_LAB_IMAGE=zfs24 ZFERRY_LAB_RUN=/var/tmp/zferry-lab24 cargo test --locked --test lab -- $(LAB24); \
 	rc=$$?; ZFERRY_LAB_RUN=/var/tmp/zferry-lab24 tests/lab/lab down; exit $$rc
 
 # The main job end to end in the lab: client -> server (pull) -> offsite (raw push).

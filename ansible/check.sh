@@ -39,6 +39,9 @@ echo "check: ansible-lint" >&2
 # No path argument: ansible-lint then finds every playbook, role and meta file itself.
 (cd "$coll" && ansible-lint --offline --nocolor) || fail=1
 
+echo "check: role README tables vs meta/argument_specs.yml and defaults" >&2
+python "$here/../tests/roles_doc.py" || fail=1
+
 # ansible-test bootstraps pip in its test venvs with a script from ci-files.testing.ansible.com,
 # which is unreachable here; seed its cache with an ensurepip + PyPI stand-in.
 pip_version=$(python3 -c 'from ansible_test._internal.python_requirements import get_venv_packages

@@ -45,7 +45,7 @@ fn every_role_documents_each_default_exactly() {
         assert_eq!(have, want, "{}: README table vs defaults", role.display());
         checked += 1;
     }
-    assert_eq!(checked, 3, "backup_server, backup_client, offsite");
+    assert_eq!(checked, 4, "backup_server, backup_client, offsite, install");
 }
 
 #[test]

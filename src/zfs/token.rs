@@ -352,7 +352,7 @@ mod tests {
 
     /// Written by OpenZFS 2.3.2 in the lab for an interrupted raw incremental
     /// (`zfs send -w -i @s1 tokfix/src@s2 | head -c 100000 | zfs receive -s`); the lab test
-    /// in tests/lab_guard.rs decodes live tokens the same way.
+    /// in tests/lab/guard.rs decodes live tokens the same way.
     const LAB_RAW_INCREMENTAL: &str = "1-f0c9848f5-118-789c636064000310a501c49c50360710a715e5e7a69766a63040c1c4ea2696a42f27c514806c762475f94959a9c9250c0ccc507518f26969c5a9250c7000926743924faa2c492d06d23cfcd8f597e4435c71a1ae22c034bbd94403499e132c9f97989b0aa2b3d3322bf48b8b921d8a8da0e6703320fc979c9f5b50945a5c9c9f0d119380ba03265f94580e936200001ad923bf";
 
     /// The same, for a non-raw full send of `tokfix/src@s1` (key loaded).

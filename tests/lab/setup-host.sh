@@ -15,7 +15,7 @@ SRC
 fi
 
 # mosquitto, mosquitto-clients, prometheus (promtool), util-linux (flock): the sink tests
-# (tests/sinks.rs, tests/lab_status.rs) run a real broker and check metrics with promtool.
+# (tests/sinks.rs, tests/lab/status.rs) run a real broker and check metrics with promtool.
 need=(debootstrap qemu-system-x86 qemu-utils qemu-user e2fsprogs zstd openssh-client python3 python3-venv make
   mosquitto mosquitto-clients prometheus util-linux
   musl-tools gcc-aarch64-linux-gnu shellcheck binutils)

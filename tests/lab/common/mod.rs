@@ -1,8 +1,7 @@
-//! Test harness for the lab: boots (or reuses) the VMs once per test binary, installs
+//! Test harness for the lab: boots (or reuses) the VMs once per run of the lab test binary, installs
 //! the freshly built zferry, and gives tests root and user shells in each VM.
 //!
 //! Lab tests never skip: if the lab cannot boot, they fail with the lab's own output.
-#![allow(dead_code)]
 
 pub mod zferry;
 pub mod zfs24;

@@ -1,9 +1,8 @@
 //! The replication engine on real pools: zferry runs as an unprivileged user with only
 //! delegated permissions, and every assertion reads the real state of the target.
 
-mod common;
-use common::zferry::{remote, zferry};
-use common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
+use crate::common::zferry::{remote, zferry};
+use crate::common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
 
 /// client pool `c` with encrypted `c/data` (+ child `kid`) and plain `c/plain`;
 /// server pool `s` with an empty `s/backup` destination.

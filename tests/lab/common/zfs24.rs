@@ -3,7 +3,6 @@
 //! `tests/lab/lab` boots a VM whose name ends in `24` from the zfs24 image (Debian 13,
 //! OpenZFS 2.4 from trixie-backports). They share the lab key with the 2.3 VMs after
 //! `lab provision`, so the user `zferry` reaches every VM from every VM.
-#![allow(dead_code)]
 
 use super::{lab, lab_cmd, Lab};
 use std::sync::OnceLock;
@@ -12,7 +11,7 @@ use std::sync::OnceLock;
 pub const VMS24: [&str; 2] = ["server24", "offsite24"];
 
 /// The 2.3 lab (client, server, offsite, booted by [`lab`]) plus the 2.4 VMs, all booted
-/// and provisioned once per test binary. The returned [`Lab`] reaches all five.
+/// and provisioned once per run. The returned [`Lab`] reaches all five.
 pub fn lab24() -> &'static Lab {
     static LAB: OnceLock<Lab> = OnceLock::new();
     LAB.get_or_init(|| {

@@ -1,5 +1,4 @@
 //! Running zferry inside the lab as the unprivileged user, and reading its JSON report.
-#![allow(dead_code)]
 
 use super::{Lab, USER};
 use serde_json::Value;

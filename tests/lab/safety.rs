@@ -2,9 +2,8 @@
 //! resume, stale tokens are discarded, diverged targets are refused until an explicit
 //! option allows the smallest fix.
 
-mod common;
-use common::zferry::{remote, zferry, Run};
-use common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
+use crate::common::zferry::{remote, zferry, Run};
+use crate::common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
 
 fn setup(lab: &Lab, c: &str, s: &str) {
     lab.pool("client", c);

@@ -3,9 +3,8 @@
 //! nothing. The replicator: what a hostile receiver writes (resume tokens) never makes
 //! the sender leak plaintext or another dataset.
 
-mod common;
-use common::zferry::zferry;
-use common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
+use crate::common::zferry::zferry;
+use crate::common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
 use zferry::zfs::token::{build, parse};
 
 /// Text that any plaintext stream of a dataset holding it carries verbatim.

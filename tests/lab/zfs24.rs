@@ -5,10 +5,9 @@
 //! VMs: the 2.3 `client` of the shared lab, `server24` and `offsite24` of their own. Each test
 //! makes its own file-backed pools (names `z4…`), so it can run next to the other lab tests.
 
-mod common;
-use common::zferry::{remote, zferry};
-use common::zfs24::{install_as, lab24, zfs_version};
-use common::{Lab, DST_PERMS, SRC_PERMS, USER};
+use crate::common::zferry::{remote, zferry};
+use crate::common::zfs24::{install_as, lab24, zfs_version};
+use crate::common::{Lab, DST_PERMS, SRC_PERMS, USER};
 
 /// The 2.4 target permissions: [`DST_PERMS`] with `receive:append` for `receive`.
 const DST_PERMS_24: &str = "create,mount,canmount,receive:append,hold,release";
@@ -16,7 +15,7 @@ const DST_PERMS_24: &str = "create,mount,canmount,receive:append,hold,release";
 /// The 2.4 source permissions: [`SRC_PERMS`] with `send:raw` for `send`.
 const SRC_PERMS_24: &str = "send:raw,hold,release";
 
-fn assert_denied(o: &common::Out, what: &str) {
+fn assert_denied(o: &crate::common::Out, what: &str) {
     assert_ne!(o.code, Some(0), "{what} must be refused: {o:?}");
     assert!(
         o.stderr.contains("permission denied"),

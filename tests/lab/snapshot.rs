@@ -1,8 +1,7 @@
 //! zferry's own snapshots on real pools: one atomic `zfs snapshot -r` per tree with every
 //! period due, as a delegated user; nothing when current; children made later covered.
 
-mod common;
-use common::{lab, USER};
+use crate::common::{lab, USER};
 
 /// (name, createtxg) of the snapshots of `ds` alone.
 fn snaps(vm: &str, ds: &str) -> Vec<(String, String)> {
@@ -114,8 +113,9 @@ fn take(c: &str, range: std::ops::RangeInclusive<u32>) {
     }
 }
 
-/// A prune policy on `vm` for `root`, keeping one hourly; returns the config path.
-fn prune_config(vm: &str, name: &str, root: &str) -> String {
+/// A prune policy on `vm` for `root`, keeping one hourly (plus `extra` TOML lines);
+/// returns the config path.
+fn prune_config(vm: &str, name: &str, root: &str, extra: &str) -> String {
     let cfg = format!("/home/{USER}/{name}.toml");
     lab().ok_as(
         vm,
@@ -125,6 +125,7 @@ fn prune_config(vm: &str, name: &str, root: &str) -> String {
 [prune.copies]
 datasets = [\"{root}\"]
 keep = {{ hourly = 1 }}
+{extra}
 EOF"
         ),
     );
@@ -133,8 +134,8 @@ EOF"
 
 #[test]
 fn pruning_keeps_what_replication_needs_on_every_tier() {
-    use common::zferry::{remote, zferry};
-    use common::{DST_PERMS, SRC_PERMS};
+    use crate::common::zferry::{remote, zferry};
+    use crate::common::{DST_PERMS, SRC_PERMS};
     let lab = lab();
     let (c, s, o) = ("pr1c", "pr1s", "pr1o");
     lab.pool("client", c);
@@ -175,7 +176,7 @@ fn pruning_keeps_what_replication_needs_on_every_tier() {
 
     // Server tier, keep one hourly: @1 and @2 go; @3 is the push base (held), @4 and
     // @5 have not reached the offsite, @6 is the newest; the manual one is not ours.
-    let cfg = prune_config("server", "pr1s", &format!("{s}/backup"));
+    let cfg = prune_config("server", "pr1s", &format!("{s}/backup"), "");
     let dry = lab.sh_as(
         "server",
         USER,
@@ -213,14 +214,17 @@ fn pruning_keeps_what_replication_needs_on_every_tier() {
     let r = zferry(lab, "server", &push);
     assert_eq!(r.action(&copy), "incremental", "{r:?}");
 
-    // Offsite tier prunes its own copies: only the push base survives of the hourlies.
-    let ocfg = prune_config("offsite", "pr1o", &format!("{o}/off"));
+    // Offsite tier prunes its own copies: only the push base survives of the hourlies,
+    // and this policy opts the manual snapshots in by prefix (keep none), so it goes too.
+    let ocfg = prune_config(
+        "offsite",
+        "pr1o",
+        &format!("{o}/off"),
+        "keep_prefix = { \"manual-\" = 0 }",
+    );
     let pruned = lab.sh_as("offsite", USER, &format!("zferry prune --config {ocfg}"));
     assert_eq!(pruned.code, Some(0), "{pruned:?}");
-    assert_eq!(
-        names("offsite", &off),
-        ["manual-keep".to_string(), hourly(7)]
-    );
+    assert_eq!(names("offsite", &off), [hourly(7)]);
     take(c, 8..=8);
     for (args, ds) in [(&pull, format!("{c}/data")), (&push, copy.clone())] {
         let r = zferry(lab, "server", args);

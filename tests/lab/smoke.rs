@@ -2,8 +2,7 @@
 //! permissions from LAB-NOTES pulls an encrypted dataset raw over SSH, then an `-I`
 //! incremental. Proves the lab itself before zferry is trusted on it.
 
-mod common;
-use common::{lab, USER};
+use crate::common::{lab, USER};
 
 #[test]
 fn raw_pull_by_delegated_user_then_incremental() {

@@ -6,8 +6,7 @@
 //! Nothing here skips: a missing venv is created with `ansible/setup-venv.sh`, and a lab
 //! that cannot boot fails the test with its output.
 
-mod common;
-use common::{lab, Lab, USER};
+use crate::common::{lab, Lab, USER};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -142,7 +141,7 @@ fn ansible() -> &'static Ansible {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
         let mut inv = String::from("[lab]\n");
-        for vm in common::VMS {
+        for vm in crate::common::VMS {
             inv.push_str(&format!(
                 "{vm} ansible_host=127.0.0.1 ansible_port={} ansible_user=root ansible_ssh_private_key_file={} \
                  ansible_ssh_common_args='-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes' \
