@@ -3,10 +3,11 @@
 use crate::host::Pool;
 use crate::host::SshTarget;
 use crate::job::{Config, Job, Kind};
+use crate::log;
 use crate::plan::{OnDivergence, RawMode};
 use crate::replicate::{run_job, RunOptions};
 use crate::report::sinks::{Begin, Cycle, Settings};
-use crate::report::{log, RunReport};
+use crate::report::RunReport;
 use crate::zfs::name::Dataset;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -151,7 +152,7 @@ fn for_each_entry<T, R: serde::Serialize>(
         return ExitCode::from(exit::USAGE);
     }
     let rt = crate::host::runtime().expect("tokio runtime");
-    let now = crate::report::now();
+    let now = crate::clock::now();
     let mut results = Vec::new();
     let mut alarm = false;
     for (name, entry) in all
@@ -167,7 +168,7 @@ fn for_each_entry<T, R: serde::Serialize>(
             }
             Err(e) => {
                 alarm = true;
-                log::warn(&format!("{what} {name}: {e:#}"));
+                log::warn!("{what} {name}: {e:#}");
             }
         }
     }
@@ -195,8 +196,8 @@ fn snapshot(a: SnapshotArgs) -> ExitCode {
             false => format!(" ({})", t.due.notes.join("; ")),
         };
         match &t.error {
-            Some(e) => log::warn(&format!("{name}: {}: FAILED {what}: {e}", t.due.root)),
-            None => log::info(&format!("{name}: {}: {what}{notes}", t.due.root)),
+            Some(e) => log::warn!("{name}: {}: FAILED {what}: {e}", t.due.root),
+            None => log::info!("{name}: {}: {what}{notes}", t.due.root),
         }
         t.error.is_some()
     };
@@ -215,10 +216,10 @@ fn prune(a: SnapshotArgs) -> ExitCode {
     let local = crate::host::Host::Local;
     let show = |name: &str, p: &crate::prune::Pruned| {
         for w in &p.decision.warnings {
-            log::warn(&format!("{name}: {}: {w}", p.dataset));
+            log::warn!("{name}: {}: {w}", p.dataset);
         }
         if let Some(e) = &p.error {
-            log::warn(&format!("{name}: {}: FAILED: {e}", p.dataset));
+            log::warn!("{name}: {}: FAILED: {e}", p.dataset);
         } else if !p.decision.destroy.is_empty() {
             let verb = if a.dry_run {
                 "would destroy"
@@ -227,13 +228,13 @@ fn prune(a: SnapshotArgs) -> ExitCode {
             };
             let freed = p
                 .reclaimed
-                .map(|b| format!(", freeing {}", crate::report::state::human_bytes(b)))
+                .map(|b| format!(", freeing {}", crate::human::human_bytes(b)))
                 .unwrap_or_default();
-            log::info(&format!(
+            log::info!(
                 "{name}: {}: {verb} @{}{freed}",
                 p.dataset,
                 p.decision.destroy.join(", @")
-            ));
+            );
         }
         p.error.is_some() || !p.decision.warnings.is_empty()
     };
@@ -249,11 +250,11 @@ fn prune(a: SnapshotArgs) -> ExitCode {
 fn check(a: CheckArgs) -> ExitCode {
     match Config::load(&a.config) {
         Ok(cfg) => {
-            log::info(&format!(
+            log::info!(
                 "{}: ok, jobs: {}",
                 a.config.display(),
                 cfg.jobs.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
+            );
             ExitCode::from(exit::OK)
         }
         Err(e) => {

@@ -10,7 +10,7 @@ mod quote;
 pub use pool::Pool;
 pub use quote::shell_quote;
 
-use crate::report::log;
+use crate::log;
 use anyhow::{anyhow, bail, Context, Result};
 use openssh::{KnownHosts, Session, SessionBuilder};
 use serde::{Deserialize, Serialize};
@@ -151,7 +151,7 @@ impl Host {
             b.user_known_hosts_file(k);
         }
         let label = t.label();
-        log::debug(&format!("ssh: connecting to {label}"));
+        log::debug!("ssh: connecting to {label}");
         let session = b.connect(&t.host).await.map_err(|e| {
             anyhow!("cannot connect to {label} over SSH: {e}; check the host, user, key and known_hosts (try: ssh {}{}{})",
                 t.port.map(|p| format!("-p {p} ")).unwrap_or_default(),

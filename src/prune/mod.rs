@@ -119,8 +119,8 @@ pub fn decide(
             d.warnings.push(format!(
                 "the replication base @{} is {} old (max_pin_age {}): its job seems stalled, so snapshots after it are pruned by the policy",
                 b.name,
-                crate::report::state::human_secs(now.saturating_sub(b.creation)),
-                crate::report::state::human_secs(max)
+                crate::human::human_secs(now.saturating_sub(b.creation)),
+                crate::human::human_secs(max)
             ));
             None
         }

@@ -7,11 +7,13 @@ pub mod audit;
 pub mod holds;
 pub mod stream;
 
+use crate::clock::now;
 use crate::host::{shell_quote, Host, Pool};
 use crate::job::{Job, Kind};
+use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
-use crate::report::progress::{self, Progress};
-use crate::report::{log, now, DatasetReport, RunReport};
+use crate::progress::{self, Progress};
+use crate::report::{DatasetReport, RunReport};
 use crate::zfs::cmd;
 use crate::zfs::list::{list_argv, missing_from_stderr, parse_listing, DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
@@ -160,7 +162,7 @@ async fn run_datasets(
                 }
             }
         }
-        log::debug(&format!(
+        log::debug!(
             "{} -> {}: {}{}",
             rep.source,
             rep.target,
@@ -169,7 +171,7 @@ async fn run_datasets(
                 .as_ref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
-        ));
+        );
         reports.push(rep);
     }
     Ok(reports)
@@ -318,10 +320,10 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
                 })?;
             }
             Step::AbortResume { target: t, why } => {
-                log::warn(&format!(
+                log::warn!(
                     "discarding the interrupted receive into {t} on {}: {why}",
                     target.label()
-                ));
+                );
                 target.run_ok(&cmd::receive_abort(t)).await.map_err(|e| {
                     anyhow!("{e:#}\n  hint: discarding a stale partial receive needs 'destroy' delegated on {t}, or run 'zfs receive -A {t}' as root")
                 })?;
@@ -329,7 +331,7 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
                     .push(format!("discarded interrupted receive: {why}"));
             }
             Step::Rollback { to, destroys } => {
-                log::warn(&format!(
+                log::warn!(
                     "rolling {} back to @{} on {} (on_divergence), destroying: {}",
                     to.dataset(),
                     to.short(),
@@ -339,7 +341,7 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
                     } else {
                         destroys.join(", ")
                     }
-                ));
+                );
                 target.run_ok(&cmd::rollback(to)).await?;
                 rep.destroyed
                     .extend(destroys.iter().map(|s| format!("{}@{s}", to.dataset())));
@@ -352,11 +354,11 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
                 target: t,
                 destroys,
             } => {
-                log::warn(&format!(
+                log::warn!(
                     "destroying {t} on {} to resend it (on_divergence=destroy_target_and_resend); snapshots: {}",
                     target.label(),
                     destroys.join(", ")
-                ));
+                );
                 target.run_ok(&cmd::destroy_recursive(t)).await?;
                 rep.destroyed.push(t.to_string());
                 rep.destroyed

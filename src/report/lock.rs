@@ -70,7 +70,11 @@ pub fn acquire(dir: &Path, job: &str) -> Result<Acquire> {
         let held = read_holder(&mut file);
         return Ok(Acquire::Busy { held, path });
     }
-    let stamp = format!("pid {} started {}\n", std::process::id(), super::now());
+    let stamp = format!(
+        "pid {} started {}\n",
+        std::process::id(),
+        crate::clock::now()
+    );
     file.set_len(0)
         .and_then(|_| file.rewind())
         .and_then(|_| file.write_all(stamp.as_bytes()))
@@ -138,9 +142,9 @@ pub fn wedged_message(held: &Holder, max_age: u64, path: &Path) -> String {
     format!(
         "{} {} ({}), over the {} limit: a run is wedged; look at that process, the lock is {}",
         super::sinks::LOCK_WEDGED,
-        super::state::human_secs(held.age),
+        crate::human::human_secs(held.age),
         held.holder,
-        super::state::human_secs(max_age),
+        crate::human::human_secs(max_age),
         path.display()
     )
 }

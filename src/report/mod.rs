@@ -1,27 +1,17 @@
 //! Run reports: what happened to each dataset, for humans and as JSON.
 
 pub mod lock;
-pub mod log;
 pub mod mqtt;
 pub mod notify;
 pub mod ping;
-pub mod progress;
 pub mod prom;
 pub mod sinks;
 pub mod state;
 pub mod status;
 pub mod store;
 
+use crate::human::human_bytes;
 use serde::{Deserialize, Serialize};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// What happened to one dataset.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +111,7 @@ impl RunReport {
                     "{a}, {}, {}{}",
                     snapshot_span(&d.snapshots),
                     if self.dry_run { "about " } else { "" },
-                    state::human_bytes(d.bytes)
+                    human_bytes(d.bytes)
                 ),
             };
             s.push_str(&format!("  {} -> {}: {what}", d.source, d.target));

@@ -7,10 +7,13 @@
 use super::lock::{self, Acquire, JobLock};
 use super::notify::{hostname, Notify};
 use super::ping::{self, Ping};
-use super::state::{human_secs, Thresholds};
+use super::state::Thresholds;
 use super::status::{job_status, JobStatus};
-use super::{log, mqtt, now, prom, store, RunReport};
+use super::{mqtt, prom, store, RunReport};
+use crate::clock::now;
+use crate::human::human_secs;
 use crate::job::Job;
+use crate::log;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -89,7 +92,7 @@ impl Cycle {
             return;
         };
         if let Err(e) = ping::send(&url, kind, body, Duration::from_secs(p.timeout)) {
-            log::warn(&format!("job {job}: {e:#}"));
+            log::warn!("job {job}: {e:#}");
             self.sink_failed = true;
         }
     }
@@ -102,12 +105,12 @@ impl Cycle {
                 Begin::Run(Some(l))
             }
             Ok(Acquire::Busy { held, path }) if held.age < self.settings.lock_max_age => {
-                log::info(&format!(
+                log::info!(
                     "job {name}: another run holds {} ({}, for {}); skipping this one",
                     path.display(),
                     held.holder,
                     human_secs(held.age)
-                ));
+                );
                 self.skipped = true;
                 Begin::Skip
             }
@@ -133,7 +136,7 @@ impl Cycle {
         let hist = match store::save_run(dir, r) {
             Ok(h) => h,
             Err(e) => {
-                log::warn(&format!("job {}: the report was not saved: {e:#}", r.job));
+                log::warn!("job {}: the report was not saved: {e:#}", r.job);
                 self.sink_failed = true;
                 let mut h = store::load_history(dir, &r.job).unwrap_or_default();
                 h.record(r);
@@ -160,7 +163,7 @@ impl Cycle {
         );
         if let Some(d) = self.settings.notify.textfile_dir.clone() {
             if let Err(e) = prom::write(&d, &st) {
-                log::warn(&format!("job {}: metrics: {e:#}", r.job));
+                log::warn!("job {}: metrics: {e:#}", r.job);
                 self.sink_failed = true;
             }
         }
@@ -188,7 +191,7 @@ impl Cycle {
             self.settings.stale_after,
             !self.skipped,
         ) {
-            log::warn(&format!("{e:#}"));
+            log::warn!("{e:#}");
             self.sink_failed = true;
         }
     }

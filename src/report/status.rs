@@ -6,6 +6,7 @@ use super::state::{self, classify, Facts, Snap, State, Thresholds};
 use super::store::History;
 use super::RunReport;
 use crate::host::Pool;
+use crate::human::human_secs;
 use crate::job::Job;
 use crate::replicate::{list, Sides};
 use crate::zfs::list::Listing;
@@ -122,9 +123,9 @@ impl JobStatus {
                 d.target_newest.as_deref().unwrap_or("-"),
                 d.newest_copy.map_or("?".into(), |t| format!(
                     "{} ago",
-                    state::human_secs(now.saturating_sub(t))
+                    human_secs(now.saturating_sub(t))
                 )),
-                d.lag.map_or("?".into(), state::human_secs),
+                d.lag.map_or("?".into(), human_secs),
             ));
             if let Some(r) = &d.reason {
                 s.push_str(&format!("          {}\n", r.replace('\n', "\n          ")));
@@ -135,11 +136,7 @@ impl JobStatus {
 }
 
 fn ago(now: u64, t: u64) -> String {
-    format!(
-        "{} ({} ago)",
-        utc(t),
-        state::human_secs(now.saturating_sub(t))
-    )
+    format!("{} ({} ago)", utc(t), human_secs(now.saturating_sub(t)))
 }
 
 pub use crate::clock::utc;
@@ -401,7 +398,7 @@ pub fn command(c: StatusCmd) -> u8 {
             live.as_ref(),
             live_err,
             false,
-            super::now(),
+            crate::clock::now(),
             Thresholds {
                 stale_after,
                 max_snapshot_age: job
@@ -424,7 +421,7 @@ pub fn command(c: StatusCmd) -> u8 {
             serde_json::to_string_pretty(&out).expect("status serializes")
         );
     } else {
-        let now = super::now();
+        let now = crate::clock::now();
         for s in &out {
             print!("{}", s.human(now));
         }
@@ -449,11 +446,7 @@ fn show_lock(
     match super::lock::probe(dir, &st.job) {
         Ok(None) => false,
         Ok(Some(held)) => {
-            st.running = Some(format!(
-                "{}, for {}",
-                held.holder,
-                state::human_secs(held.age)
-            ));
+            st.running = Some(format!("{}, for {}", held.holder, human_secs(held.age)));
             if held.age < max_age {
                 return false;
             }
@@ -468,7 +461,7 @@ fn show_lock(
             true
         }
         Err(e) => {
-            crate::report::log::warn(&format!("job {}: {e:#}", st.job));
+            crate::log::warn!("job {}: {e:#}", st.job);
             report
                 .and_then(|r| r.error.as_deref())
                 .is_some_and(|e| e.starts_with(super::sinks::LOCK_WEDGED))
