@@ -1,11 +1,11 @@
 //! `zfs_pull` and `zfs_push`: one replication job, with the options of the CLI and the
-//! TOML config. The options deserialize into [`crate::job::Job`] itself, so the three
+//! TOML config. The options deserialize into [`crate::config::Job`] itself, so the three
 //! doors cannot drift apart; the module adds only `job_name`.
 
 use super::args::{self, Opt, Type};
 use super::{Diff, Failure, Module, Outcome};
+use crate::config::{Job, Kind};
 use crate::host::Pool;
-use crate::job::{Job, Kind};
 use crate::replicate::{run_job, RunOptions};
 use crate::report::RunReport;
 use crate::zfs::name::Dataset;

@@ -1,13 +1,15 @@
-//! The command line: a thin door over `job`, `replicate` and `report`.
+//! The command line: a thin door over `config`, `replicate`, `status` and `sinks`, and
+//! the one place outcomes become exit codes.
 
+use crate::config::{Config, Job, Kind};
 use crate::host::Pool;
 use crate::host::SshTarget;
-use crate::job::{Config, Job, Kind};
 use crate::log;
 use crate::plan::{OnDivergence, RawMode};
 use crate::replicate::{run_job, RunOptions};
-use crate::report::sinks::{Begin, Cycle, Settings};
 use crate::report::RunReport;
+use crate::sinks::{Begin, Cycle, Settings};
+use crate::status::Outcome;
 use crate::zfs::name::Dataset;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -636,16 +638,23 @@ pub fn main(args: Vec<String>) -> ExitCode {
         _ => {}
     }
     if let Cmd::Status(a) = cli.cmd {
-        return ExitCode::from(crate::report::status::command(
-            crate::report::status::StatusCmd {
-                config: a.config,
-                jobs: a.jobs,
-                json: a.json,
-                stale_after: a.stale_after,
-                lock_max_age: cli.lock_max_age,
-                state_dir: cli.state_dir,
-            },
-        ));
+        let found = crate::status::command(crate::status::StatusCmd {
+            config: a.config,
+            jobs: a.jobs,
+            json: a.json,
+            stale_after: a.stale_after,
+            lock_max_age: cli.lock_max_age,
+            state_dir: cli.state_dir,
+        });
+        return ExitCode::from(match found {
+            Ok(Outcome::AllOk) => exit::OK,
+            Ok(Outcome::NotOk) => exit::FAILED,
+            Ok(Outcome::Wedged) => exit::LOCK,
+            Err(e) => {
+                eprintln!("zferry: {e:#}");
+                exit::USAGE
+            }
+        });
     }
     let sel = match select(cli.cmd) {
         Ok(s) => s,
@@ -661,12 +670,12 @@ pub fn main(args: Vec<String>) -> ExitCode {
                 .state_dir
                 .clone()
                 .or(sel.state.state_dir.clone())
-                .unwrap_or_else(crate::report::store::default_state_dir),
+                .unwrap_or_else(crate::config::default_state_dir),
             notify: sel.state.notify.clone(),
             stale_after: sel
                 .state
                 .stale_after
-                .unwrap_or(crate::report::status::DEFAULT_STALE_AFTER),
+                .unwrap_or(crate::config::DEFAULT_STALE_AFTER),
             max_snapshot_age: sel
                 .jobs
                 .iter()
@@ -680,7 +689,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             lock_max_age: cli
                 .lock_max_age
                 .or(sel.state.lock_max_age)
-                .unwrap_or(crate::report::lock::DEFAULT_MAX_AGE),
+                .unwrap_or(crate::config::DEFAULT_LOCK_MAX_AGE),
         })
     });
     let reports = rt.block_on(run_all(&sel, cycle.as_mut()));

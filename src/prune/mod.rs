@@ -18,7 +18,7 @@
 //!   opts in by prefix (`keep_prefix`), never otherwise.
 
 use crate::host::Host;
-use crate::replicate::holds::read_holds;
+use crate::sides::holds::read_holds;
 use crate::snapshot::{period_of, Period};
 use crate::zfs::cmd;
 use crate::zfs::list::{list_argv, parse_listing, Point};

@@ -4,21 +4,20 @@
 //! exit codes and stderr, the receiving side first (it usually holds the reason).
 
 pub mod audit;
-pub mod holds;
 pub mod stream;
 
 use crate::clock::now;
-use crate::host::{shell_quote, Host, Pool};
-use crate::job::{Job, Kind};
+use crate::config::Job;
+use crate::host::{shell_quote, Pool};
 use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
 use crate::progress::{self, Progress};
 use crate::report::{DatasetReport, RunReport};
+use crate::sides::holds::HoldBook;
+use crate::sides::{list, relist, Sides};
 use crate::zfs::cmd;
-use crate::zfs::list::{list_argv, missing_from_stderr, parse_listing, DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
-use holds::HoldBook;
 use std::time::Instant;
 
 /// A resume that keeps failing is given up after this many tries in one run.
@@ -29,30 +28,6 @@ const MAX_RESUMES: usize = 3;
 pub struct RunOptions {
     /// Plan and estimate only; change nothing.
     pub dry_run: bool,
-}
-
-/// Both ends of a job.
-pub(crate) struct Sides {
-    /// Where the snapshots are sent from.
-    pub source: Host,
-    /// Where they are received.
-    pub target: Host,
-}
-
-impl Sides {
-    /// Pull: the remote host is the source; push: it is the target.
-    pub(crate) fn for_job(kind: Kind, remote: &Host) -> Sides {
-        match kind {
-            Kind::Pull => Sides {
-                source: remote.clone(),
-                target: Host::Local,
-            },
-            Kind::Push => Sides {
-                source: Host::Local,
-                target: remote.clone(),
-            },
-        }
-    }
 }
 
 /// Runs one job over the run's connections and reports; never panics on a remote
@@ -69,7 +44,7 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -
     match pool.get(&job.ssh).await {
         Err(e) => report.error = Some(format!("{e:#}")),
         Ok(remote) => {
-            let sides = Sides::for_job(job.kind, &remote);
+            let sides = job.kind.sides(&remote);
             match run_datasets(name, job, &sides, opts).await {
                 Ok(ds) => report.datasets = ds,
                 Err(e) => report.error = Some(format!("{e:#}")),
@@ -78,23 +53,6 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -
     }
     report.finished = now();
     report
-}
-
-/// Lists `roots` on `host`; roots that do not exist are returned apart.
-pub(crate) async fn list(host: &Host, roots: &[Dataset]) -> Result<(Listing, Vec<String>)> {
-    let out = host.run(&list_argv(roots)).await?;
-    let missing = if out.ok() {
-        Vec::new()
-    } else {
-        missing_from_stderr(&out.stderr).map_err(|e| anyhow!("on {}: {e}", host.label()))?
-    };
-    Ok((parse_listing(&out.stdout)?, missing))
-}
-
-/// Lists one dataset again (after a resume), `None` if it does not exist.
-async fn relist(host: &Host, ds: &Dataset) -> Result<Option<DatasetInfo>> {
-    let (l, _) = list(host, std::slice::from_ref(ds)).await?;
-    Ok(l.get(ds).cloned())
 }
 
 async fn run_datasets(

@@ -1,14 +1,7 @@
 //! Run reports: what happened to each dataset, for humans and as JSON.
-
-pub mod lock;
-pub mod mqtt;
-pub mod notify;
-pub mod ping;
-pub mod prom;
-pub mod sinks;
-pub mod state;
-pub mod status;
-pub mod store;
+//!
+//! Plain data: the state directory ([`crate::state`]) saves them, `status` and the
+//! sinks read them, the front doors print them.
 
 use crate::human::human_bytes;
 use serde::{Deserialize, Serialize};

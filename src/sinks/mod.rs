@@ -1,25 +1,39 @@
+//! Sinks: MQTT, healthchecks pings and the Prometheus textfile, and the cycle that
+//! feeds them.
+//!
 //! One run of zferry as the sinks see it: lock each job, ping its start, save its
 //! report, then tell every configured sink, and once all jobs finished, MQTT.
 //!
 //! The CLI calls [`Cycle::begin`] before and [`Cycle::finish`] after each job, and
 //! [`Cycle::publish`] at the end, outside its async runtime.
 
-use super::lock::{self, Acquire, JobLock};
-use super::notify::{hostname, Notify};
-use super::ping::{self, Ping};
-use super::state::Thresholds;
-use super::status::{job_status, JobStatus};
-use super::{mqtt, prom, store, RunReport};
+pub mod mqtt;
+pub mod ping;
+pub mod prom;
+
 use crate::clock::now;
+use crate::config::notify::Notify;
+use crate::config::Job;
 use crate::human::human_secs;
-use crate::job::Job;
 use crate::log;
+use crate::report::RunReport;
+use crate::state::lock::{self, Acquire, JobLock};
+use crate::state::store;
+use crate::status::classify::Thresholds;
+use crate::status::{job_status, JobStatus};
+use ping::Ping;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Start of the report error of a run that found the lock held past the threshold.
-pub const LOCK_WEDGED: &str = "lock held for";
+/// This machine's name for topics (the kernel's hostname).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
 
 /// Settings of a cycle.
 #[derive(Debug, Clone)]

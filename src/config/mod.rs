@@ -1,9 +1,15 @@
-//! A replication job: defined once, used by the CLI flags, the TOML config and the
-//! Ansible modules alike.
+//! Settings: the config file (jobs, `[notify]` sinks, the state directory and its
+//! thresholds), read and validated before anything touches a host.
+//!
+//! A replication job is defined once here and used by the CLI flags, the TOML config and
+//! the Ansible modules alike. This module names no runtime module above it: reports,
+//! status and sinks read their settings from here, never the other way round.
 
-use crate::host::SshTarget;
+pub mod notify;
+
+use crate::host::{Host, SshTarget};
 use crate::plan::{OnDivergence, RawMode};
-use crate::report::store::file_stem;
+use crate::sides::Sides;
 use crate::zfs::name::{check_hold_tag, Dataset};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -26,6 +32,20 @@ impl Kind {
         match self {
             Kind::Pull => "pull",
             Kind::Push => "push",
+        }
+    }
+
+    /// Pull: the remote host is the source; push: it is the target.
+    pub(crate) fn sides(self, remote: &Host) -> Sides {
+        match self {
+            Kind::Pull => Sides {
+                source: remote.clone(),
+                target: Host::Local,
+            },
+            Kind::Push => Sides {
+                source: Host::Local,
+                target: remote.clone(),
+            },
         }
     }
 }
@@ -201,6 +221,45 @@ impl Job {
     }
 }
 
+/// A job name made safe as a file name (job names come from config keys and flags).
+pub fn file_stem(job: &str) -> String {
+    job.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
+}
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/zferry";
+
+/// The state directory when neither the flag nor the config names one:
+/// [`DEFAULT_STATE_DIR`] for root, `$XDG_STATE_HOME/zferry` (or `~/.local/state/zferry`)
+/// for a delegated user, who cannot write under `/var/lib`.
+pub fn default_state_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from(DEFAULT_STATE_DIR);
+    }
+    match (std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME")) {
+        (Some(x), _) if !x.is_empty() => PathBuf::from(x).join("zferry"),
+        (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".local/state/zferry"),
+        _ => PathBuf::from(DEFAULT_STATE_DIR),
+    }
+}
+
+/// Default staleness threshold: 26 h (a daily job plus slack).
+pub const DEFAULT_STALE_AFTER: u64 = 26 * 3600;
+
+/// Default for how long a lock may be held before waiting runs call it wedged: 6 h.
+pub const DEFAULT_LOCK_MAX_AGE: u64 = 6 * 3600;
+
 /// A job name must survive the trip to a file name (state, lock, metrics): not empty
 /// there, and without control characters.
 pub fn check_job_name(name: &str) -> Result<()> {
@@ -232,7 +291,7 @@ pub struct Config {
     pub lock_max_age: Option<u64>,
     /// Sinks: MQTT, healthchecks pings, Prometheus textfile (all optional).
     #[serde(default)]
-    pub notify: crate::report::notify::Notify,
+    pub notify: notify::Notify,
     /// Jobs by name, run in name order unless named on the command line.
     #[serde(default)]
     pub jobs: BTreeMap<String, Job>,

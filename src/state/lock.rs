@@ -6,6 +6,7 @@
 //! its pid and start time into it, which also sets the mtime the age is read from.
 
 use super::store::{ensure_dir, job_path};
+use crate::human::human_secs;
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -13,9 +14,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-
-/// Default for how long a lock may be held before waiting runs call it wedged: 6 h.
-pub const DEFAULT_MAX_AGE: u64 = 6 * 3600;
 
 /// A held job lock; released when dropped (or when the process dies).
 #[derive(Debug)]
@@ -137,14 +135,17 @@ fn flock_held(locks: &str, major: u32, minor: u32, ino: u64) -> bool {
     })
 }
 
-/// The failure a wedged lock is reported as; starts with [`super::sinks::LOCK_WEDGED`].
+/// Start of the report error of a run that found the lock held past the threshold.
+pub const LOCK_WEDGED: &str = "lock held for";
+
+/// The failure a wedged lock is reported as; starts with [`LOCK_WEDGED`].
 pub fn wedged_message(held: &Holder, max_age: u64, path: &Path) -> String {
     format!(
         "{} {} ({}), over the {} limit: a run is wedged; look at that process, the lock is {}",
-        super::sinks::LOCK_WEDGED,
-        crate::human::human_secs(held.age),
+        LOCK_WEDGED,
+        human_secs(held.age),
         held.holder,
-        crate::human::human_secs(max_age),
+        human_secs(max_age),
         path.display()
     )
 }

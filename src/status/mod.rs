@@ -1,22 +1,22 @@
 //! `zferry status`: the latest reports and history joined with one live listing per
-//! side, classified by [`super::state::classify`]. The same [`JobStatus`] feeds MQTT and
+//! side, classified by [`classify::classify`]. The same [`JobStatus`] feeds MQTT and
 //! the Prometheus textfile after every run.
 
-use super::state::{self, classify, Facts, Snap, State, Thresholds};
-use super::store::History;
-use super::RunReport;
+pub mod classify;
+
+use crate::config::{self, Config, Job};
 use crate::host::Pool;
 use crate::human::human_secs;
-use crate::job::Job;
-use crate::replicate::{list, Sides};
+use crate::report::RunReport;
+use crate::sides::list;
+use crate::state::lock;
+use crate::state::store::{self, History};
 use crate::zfs::list::Listing;
 use crate::zfs::name::Dataset;
 use anyhow::Result;
+use classify::{classify, Facts, Snap, State, Thresholds};
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// Default staleness threshold: 26 h (a daily job plus slack).
-pub const DEFAULT_STALE_AFTER: u64 = 26 * 3600;
 
 /// One dataset's status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,7 +35,7 @@ pub struct DatasetStatus {
     pub source_newest: Option<String>,
     /// Newest snapshot on the target (live listing only).
     pub target_newest: Option<String>,
-    /// Seconds the copy is behind (see [`state::lag`]).
+    /// Seconds the copy is behind (see [`classify::lag`]).
     pub lag: Option<u64>,
     /// When the target's newest snapshot was taken, Unix seconds: the recovery point.
     pub newest_copy: Option<u64>,
@@ -139,7 +139,7 @@ fn ago(now: u64, t: u64) -> String {
     format!("{} ({} ago)", utc(t), human_secs(now.saturating_sub(t)))
 }
 
-pub use crate::clock::utc;
+use crate::clock::utc;
 
 /// One side's datasets and their snapshots (oldest first) from a live listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -185,7 +185,7 @@ pub fn side_from(listing: &Listing) -> Side {
 /// Lists both sides of `job` now: one `zfs list` per side, over the pool's connection.
 pub async fn live(job: &Job, pool: &mut Pool) -> Result<Live> {
     let remote = pool.get(&job.ssh).await?;
-    let sides = Sides::for_job(job.kind, &remote);
+    let sides = job.kind.sides(&remote);
     let target_roots: Vec<Dataset> = job
         .datasets
         .iter()
@@ -279,7 +279,7 @@ pub fn job_status(
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
             let dst = l.target.datasets.get(&target).and_then(|v| v.last());
-            facts.lag = state::lag(src, dst, now);
+            facts.lag = classify::lag(src, dst, now);
             facts.target_has_snapshot = Some(dst.is_some());
             facts.source_has_snapshot = Some(!src.is_empty());
             newest_copy = dst.map(|d| d.creation);
@@ -342,33 +342,36 @@ pub struct StatusCmd {
     pub state_dir: Option<std::path::PathBuf>,
 }
 
-/// Runs `zferry status`; returns the exit code (0 all ok, 1 something is not ok,
-/// 2 usage or config error, 3 a job's lock is held past its limit).
-pub fn command(c: StatusCmd) -> u8 {
-    use crate::cli::exit;
-    let cfg = match crate::job::Config::load(&c.config) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("zferry: {e:#}");
-            return exit::USAGE;
-        }
-    };
+/// What `zferry status` found, for the command line to map to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every dataset of every job shown is `ok`.
+    AllOk,
+    /// Something is `stale`, `missing` or `failed`.
+    NotOk,
+    /// A run holds a job's lock past `lock_max_age` right now.
+    Wedged,
+}
+
+/// Runs `zferry status` and prints it. An error (config, unknown job, unreadable
+/// state) is a usage error: nothing was looked at.
+pub fn command(c: StatusCmd) -> Result<Outcome> {
+    let cfg = Config::load(&c.config)?;
     if let Some(bad) = c.jobs.iter().find(|j| !cfg.jobs.contains_key(*j)) {
-        eprintln!("zferry: no job '{bad}' in {}", c.config.display());
-        return exit::USAGE;
+        anyhow::bail!("no job '{bad}' in {}", c.config.display());
     }
     let dir = c
         .state_dir
         .or(cfg.state_dir.clone())
-        .unwrap_or_else(super::store::default_state_dir);
+        .unwrap_or_else(config::default_state_dir);
     let stale_after = c
         .stale_after
         .or(cfg.stale_after)
-        .unwrap_or(DEFAULT_STALE_AFTER);
+        .unwrap_or(config::DEFAULT_STALE_AFTER);
     let lock_max_age = c
         .lock_max_age
         .or(cfg.lock_max_age)
-        .unwrap_or(super::lock::DEFAULT_MAX_AGE);
+        .unwrap_or(config::DEFAULT_LOCK_MAX_AGE);
     let rt = crate::host::runtime().expect("tokio runtime");
     let mut out = Vec::new();
     let mut wedged = false;
@@ -378,14 +381,11 @@ pub fn command(c: StatusCmd) -> u8 {
             continue;
         }
         let (report, hist) = match (
-            super::store::load_report(&dir, name),
-            super::store::load_history(&dir, name),
+            store::load_report(&dir, name),
+            store::load_history(&dir, name),
         ) {
             (Ok(r), Ok(h)) => (r, h),
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("zferry: {e:#}");
-                return exit::USAGE;
-            }
+            (Err(e), _) | (_, Err(e)) => return Err(e),
         };
         let (live, live_err) = match rt.block_on(live(job, &mut pool)) {
             Ok(l) => (Some(l), None),
@@ -426,13 +426,13 @@ pub fn command(c: StatusCmd) -> u8 {
             print!("{}", s.human(now));
         }
     }
-    if wedged {
-        exit::LOCK
+    Ok(if wedged {
+        Outcome::Wedged
     } else if out.iter().all(|s| s.ok) {
-        exit::OK
+        Outcome::AllOk
     } else {
-        exit::FAILED
-    }
+        Outcome::NotOk
+    })
 }
 
 /// Adds a run holding the job's lock to its status; true when it holds it past
@@ -443,17 +443,17 @@ fn show_lock(
     max_age: u64,
     report: Option<&RunReport>,
 ) -> bool {
-    match super::lock::probe(dir, &st.job) {
+    match lock::probe(dir, &st.job) {
         Ok(None) => false,
         Ok(Some(held)) => {
             st.running = Some(format!("{}, for {}", held.holder, human_secs(held.age)));
             if held.age < max_age {
                 return false;
             }
-            let path = super::store::job_path(dir, &st.job, ".lock");
-            let why = super::lock::wedged_message(&held, max_age, &path);
+            let path = store::job_path(dir, &st.job, ".lock");
+            let why = lock::wedged_message(&held, max_age, &path);
             st.error = Some(match st.error.take() {
-                Some(e) if e.starts_with(super::sinks::LOCK_WEDGED) => why,
+                Some(e) if e.starts_with(lock::LOCK_WEDGED) => why,
                 Some(e) => format!("{why}; last run: {e}"),
                 None => why,
             });
@@ -464,7 +464,7 @@ fn show_lock(
             crate::log::warn!("job {}: {e:#}", st.job);
             report
                 .and_then(|r| r.error.as_deref())
-                .is_some_and(|e| e.starts_with(super::sinks::LOCK_WEDGED))
+                .is_some_and(|e| e.starts_with(lock::LOCK_WEDGED))
         }
     }
 }
@@ -472,8 +472,8 @@ fn show_lock(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::store::Known;
     use crate::report::DatasetReport;
+    use crate::state::store::Known;
     use crate::zfs::list::parse_listing;
 
     const NOW: u64 = 2_000_000_000;
