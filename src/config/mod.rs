@@ -16,11 +16,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Direction of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Direction of a job; in a run report's JSON, `pull` or `push`.
+///
+/// The default exists so a report can be filled in field by field; a config must
+/// always name its kind (there is no serde default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// Remote source, local target.
+    #[default]
     Pull,
     /// Local source, remote target (always raw).
     Push,

@@ -12,7 +12,7 @@ use crate::host::{shell_quote, Pool};
 use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
 use crate::progress::{self, Progress};
-use crate::report::{DatasetReport, RunReport};
+use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::holds::HoldBook;
 use crate::sides::{list, relist, Sides};
 use crate::zfs::cmd;
@@ -35,7 +35,7 @@ pub struct RunOptions {
 pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -> RunReport {
     let mut report = RunReport {
         job: name.to_string(),
-        kind: job.kind.as_str().to_string(),
+        kind: job.kind,
         host: job.ssh.label(),
         dry_run: opts.dry_run,
         started: now(),
@@ -93,7 +93,7 @@ async fn run_datasets(
             Some(parent) => DatasetReport {
                 source: p.source.to_string(),
                 target: p.target.to_string(),
-                action: "failed".into(),
+                action: Action::Failed,
                 error: Some(format!(
                     "not attempted: its parent {} failed above",
                     parent.target
@@ -135,14 +135,14 @@ async fn run_datasets(
     Ok(reports)
 }
 
-fn action_of(v: &Verdict) -> &'static str {
+fn action_of(v: &Verdict) -> Action {
     match v {
-        Verdict::UpToDate => "up_to_date",
-        Verdict::Transfer { full: true, .. } => "full",
-        Verdict::Transfer { full: false, .. } => "incremental",
-        Verdict::Resume => "resume",
-        Verdict::Skip { .. } => "skipped",
-        Verdict::Refuse(_) => "refused",
+        Verdict::UpToDate => Action::UpToDate,
+        Verdict::Transfer { full: true, .. } => Action::Full,
+        Verdict::Transfer { full: false, .. } => Action::Incremental,
+        Verdict::Resume => Action::Resume,
+        Verdict::Skip { .. } => Action::Skipped,
+        Verdict::Refuse(_) => Action::Refused,
     }
 }
 
@@ -160,7 +160,7 @@ async fn execute_dataset(
     };
     let mut resumes = 0;
     loop {
-        rep.action = action_of(&plan.verdict).to_string();
+        rep.action = action_of(&plan.verdict);
         match &plan.verdict {
             Verdict::Refuse(r) => {
                 rep.error = Some(format!("{r} (target host: {})", sides.target.label()))
@@ -175,7 +175,7 @@ async fn execute_dataset(
             execute_steps(sides, &plan, &mut rep).await
         };
         if let Err(e) = result {
-            rep.action = "failed".into();
+            rep.action = Action::Failed;
             rep.error = Some(format!("{e:#}"));
             break;
         }
@@ -186,22 +186,19 @@ async fn execute_dataset(
         match replan_after_resume(sides, &plan, popts, resumes).await {
             Ok(p) => plan = p,
             Err(e) => {
-                rep.action = "failed".into();
+                rep.action = Action::Failed;
                 rep.error = Some(format!("{e:#}"));
                 break;
             }
         }
     }
     // What the user cares about is that an interrupted transfer was completed.
-    if resumes > 0 && matches!(rep.action.as_str(), "up_to_date" | "resume") {
-        rep.action = "resume".into();
+    if resumes > 0 && matches!(rep.action, Action::UpToDate | Action::Resume) {
+        rep.action = Action::Resume;
     }
-    if !opts.dry_run
-        && !rep.failed()
-        && matches!(rep.action.as_str(), "full" | "incremental" | "resume")
-    {
+    if !opts.dry_run && !rep.failed() && rep.action.transferred() {
         if let Err(e) = verify(sides, &plan).await {
-            rep.action = "failed".into();
+            rep.action = Action::Failed;
             rep.error = Some(format!("{e:#}"));
         }
     }

@@ -77,7 +77,7 @@ fn job_report(name: &str, job: &Job, error: String) -> RunReport {
     let t = now();
     RunReport {
         job: name.to_string(),
-        kind: job.kind.as_str().to_string(),
+        kind: job.kind,
         host: job.ssh.label(),
         started: t,
         finished: t,

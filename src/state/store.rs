@@ -5,7 +5,7 @@
 //! so a reader never sees half a report and a crash leaves the previous one.
 
 use crate::config::file_stem;
-use crate::report::RunReport;
+use crate::report::{Action, RunReport};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ impl History {
     /// the previous one, datasets with nothing to replicate (no snapshots) are not tracked.
     pub fn record(&mut self, r: &RunReport) {
         for d in &r.datasets {
-            if d.action == "skipped" && !d.failed() {
+            if d.action == Action::Skipped && !d.failed() {
                 continue;
             }
             let k = self.datasets.entry(d.source.clone()).or_default();
@@ -136,11 +136,11 @@ mod tests {
     use super::*;
     use crate::report::DatasetReport;
 
-    fn ds(src: &str, action: &str, err: Option<&str>) -> DatasetReport {
+    fn ds(src: &str, action: Action, err: Option<&str>) -> DatasetReport {
         DatasetReport {
             source: src.into(),
             target: format!("b/{src}"),
-            action: action.into(),
+            action,
             base: err.is_none().then(|| "s2".to_string()),
             error: err.map(String::from),
             ..DatasetReport::default()
@@ -153,7 +153,10 @@ mod tests {
         let ok = RunReport {
             job: "j/1".into(),
             finished: 100,
-            datasets: vec![ds("t/a", "full", None), ds("t/e", "skipped", None)],
+            datasets: vec![
+                ds("t/a", Action::Full, None),
+                ds("t/e", Action::Skipped, None),
+            ],
             ..RunReport::default()
         };
         save_run(&dir, &ok).unwrap();
@@ -161,8 +164,8 @@ mod tests {
             job: "j/1".into(),
             finished: 200,
             datasets: vec![
-                ds("t/a", "failed", Some("boom")),
-                ds("t/n", "refused", Some("x")),
+                ds("t/a", Action::Failed, Some("boom")),
+                ds("t/n", Action::Refused, Some("x")),
             ],
             ..RunReport::default()
         };

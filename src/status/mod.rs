@@ -7,7 +7,7 @@ pub mod classify;
 use crate::config::{self, Config, Job};
 use crate::host::Pool;
 use crate::human::human_secs;
-use crate::report::RunReport;
+use crate::report::{Action, RunReport};
 use crate::sides::list;
 use crate::state::lock;
 use crate::state::store::{self, History};
@@ -243,7 +243,7 @@ pub fn job_status(
         for d in r
             .datasets
             .iter()
-            .filter(|d| d.action != "skipped" || d.failed())
+            .filter(|d| d.action != Action::Skipped || d.failed())
         {
             pairs.insert(d.source.clone(), d.target.clone());
         }
@@ -314,7 +314,7 @@ pub fn job_status(
     };
     JobStatus {
         job: job.to_string(),
-        kind: report.map_or(String::new(), |r| r.kind.clone()),
+        kind: report.map_or(String::new(), |r| r.kind.as_str().to_string()),
         host: report.map_or(String::new(), |r| r.host.clone()),
         ok: error.is_none() && datasets.iter().all(|d| d.state == State::Ok),
         error,
@@ -481,7 +481,7 @@ mod tests {
     fn report(error: Option<&str>, ds: Vec<DatasetReport>) -> RunReport {
         RunReport {
             job: "j".into(),
-            kind: "pull".into(),
+            kind: crate::config::Kind::Pull,
             host: "h".into(),
             finished: NOW - 10,
             error: error.map(String::from),
@@ -560,7 +560,7 @@ mod tests {
         let ok = DatasetReport {
             source: "t/a".into(),
             target: "b/t/a".into(),
-            action: "incremental".into(),
+            action: Action::Incremental,
             base: Some("s2".into()),
             bytes: 42,
             ..DatasetReport::default()
@@ -568,7 +568,7 @@ mod tests {
         let skipped = DatasetReport {
             source: "t/e".into(),
             target: "b/t/e".into(),
-            action: "skipped".into(),
+            action: Action::Skipped,
             ..DatasetReport::default()
         };
         let r = report(None, vec![ok, skipped]);
