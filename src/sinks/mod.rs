@@ -17,7 +17,7 @@ use crate::config::Job;
 use crate::human::human_secs;
 use crate::log;
 use crate::report::RunReport;
-use crate::state::lock::{self, Acquire, JobLock};
+use crate::state::lock::{self, Acquire, JobLock, Wedged};
 use crate::state::store;
 use crate::status::classify::Thresholds;
 use crate::status::{job_status, JobStatus};
@@ -118,23 +118,23 @@ impl Cycle {
                 self.ping(name, Ping::Start, "");
                 Begin::Run(Some(l))
             }
-            Ok(Acquire::Busy { held, path }) if held.age < self.settings.lock_max_age => {
-                log::info!(
-                    "job {name}: another run holds {} ({}, for {}); skipping this one",
-                    path.display(),
-                    held.holder,
-                    human_secs(held.age)
-                );
-                self.skipped = true;
-                Begin::Skip
-            }
             Ok(Acquire::Busy { held, path }) => {
-                self.wedged = true;
-                Begin::Wedged(job_report(
-                    name,
-                    job,
-                    lock::wedged_message(&held, self.settings.lock_max_age, &path),
-                ))
+                match Wedged::check(held, self.settings.lock_max_age, path.clone()) {
+                    Ok(held) => {
+                        log::info!(
+                            "job {name}: another run holds {} ({}, for {}); skipping this one",
+                            path.display(),
+                            held.holder,
+                            human_secs(held.age)
+                        );
+                        self.skipped = true;
+                        Begin::Skip
+                    }
+                    Err(w) => {
+                        self.wedged = true;
+                        Begin::Wedged(job_report(name, job, w.to_string()))
+                    }
+                }
             }
             Err(e) => Begin::Wedged(job_report(
                 name,

@@ -135,19 +135,47 @@ fn flock_held(locks: &str, major: u32, minor: u32, ino: u64) -> bool {
     })
 }
 
-/// Start of the report error of a run that found the lock held past the threshold.
-pub const LOCK_WEDGED: &str = "lock held for";
+/// Start of a wedged lock's message: how a saved report (plain text in its JSON) is
+/// recognised as one. Private, so the message and its recognition cannot drift apart.
+const WEDGED_PREFIX: &str = "lock held for";
 
-/// The failure a wedged lock is reported as; starts with [`LOCK_WEDGED`].
-pub fn wedged_message(held: &Holder, max_age: u64, path: &Path) -> String {
-    format!(
-        "{} {} ({}), over the {} limit: a run is wedged; look at that process, the lock is {}",
-        LOCK_WEDGED,
-        human_secs(held.age),
-        held.holder,
-        human_secs(max_age),
-        path.display()
-    )
+/// A run has held a job's lock past `lock_max_age`: it is wedged. The waiting run
+/// reports this as its failure, and `status` shows it and exits 3.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{WEDGED_PREFIX} {} ({}), over the {} limit: a run is wedged; look at that process, the lock is {}",
+    human_secs(.held.age),
+    .held.holder,
+    human_secs(*.max_age),
+    .path.display()
+)]
+pub struct Wedged {
+    /// Who holds it, and for how long.
+    pub held: Holder,
+    /// The limit it is past, seconds.
+    pub max_age: u64,
+    /// The lock file.
+    pub path: PathBuf,
+}
+
+impl Wedged {
+    /// The lock held by `held` is wedged when it is `max_age` old or older.
+    pub fn check(held: Holder, max_age: u64, path: PathBuf) -> Result<Holder, Wedged> {
+        if held.age < max_age {
+            Ok(held)
+        } else {
+            Err(Wedged {
+                held,
+                max_age,
+                path,
+            })
+        }
+    }
+
+    /// Whether a report's error, as saved in the state directory, was a wedged lock.
+    pub fn is_saved_as(error: &str) -> bool {
+        error.starts_with(WEDGED_PREFIX)
+    }
 }
 
 #[cfg(test)]
@@ -222,5 +250,26 @@ mod tests {
             "a waiter does not hold it"
         );
         assert!(!flock_held(locks, 0xfe, 0, 1_001_066), "inode prefix");
+    }
+
+    #[test]
+    fn a_lock_past_its_limit_is_wedged_and_its_saved_message_recognised() {
+        let held = |age| Holder {
+            age,
+            holder: "pid 5 started 1".into(),
+        };
+        let path = PathBuf::from("/s/j.lock");
+        assert_eq!(
+            Wedged::check(held(3599), 3600, path.clone()),
+            Ok(held(3599))
+        );
+        let w = Wedged::check(held(7300), 3600, path).unwrap_err();
+        let text = w.to_string();
+        assert_eq!(
+            text,
+            "lock held for 2h1m (pid 5 started 1), over the 1h0m limit: a run is wedged; look at that process, the lock is /s/j.lock"
+        );
+        assert!(Wedged::is_saved_as(&text));
+        assert!(!Wedged::is_saved_as("cannot take the job lock: EIO"));
     }
 }

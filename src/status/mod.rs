@@ -9,7 +9,7 @@ use crate::host::Pool;
 use crate::human::human_secs;
 use crate::report::{Action, RunReport};
 use crate::sides::list;
-use crate::state::lock;
+use crate::state::lock::{self, Wedged};
 use crate::state::store::{self, History};
 use crate::zfs::list::Listing;
 use crate::zfs::name::Dataset;
@@ -447,13 +447,13 @@ fn show_lock(
         Ok(None) => false,
         Ok(Some(held)) => {
             st.running = Some(format!("{}, for {}", held.holder, human_secs(held.age)));
-            if held.age < max_age {
-                return false;
-            }
             let path = store::job_path(dir, &st.job, ".lock");
-            let why = lock::wedged_message(&held, max_age, &path);
+            let Err(wedged) = Wedged::check(held, max_age, path) else {
+                return false;
+            };
+            let why = wedged.to_string();
             st.error = Some(match st.error.take() {
-                Some(e) if e.starts_with(lock::LOCK_WEDGED) => why,
+                Some(e) if Wedged::is_saved_as(&e) => why,
                 Some(e) => format!("{why}; last run: {e}"),
                 None => why,
             });
@@ -464,7 +464,7 @@ fn show_lock(
             crate::log::warn!("job {}: {e:#}", st.job);
             report
                 .and_then(|r| r.error.as_deref())
-                .is_some_and(|e| e.starts_with(lock::LOCK_WEDGED))
+                .is_some_and(Wedged::is_saved_as)
         }
     }
 }
