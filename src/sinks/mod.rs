@@ -20,7 +20,7 @@ use crate::report::RunReport;
 use crate::state::lock::{self, Acquire, JobLock, Wedged};
 use crate::state::store;
 use crate::status::classify::Thresholds;
-use crate::status::{job_status, JobStatus};
+use crate::status::{job_status, JobFacts, JobStatus, Seen};
 use ping::Ping;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -157,15 +157,13 @@ impl Cycle {
                 h
             }
         };
-        let st = job_status(
-            &r.job,
-            Some(r),
-            &hist,
-            None,
-            None,
-            true,
-            now(),
-            Thresholds {
+        let st = job_status(JobFacts {
+            job: &r.job,
+            report: Some(r),
+            history: &hist,
+            seen: Seen::JustRan,
+            now: now(),
+            thresholds: Thresholds {
                 stale_after: self.settings.stale_after,
                 max_snapshot_age: self
                     .settings
@@ -174,7 +172,7 @@ impl Cycle {
                     .copied()
                     .unwrap_or(self.settings.stale_after),
             },
-        );
+        });
         if let Some(d) = self.settings.notify.textfile_dir.clone() {
             if let Err(e) = prom::write(&d, &st) {
                 log::warn!("job {}: metrics: {e:#}", r.job);

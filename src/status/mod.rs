@@ -218,22 +218,50 @@ fn is_below(child: &str, parent: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// How the sides were seen for a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen<'a> {
+    /// Listed now (`zferry status`).
+    Listed(&'a Live),
+    /// The listing now failed; why (a job error in the status).
+    Unlisted(String),
+    /// Not listed: the report is the run that just ended (the sinks after a run), so
+    /// its successes are in sync now (lag 0) without listing again.
+    JustRan,
+}
+
+/// Everything [`job_status`] joins for one job.
+#[derive(Debug, Clone)]
+pub struct JobFacts<'a> {
+    /// Job name.
+    pub job: &'a str,
+    /// Its latest report, if it ever ran.
+    pub report: Option<&'a RunReport>,
+    /// Per dataset, its last success.
+    pub history: &'a History,
+    /// The sides now, or why not.
+    pub seen: Seen<'a>,
+    /// Now, Unix seconds.
+    pub now: u64,
+    /// What the datasets are judged against.
+    pub thresholds: Thresholds,
+}
+
 /// Joins what is known about a job into its status.
-///
-/// `fresh` says `report` is the run that just ended: its successes are in sync now
-/// (lag 0) without listing again. `live` is a listing taken now, if any;
-/// `live_error` why it could not be taken.
-#[allow(clippy::too_many_arguments)]
-pub fn job_status(
-    job: &str,
-    report: Option<&RunReport>,
-    hist: &History,
-    live: Option<&Live>,
-    live_error: Option<String>,
-    fresh: bool,
-    now: u64,
-    thresholds: Thresholds,
-) -> JobStatus {
+pub fn job_status(facts: JobFacts<'_>) -> JobStatus {
+    let JobFacts {
+        job,
+        report,
+        history: hist,
+        seen,
+        now,
+        thresholds,
+    } = facts;
+    let (live, live_error, fresh) = match seen {
+        Seen::Listed(l) => (Some(l), None, false),
+        Seen::Unlisted(why) => (None, Some(why), false),
+        Seen::JustRan => (None, None, true),
+    };
     // source -> target, from everything that knows about the dataset.
     let mut pairs: BTreeMap<String, String> = BTreeMap::new();
     for (s, k) in &hist.datasets {
@@ -387,26 +415,24 @@ pub fn command(c: StatusCmd) -> Result<Outcome> {
             (Ok(r), Ok(h)) => (r, h),
             (Err(e), _) | (_, Err(e)) => return Err(e),
         };
-        let (live, live_err) = match rt.block_on(live(job, &mut pool)) {
-            Ok(l) => (Some(l), None),
-            Err(e) => (None, Some(format!("cannot list now: {e:#}"))),
-        };
-        let mut st = job_status(
-            name,
-            report.as_ref(),
-            &hist,
-            live.as_ref(),
-            live_err,
-            false,
-            crate::clock::now(),
-            Thresholds {
+        let listed = rt.block_on(live(job, &mut pool));
+        let mut st = job_status(JobFacts {
+            job: name,
+            report: report.as_ref(),
+            history: &hist,
+            seen: match &listed {
+                Ok(l) => Seen::Listed(l),
+                Err(e) => Seen::Unlisted(format!("cannot list now: {e:#}")),
+            },
+            now: crate::clock::now(),
+            thresholds: Thresholds {
                 stale_after,
                 max_snapshot_age: job
                     .max_snapshot_age
                     .or(cfg.max_snapshot_age)
                     .unwrap_or(stale_after),
             },
-        );
+        });
         if st.kind.is_empty() {
             st.kind = job.kind.as_str().to_string();
             st.host = job.ssh.label();
@@ -534,16 +560,14 @@ mod tests {
     #[test]
     fn a_job_error_fails_every_known_dataset_with_its_reason() {
         let r = report(Some("cannot connect to zferry@h over SSH"), vec![]);
-        let s = job_status(
-            "j",
-            Some(&r),
-            &hist("t/a", Some(NOW - 3600)),
-            None,
-            None,
-            true,
-            NOW,
-            DAY_THRESHOLDS,
-        );
+        let s = job_status(JobFacts {
+            job: "j",
+            report: Some(&r),
+            history: &hist("t/a", Some(NOW - 3600)),
+            seen: Seen::JustRan,
+            now: NOW,
+            thresholds: DAY_THRESHOLDS,
+        });
         assert!(!s.ok);
         assert_eq!(s.datasets.len(), 1);
         assert_eq!(s.datasets[0].state, State::Failed);
@@ -572,16 +596,14 @@ mod tests {
             ..DatasetReport::default()
         };
         let r = report(None, vec![ok, skipped]);
-        let s = job_status(
-            "j",
-            Some(&r),
-            &hist("t/a", Some(NOW - 10)),
-            None,
-            None,
-            true,
-            NOW,
-            DAY_THRESHOLDS,
-        );
+        let s = job_status(JobFacts {
+            job: "j",
+            report: Some(&r),
+            history: &hist("t/a", Some(NOW - 10)),
+            seen: Seen::JustRan,
+            now: NOW,
+            thresholds: DAY_THRESHOLDS,
+        });
         assert!(s.ok, "{s:?}");
         assert_eq!(s.datasets.len(), 1);
         assert_eq!((s.datasets[0].lag, s.datasets[0].bytes), (Some(0), 42));
@@ -618,16 +640,14 @@ mod tests {
             ("t/n".into(), "b/t/n".into()),
             ("t/e".into(), "b/t/e".into()),
         ];
-        let s = job_status(
-            "j",
-            None,
-            &hist("t/a", Some(NOW - 3 * 86400)),
-            Some(&live),
-            None,
-            false,
-            NOW,
-            DAY_THRESHOLDS,
-        );
+        let s = job_status(JobFacts {
+            job: "j",
+            report: None,
+            history: &hist("t/a", Some(NOW - 3 * 86400)),
+            seen: Seen::Listed(&live),
+            now: NOW,
+            thresholds: DAY_THRESHOLDS,
+        });
         assert!(!s.ok);
         assert_eq!(s.in_state(State::Stale), vec!["t/a".to_string()]);
         // t/e has no snapshot at all: missing too, never silently absent.
