@@ -8,7 +8,7 @@
 pub mod notify;
 
 use crate::host::{Host, SshTarget};
-use crate::plan::{OnDivergence, RawMode};
+use crate::plan::{MappingError, OnDivergence, RawMode};
 use crate::sides::Sides;
 use crate::zfs::name::{check_hold_tag, Dataset};
 use anyhow::{bail, Context, Result};
@@ -196,14 +196,14 @@ impl Job {
 
     /// Where the copy of `source` goes: `destination/<name>/<source>` for a pull,
     /// `destination/<source minus strip_prefix>` for a push.
-    pub fn target_of(&self, source: &Dataset) -> Result<Dataset, String> {
+    pub fn target_of(&self, source: &Dataset) -> Result<Dataset, MappingError> {
         match self.kind {
             Kind::Pull => crate::plan::pull_target(&self.destination, self.pull_name(), source),
             Kind::Push => crate::plan::push_target(
                 &self.destination,
                 self.strip_prefix
                     .as_ref()
-                    .ok_or("push job without strip_prefix")?,
+                    .ok_or(MappingError::NoStripPrefix)?,
                 source,
             ),
         }

@@ -8,7 +8,7 @@ pub mod stream;
 
 use crate::clock::now;
 use crate::config::Job;
-use crate::host::{shell_quote, Pool};
+use crate::host::{shell_quote, CommandFailed, Pool};
 use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
 use crate::progress::{self, Progress};
@@ -70,8 +70,7 @@ async fn run_datasets(
             sides.target.label()
         );
     }
-    let mapping =
-        plan::expand(&src_list, &job.datasets, |s| job.target_of(s)).map_err(|e| anyhow!(e))?;
+    let mapping = plan::expand(&src_list, &job.datasets, |s| job.target_of(s))?;
     let popts = Options {
         raw: job.raw_mode(),
         on_divergence: job.on_divergence,
@@ -266,7 +265,7 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
         match step {
             Step::CreateParent { dataset } => {
                 target.run_ok(&cmd::create_parent(dataset)).await.map_err(|e| {
-                    let hint = if format!("{e}").contains("permission denied") {
+                    let hint = if CommandFailed::is_permission_denied(&e) {
                         "the user needs create,mount,canmount delegated on the destination (zfs allow)"
                     } else {
                         "if its parent is encrypted, the key must be loaded there; zferry never creates it unencrypted instead"
