@@ -1,7 +1,7 @@
 //! The command line: a thin door over `config`, `replicate`, `status` and `sinks`, and
 //! the one place outcomes become exit codes.
 
-use crate::config::{Config, Job, Kind};
+use crate::config::{Config, Job, Kind, Overrides};
 use crate::host::Pool;
 use crate::host::SshTarget;
 use crate::log;
@@ -665,31 +665,21 @@ pub fn main(args: Vec<String>) -> ExitCode {
     };
     let rt = crate::host::runtime().expect("tokio runtime");
     let mut cycle = (!sel.opts.dry_run).then(|| {
+        let state = sel.state.state_settings(Overrides {
+            state_dir: cli.state_dir.clone(),
+            stale_after: None,
+            lock_max_age: cli.lock_max_age,
+        });
         Cycle::new(Settings {
-            state_dir: cli
-                .state_dir
-                .clone()
-                .or(sel.state.state_dir.clone())
-                .unwrap_or_else(crate::config::default_state_dir),
+            state_dir: state.state_dir,
             notify: sel.state.notify.clone(),
-            stale_after: sel
-                .state
-                .stale_after
-                .unwrap_or(crate::config::DEFAULT_STALE_AFTER),
+            stale_after: state.stale_after,
             max_snapshot_age: sel
                 .jobs
                 .iter()
-                .filter_map(|(n, j)| {
-                    Some((
-                        n.clone(),
-                        j.max_snapshot_age.or(sel.state.max_snapshot_age)?,
-                    ))
-                })
+                .filter_map(|(n, j)| Some((n.clone(), sel.state.max_snapshot_age(j)?)))
                 .collect(),
-            lock_max_age: cli
-                .lock_max_age
-                .or(sel.state.lock_max_age)
-                .unwrap_or(crate::config::DEFAULT_LOCK_MAX_AGE),
+            lock_max_age: state.lock_max_age,
         })
     });
     let reports = rt.block_on(run_all(&sel, cycle.as_mut()));

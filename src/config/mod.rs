@@ -264,6 +264,29 @@ pub const DEFAULT_STALE_AFTER: u64 = 26 * 3600;
 /// Default for how long a lock may be held before waiting runs call it wedged: 6 h.
 pub const DEFAULT_LOCK_MAX_AGE: u64 = 6 * 3600;
 
+/// Command-line flags that override the config's state settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--stale-after` (`zferry status` only).
+    pub stale_after: Option<u64>,
+    /// `--lock-max-age`.
+    pub lock_max_age: Option<u64>,
+}
+
+/// The state settings a command works with, each from its flag, else the config's key,
+/// else its default: one precedence for `run`, `pull`, `push` and `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSettings {
+    /// Where reports, history and locks live.
+    pub state_dir: PathBuf,
+    /// Seconds of lag before a copy is stale.
+    pub stale_after: u64,
+    /// Seconds a job lock may be held before it is a failure.
+    pub lock_max_age: u64,
+}
+
 /// A job name must survive the trip to a file name (state, lock, metrics): not empty
 /// there, and without control characters.
 pub fn check_job_name(name: &str) -> Result<()> {
@@ -308,6 +331,30 @@ pub struct Config {
 }
 
 impl Config {
+    /// The state settings with `flags` applied over this config's keys.
+    pub fn state_settings(&self, flags: Overrides) -> StateSettings {
+        StateSettings {
+            state_dir: flags
+                .state_dir
+                .or(self.state_dir.clone())
+                .unwrap_or_else(default_state_dir),
+            stale_after: flags
+                .stale_after
+                .or(self.stale_after)
+                .unwrap_or(DEFAULT_STALE_AFTER),
+            lock_max_age: flags
+                .lock_max_age
+                .or(self.lock_max_age)
+                .unwrap_or(DEFAULT_LOCK_MAX_AGE),
+        }
+    }
+
+    /// Seconds the newest copy of `job`'s datasets may be old, when the job or the
+    /// config sets it (otherwise the staleness threshold applies).
+    pub fn max_snapshot_age(&self, job: &Job) -> Option<u64> {
+        job.max_snapshot_age.or(self.max_snapshot_age)
+    }
+
     /// Reads and validates a TOML config.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
@@ -561,5 +608,29 @@ mod tests {
             let e = format!("{:#}", Config::parse(text).unwrap_err());
             assert!(e.contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn state_settings_take_the_flag_then_the_config_then_the_default() {
+        let cfg = Config::parse("state_dir = \"/s\"\nlock_max_age = 60\n").unwrap();
+        let none = cfg.state_settings(Overrides::default());
+        assert_eq!(
+            (none.state_dir, none.stale_after, none.lock_max_age),
+            (PathBuf::from("/s"), DEFAULT_STALE_AFTER, 60)
+        );
+        let flags = cfg.state_settings(Overrides {
+            state_dir: Some("/f".into()),
+            stale_after: Some(5),
+            lock_max_age: Some(7),
+        });
+        assert_eq!(
+            (flags.state_dir, flags.stale_after, flags.lock_max_age),
+            (PathBuf::from("/f"), 5, 7)
+        );
+        let bare = Config::default().state_settings(Overrides::default());
+        assert_eq!(
+            (bare.state_dir, bare.lock_max_age),
+            (default_state_dir(), DEFAULT_LOCK_MAX_AGE)
+        );
     }
 }

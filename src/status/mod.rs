@@ -4,7 +4,7 @@
 
 pub mod classify;
 
-use crate::config::{self, Config, Job};
+use crate::config::{Config, Job, Overrides, StateSettings};
 use crate::host::Pool;
 use crate::human::human_secs;
 use crate::report::{Action, RunReport};
@@ -388,18 +388,15 @@ pub fn command(c: StatusCmd) -> Result<Outcome> {
     if let Some(bad) = c.jobs.iter().find(|j| !cfg.jobs.contains_key(*j)) {
         anyhow::bail!("no job '{bad}' in {}", c.config.display());
     }
-    let dir = c
-        .state_dir
-        .or(cfg.state_dir.clone())
-        .unwrap_or_else(config::default_state_dir);
-    let stale_after = c
-        .stale_after
-        .or(cfg.stale_after)
-        .unwrap_or(config::DEFAULT_STALE_AFTER);
-    let lock_max_age = c
-        .lock_max_age
-        .or(cfg.lock_max_age)
-        .unwrap_or(config::DEFAULT_LOCK_MAX_AGE);
+    let StateSettings {
+        state_dir: dir,
+        stale_after,
+        lock_max_age,
+    } = cfg.state_settings(Overrides {
+        state_dir: c.state_dir,
+        stale_after: c.stale_after,
+        lock_max_age: c.lock_max_age,
+    });
     let rt = crate::host::runtime().expect("tokio runtime");
     let mut out = Vec::new();
     let mut wedged = false;
@@ -427,10 +424,7 @@ pub fn command(c: StatusCmd) -> Result<Outcome> {
             now: crate::clock::now(),
             thresholds: Thresholds {
                 stale_after,
-                max_snapshot_age: job
-                    .max_snapshot_age
-                    .or(cfg.max_snapshot_age)
-                    .unwrap_or(stale_after),
+                max_snapshot_age: cfg.max_snapshot_age(job).unwrap_or(stale_after),
             },
         });
         if st.kind.is_empty() {
