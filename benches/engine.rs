@@ -191,7 +191,7 @@ fn main() {
     writeln!(
         out,
         "zferry benchmarks ({} UTC, {} cores)",
-        zferry::report::now(),
+        zferry::clock::now(),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)

@@ -1,5 +1,6 @@
 //! Calendar arithmetic in UTC without a time zone database (Howard Hinnant's
-//! `days_from_civil` / `civil_from_days`): status timestamps and snapshot names.
+//! `days_from_civil` / `civil_from_days`): status timestamps and snapshot names, and
+//! the one reading of the wall clock ([`now`]).
 
 /// (year, month, day) of day `z` counted from 1970-01-01.
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -12,6 +13,14 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Seconds since the Unix epoch, now (0 if the clock is before it).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Days from 1970-01-01 to (year, month, day).

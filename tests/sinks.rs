@@ -10,10 +10,10 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use zferry::report::notify::MqttConfig;
-use zferry::report::state::State;
-use zferry::report::status::{DatasetStatus, JobStatus};
-use zferry::report::{mqtt, ping, prom};
+use zferry::config::notify::MqttConfig;
+use zferry::sinks::{mqtt, ping, prom};
+use zferry::status::classify::State;
+use zferry::status::{DatasetStatus, JobStatus};
 
 struct Setup {
     dir: PathBuf,

@@ -1,11 +1,11 @@
 //! `zfs_pull` and `zfs_push`: one replication job, with the options of the CLI and the
-//! TOML config. The options deserialize into [`crate::job::Job`] itself, so the three
+//! TOML config. The options deserialize into [`crate::config::Job`] itself, so the three
 //! doors cannot drift apart; the module adds only `job_name`.
 
 use super::args::{self, Opt, Type};
 use super::{Diff, Failure, Module, Outcome};
+use crate::config::{Job, Kind};
 use crate::host::Pool;
-use crate::job::{Job, Kind};
 use crate::replicate::{run_job, RunOptions};
 use crate::report::RunReport;
 use crate::zfs::name::Dataset;
@@ -181,7 +181,7 @@ pub fn run(module: Module, text: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::DatasetReport;
+    use crate::report::{Action, DatasetReport};
 
     #[test]
     fn options_become_the_same_job_the_cli_runs() {
@@ -261,11 +261,11 @@ mod tests {
         }
     }
 
-    fn ds(action: &str, snaps: &[&str], error: Option<&str>) -> DatasetReport {
+    fn ds(action: Action, snaps: &[&str], error: Option<&str>) -> DatasetReport {
         DatasetReport {
             source: format!("c/{action}"),
             target: format!("s/{action}"),
-            action: action.into(),
+            action,
             snapshots: snaps.iter().map(|s| s.to_string()).collect(),
             error: error.map(String::from),
             ..DatasetReport::default()
@@ -276,15 +276,18 @@ mod tests {
     fn changed_only_when_data_moved_and_failures_name_the_dataset() {
         let mut r = RunReport {
             job: "j".into(),
-            datasets: vec![ds("up_to_date", &[], None)],
+            datasets: vec![ds(Action::UpToDate, &[], None)],
             ..RunReport::default()
         };
         let o = outcome_from(&r, false, false);
         assert!(!o.changed && !o.is_failed());
-        r.datasets.push(ds("incremental", &["s3"], None));
+        r.datasets.push(ds(Action::Incremental, &["s3"], None));
         assert!(outcome_from(&r, true, false).changed);
-        r.datasets
-            .push(ds("refused", &[], Some("diverged: use on_divergence")));
+        r.datasets.push(ds(
+            Action::Refused,
+            &[],
+            Some("diverged: use on_divergence"),
+        ));
         let o = outcome_from(&r, false, false);
         assert!(o.is_failed());
         let msg = o.msg.unwrap();
@@ -303,12 +306,12 @@ mod tests {
 
     #[test]
     fn diff_shows_arriving_snapshots_after_and_destroyed_ones_before() {
-        let mut rolled = ds("incremental", &["s4"], None);
+        let mut rolled = ds(Action::Incremental, &["s4"], None);
         rolled.destroyed = vec!["s/incremental@local".into()];
         let r = RunReport {
             datasets: vec![
-                ds("up_to_date", &[], None),
-                ds("full", &["s1", "s2"], None),
+                ds(Action::UpToDate, &[], None),
+                ds(Action::Full, &["s1", "s2"], None),
                 rolled,
             ],
             ..RunReport::default()

@@ -219,7 +219,7 @@ pub fn outcome(module: Module, argv: &[String]) -> Outcome {
 pub fn main(module: Module, argv: Vec<String>) -> ExitCode {
     install_panic_hook();
     // Human log lines go to stderr; keep them to warnings so stderr stays readable.
-    crate::report::log::set_level(0);
+    crate::log::set_level(0);
     let out = outcome(module, &argv);
     let json = serde_json::to_string(&out).unwrap_or_else(|e| {
         format!(r#"{{"failed": true, "changed": false, "msg": "cannot serialize the result: {e}", "rc": 1}}"#)

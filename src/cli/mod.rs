@@ -1,12 +1,15 @@
-//! The command line: a thin door over `job`, `replicate` and `report`.
+//! The command line: a thin door over `config`, `replicate`, `status` and `sinks`, and
+//! the one place outcomes become exit codes.
 
+use crate::config::{Config, Job, Kind, Overrides};
 use crate::host::Pool;
 use crate::host::SshTarget;
-use crate::job::{Config, Job, Kind};
+use crate::log;
 use crate::plan::{OnDivergence, RawMode};
 use crate::replicate::{run_job, RunOptions};
-use crate::report::sinks::{Begin, Cycle, Settings};
-use crate::report::{log, RunReport};
+use crate::report::RunReport;
+use crate::sinks::{Begin, Cycle, Settings};
+use crate::status::Outcome;
 use crate::zfs::name::Dataset;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -151,7 +154,7 @@ fn for_each_entry<T, R: serde::Serialize>(
         return ExitCode::from(exit::USAGE);
     }
     let rt = crate::host::runtime().expect("tokio runtime");
-    let now = crate::report::now();
+    let now = crate::clock::now();
     let mut results = Vec::new();
     let mut alarm = false;
     for (name, entry) in all
@@ -167,7 +170,7 @@ fn for_each_entry<T, R: serde::Serialize>(
             }
             Err(e) => {
                 alarm = true;
-                log::warn(&format!("{what} {name}: {e:#}"));
+                log::warn!("{what} {name}: {e:#}");
             }
         }
     }
@@ -195,8 +198,8 @@ fn snapshot(a: SnapshotArgs) -> ExitCode {
             false => format!(" ({})", t.due.notes.join("; ")),
         };
         match &t.error {
-            Some(e) => log::warn(&format!("{name}: {}: FAILED {what}: {e}", t.due.root)),
-            None => log::info(&format!("{name}: {}: {what}{notes}", t.due.root)),
+            Some(e) => log::warn!("{name}: {}: FAILED {what}: {e}", t.due.root),
+            None => log::info!("{name}: {}: {what}{notes}", t.due.root),
         }
         t.error.is_some()
     };
@@ -215,10 +218,10 @@ fn prune(a: SnapshotArgs) -> ExitCode {
     let local = crate::host::Host::Local;
     let show = |name: &str, p: &crate::prune::Pruned| {
         for w in &p.decision.warnings {
-            log::warn(&format!("{name}: {}: {w}", p.dataset));
+            log::warn!("{name}: {}: {w}", p.dataset);
         }
         if let Some(e) = &p.error {
-            log::warn(&format!("{name}: {}: FAILED: {e}", p.dataset));
+            log::warn!("{name}: {}: FAILED: {e}", p.dataset);
         } else if !p.decision.destroy.is_empty() {
             let verb = if a.dry_run {
                 "would destroy"
@@ -227,13 +230,13 @@ fn prune(a: SnapshotArgs) -> ExitCode {
             };
             let freed = p
                 .reclaimed
-                .map(|b| format!(", freeing {}", crate::report::state::human_bytes(b)))
+                .map(|b| format!(", freeing {}", crate::human::human_bytes(b)))
                 .unwrap_or_default();
-            log::info(&format!(
+            log::info!(
                 "{name}: {}: {verb} @{}{freed}",
                 p.dataset,
                 p.decision.destroy.join(", @")
-            ));
+            );
         }
         p.error.is_some() || !p.decision.warnings.is_empty()
     };
@@ -249,11 +252,11 @@ fn prune(a: SnapshotArgs) -> ExitCode {
 fn check(a: CheckArgs) -> ExitCode {
     match Config::load(&a.config) {
         Ok(cfg) => {
-            log::info(&format!(
+            log::info!(
                 "{}: ok, jobs: {}",
                 a.config.display(),
                 cfg.jobs.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
+            );
             ExitCode::from(exit::OK)
         }
         Err(e) => {
@@ -635,16 +638,23 @@ pub fn main(args: Vec<String>) -> ExitCode {
         _ => {}
     }
     if let Cmd::Status(a) = cli.cmd {
-        return ExitCode::from(crate::report::status::command(
-            crate::report::status::StatusCmd {
-                config: a.config,
-                jobs: a.jobs,
-                json: a.json,
-                stale_after: a.stale_after,
-                lock_max_age: cli.lock_max_age,
-                state_dir: cli.state_dir,
-            },
-        ));
+        let found = crate::status::command(crate::status::StatusCmd {
+            config: a.config,
+            jobs: a.jobs,
+            json: a.json,
+            stale_after: a.stale_after,
+            lock_max_age: cli.lock_max_age,
+            state_dir: cli.state_dir,
+        });
+        return ExitCode::from(match found {
+            Ok(Outcome::AllOk) => exit::OK,
+            Ok(Outcome::NotOk) => exit::FAILED,
+            Ok(Outcome::Wedged) => exit::LOCK,
+            Err(e) => {
+                eprintln!("zferry: {e:#}");
+                exit::USAGE
+            }
+        });
     }
     let sel = match select(cli.cmd) {
         Ok(s) => s,
@@ -655,31 +665,21 @@ pub fn main(args: Vec<String>) -> ExitCode {
     };
     let rt = crate::host::runtime().expect("tokio runtime");
     let mut cycle = (!sel.opts.dry_run).then(|| {
+        let state = sel.state.state_settings(Overrides {
+            state_dir: cli.state_dir.clone(),
+            stale_after: None,
+            lock_max_age: cli.lock_max_age,
+        });
         Cycle::new(Settings {
-            state_dir: cli
-                .state_dir
-                .clone()
-                .or(sel.state.state_dir.clone())
-                .unwrap_or_else(crate::report::store::default_state_dir),
+            state_dir: state.state_dir,
             notify: sel.state.notify.clone(),
-            stale_after: sel
-                .state
-                .stale_after
-                .unwrap_or(crate::report::status::DEFAULT_STALE_AFTER),
+            stale_after: state.stale_after,
             max_snapshot_age: sel
                 .jobs
                 .iter()
-                .filter_map(|(n, j)| {
-                    Some((
-                        n.clone(),
-                        j.max_snapshot_age.or(sel.state.max_snapshot_age)?,
-                    ))
-                })
+                .filter_map(|(n, j)| Some((n.clone(), sel.state.max_snapshot_age(j)?)))
                 .collect(),
-            lock_max_age: cli
-                .lock_max_age
-                .or(sel.state.lock_max_age)
-                .unwrap_or(crate::report::lock::DEFAULT_MAX_AGE),
+            lock_max_age: state.lock_max_age,
         })
     });
     let reports = rt.block_on(run_all(&sel, cycle.as_mut()));

@@ -10,7 +10,7 @@ mod quote;
 pub use pool::Pool;
 pub use quote::shell_quote;
 
-use crate::report::log;
+use crate::log;
 use anyhow::{anyhow, bail, Context, Result};
 use openssh::{KnownHosts, Session, SessionBuilder};
 use serde::{Deserialize, Serialize};
@@ -110,6 +110,35 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// A command that ran and exited non-zero: what [`Host::run_ok`] fails with, so a
+/// caller can ask what went wrong (e.g. a missing delegation) without parsing the
+/// message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{command}' on {host} failed ({code}): {stderr}")]
+pub struct CommandFailed {
+    /// The command, quoted as it can be pasted.
+    pub command: String,
+    /// The host's label.
+    pub host: String,
+    /// The exit code described for people (see [`Host::describe_code`]).
+    pub code: String,
+    /// Its stderr, trimmed.
+    pub stderr: String,
+}
+
+impl CommandFailed {
+    /// zfs refused for lack of a delegated permission (`zfs allow`).
+    pub fn permission_denied(&self) -> bool {
+        self.stderr.contains("permission denied")
+    }
+
+    /// True when `e` is a failed command refused for lack of permission.
+    pub fn is_permission_denied(e: &anyhow::Error) -> bool {
+        e.downcast_ref::<CommandFailed>()
+            .is_some_and(CommandFailed::permission_denied)
+    }
+}
+
 impl Output {
     /// True on exit code 0.
     pub fn ok(&self) -> bool {
@@ -151,7 +180,7 @@ impl Host {
             b.user_known_hosts_file(k);
         }
         let label = t.label();
-        log::debug(&format!("ssh: connecting to {label}"));
+        log::debug!("ssh: connecting to {label}");
         let session = b.connect(&t.host).await.map_err(|e| {
             anyhow!("cannot connect to {label} over SSH: {e}; check the host, user, key and known_hosts (try: ssh {}{}{})",
                 t.port.map(|p| format!("-p {p} ")).unwrap_or_default(),
@@ -197,13 +226,13 @@ impl Host {
     pub async fn run_ok(&self, argv: &[String]) -> Result<Output> {
         let out = self.run(argv).await?;
         if !out.ok() {
-            return Err(anyhow!(
-                "'{}' on {} failed ({}): {}",
-                shell_quote(argv),
-                self.label(),
-                self.describe_code(out.code),
-                out.stderr.trim()
-            ));
+            return Err(CommandFailed {
+                command: shell_quote(argv),
+                host: self.label().to_string(),
+                code: self.describe_code(out.code),
+                stderr: out.stderr.trim().to_string(),
+            }
+            .into());
         }
         Ok(out)
     }
@@ -310,5 +339,33 @@ impl Proc {
             },
         };
         Ok((code, err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_command_says_what_ran_where_and_knows_a_missing_delegation() {
+        let f = CommandFailed {
+            command: "zfs create -u b/c".into(),
+            host: "local".into(),
+            code: "exit 1".into(),
+            stderr: "cannot create 'b/c': permission denied".into(),
+        };
+        assert_eq!(
+            f.to_string(),
+            "'zfs create -u b/c' on local failed (exit 1): cannot create 'b/c': permission denied"
+        );
+        assert!(CommandFailed::is_permission_denied(&f.clone().into()));
+        let other = CommandFailed {
+            stderr: "cannot create 'b/c': out of space".into(),
+            ..f
+        };
+        assert!(!CommandFailed::is_permission_denied(&other.into()));
+        assert!(!CommandFailed::is_permission_denied(&anyhow!(
+            "ssh: permission denied"
+        )));
     }
 }

@@ -2,7 +2,7 @@
 //! status or holds listing) that reaches the host the same way.
 
 use super::{Host, SshTarget};
-use crate::report::log;
+use crate::log;
 use anyhow::Result;
 
 /// The open connections of one run, by how the host is reached.
@@ -21,10 +21,7 @@ impl Pool {
                 return Ok(self.hosts[i].1.clone());
             }
             let (_, dead) = self.hosts.remove(i);
-            log::info(&format!(
-                "ssh: connection to {} died; reconnecting",
-                dead.label()
-            ));
+            log::info!("ssh: connection to {} died; reconnecting", dead.label());
             dead.close().await;
         }
         let host = Host::connect(t).await?;

@@ -7,7 +7,7 @@
 
 use crate::zfs::cmd::SendSpan;
 use crate::zfs::list::{DatasetInfo, Listing, Point};
-use crate::zfs::name::{Dataset, Snapshot};
+use crate::zfs::name::{Dataset, NameError, Snapshot};
 use crate::zfs::token;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -599,11 +599,11 @@ pub struct Mapping {
 
 /// Maps every dataset under the requested roots (`requested` as given; missing ones
 /// stay in so they fail on their own) through `map`.
-pub fn expand(
+pub fn expand<E>(
     source: &Listing,
     requested: &[Dataset],
-    map: impl Fn(&Dataset) -> Result<Dataset, String>,
-) -> Result<Mapping, String> {
+    map: impl Fn(&Dataset) -> Result<Dataset, E>,
+) -> Result<Mapping, E> {
     let mut seen = BTreeSet::new();
     let mut pairs = Vec::new();
     for root in requested {
@@ -669,18 +669,42 @@ pub fn plan_job(
     plans
 }
 
+/// Why a source dataset has no target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    /// A pushed dataset outside the strip prefix: never a silent full path.
+    #[error("dataset {dataset} is not under the strip prefix {strip}; push only datasets below it or change strip_prefix")]
+    OutsideStripPrefix {
+        /// The source dataset.
+        dataset: Dataset,
+        /// The job's strip prefix.
+        strip: Dataset,
+    },
+    /// A push job without `strip_prefix` (config validation refuses these first).
+    #[error("push job without strip_prefix")]
+    NoStripPrefix,
+    /// The joined target is not a valid dataset name (e.g. too long).
+    #[error(transparent)]
+    Name(#[from] NameError),
+}
+
 /// Target of a pulled dataset: `dest/<name>/<source path>`.
-pub fn pull_target(dest: &Dataset, name: &str, source: &Dataset) -> Result<Dataset, String> {
-    dest.join(name)
-        .and_then(|d| d.join(source.as_str()))
-        .map_err(|e| e.to_string())
+pub fn pull_target(dest: &Dataset, name: &str, source: &Dataset) -> Result<Dataset, MappingError> {
+    Ok(dest.join(name)?.join(source.as_str())?)
 }
 
 /// Target of a pushed dataset: `dest/<source with prefix stripped>`. A dataset
 /// outside the prefix is an error, never a silent full path.
-pub fn push_target(dest: &Dataset, strip: &Dataset, source: &Dataset) -> Result<Dataset, String> {
-    let rel = source.relative_to(strip).ok_or_else(|| {
-        format!("dataset {source} is not under the strip prefix {strip}; push only datasets below it or change strip_prefix")
-    })?;
-    dest.join(rel).map_err(|e| e.to_string())
+pub fn push_target(
+    dest: &Dataset,
+    strip: &Dataset,
+    source: &Dataset,
+) -> Result<Dataset, MappingError> {
+    let rel = source
+        .relative_to(strip)
+        .ok_or_else(|| MappingError::OutsideStripPrefix {
+            dataset: source.clone(),
+            strip: strip.clone(),
+        })?;
+    Ok(dest.join(rel)?)
 }

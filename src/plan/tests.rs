@@ -347,6 +347,7 @@ fn mapping_pull_and_push() {
         ds("tank/backups/host-storage/tank/data")
     );
     let err = push_target(&dest, &strip, &ds("slowpool/other")).unwrap_err();
+    let err = err.to_string();
     assert!(err.contains("not under the strip prefix"), "{err}");
 }
 

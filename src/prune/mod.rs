@@ -18,7 +18,7 @@
 //!   opts in by prefix (`keep_prefix`), never otherwise.
 
 use crate::host::Host;
-use crate::replicate::holds::read_holds;
+use crate::sides::holds::read_holds;
 use crate::snapshot::{period_of, Period};
 use crate::zfs::cmd;
 use crate::zfs::list::{list_argv, parse_listing, Point};
@@ -119,8 +119,8 @@ pub fn decide(
             d.warnings.push(format!(
                 "the replication base @{} is {} old (max_pin_age {}): its job seems stalled, so snapshots after it are pruned by the policy",
                 b.name,
-                crate::report::state::human_secs(now.saturating_sub(b.creation)),
-                crate::report::state::human_secs(max)
+                crate::human::human_secs(now.saturating_sub(b.creation)),
+                crate::human::human_secs(max)
             ));
             None
         }

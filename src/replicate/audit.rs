@@ -4,10 +4,10 @@
 //! Only tags this tool places count: the configured jobs' tags, and any `zferry:*`
 //! tag. Anyone else's hold is never listed or released.
 
-use super::holds::read_holds;
-use super::{list, Sides};
+use crate::config::Job;
 use crate::host::{Host, Pool};
-use crate::job::Job;
+use crate::sides::holds::read_holds;
+use crate::sides::list;
 use crate::zfs::cmd;
 use crate::zfs::name::{Dataset, Snapshot};
 use anyhow::Result;
@@ -46,7 +46,7 @@ pub async fn audit(jobs: &[(String, Job)], release_stale: bool) -> Result<Vec<Ho
     let mut pool = Pool::default();
     for (_, job) in jobs {
         let remote = pool.get(&job.ssh).await?;
-        let sides = Sides::for_job(job.kind, &remote);
+        let sides = job.kind.sides(&remote);
         let target_roots = std::slice::from_ref(&job.destination);
         for (host, roots) in [
             (&sides.source, &job.datasets[..]),

@@ -4,19 +4,20 @@
 //! exit codes and stderr, the receiving side first (it usually holds the reason).
 
 pub mod audit;
-pub mod holds;
 pub mod stream;
 
-use crate::host::{shell_quote, Host, Pool};
-use crate::job::{Job, Kind};
+use crate::clock::now;
+use crate::config::Job;
+use crate::host::{shell_quote, CommandFailed, Pool};
+use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
-use crate::report::progress::{self, Progress};
-use crate::report::{log, now, DatasetReport, RunReport};
+use crate::progress::{self, Progress};
+use crate::report::{Action, DatasetReport, RunReport};
+use crate::sides::holds::HoldBook;
+use crate::sides::{list, relist, Sides};
 use crate::zfs::cmd;
-use crate::zfs::list::{list_argv, missing_from_stderr, parse_listing, DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
-use holds::HoldBook;
 use std::time::Instant;
 
 /// A resume that keeps failing is given up after this many tries in one run.
@@ -29,36 +30,12 @@ pub struct RunOptions {
     pub dry_run: bool,
 }
 
-/// Both ends of a job.
-pub(crate) struct Sides {
-    /// Where the snapshots are sent from.
-    pub source: Host,
-    /// Where they are received.
-    pub target: Host,
-}
-
-impl Sides {
-    /// Pull: the remote host is the source; push: it is the target.
-    pub(crate) fn for_job(kind: Kind, remote: &Host) -> Sides {
-        match kind {
-            Kind::Pull => Sides {
-                source: remote.clone(),
-                target: Host::Local,
-            },
-            Kind::Push => Sides {
-                source: Host::Local,
-                target: remote.clone(),
-            },
-        }
-    }
-}
-
 /// Runs one job over the run's connections and reports; never panics on a remote
 /// failure, never returns early without saying why.
 pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -> RunReport {
     let mut report = RunReport {
         job: name.to_string(),
-        kind: job.kind.as_str().to_string(),
+        kind: job.kind,
         host: job.ssh.label(),
         dry_run: opts.dry_run,
         started: now(),
@@ -67,7 +44,7 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -
     match pool.get(&job.ssh).await {
         Err(e) => report.error = Some(format!("{e:#}")),
         Ok(remote) => {
-            let sides = Sides::for_job(job.kind, &remote);
+            let sides = job.kind.sides(&remote);
             match run_datasets(name, job, &sides, opts).await {
                 Ok(ds) => report.datasets = ds,
                 Err(e) => report.error = Some(format!("{e:#}")),
@@ -76,23 +53,6 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -
     }
     report.finished = now();
     report
-}
-
-/// Lists `roots` on `host`; roots that do not exist are returned apart.
-pub(crate) async fn list(host: &Host, roots: &[Dataset]) -> Result<(Listing, Vec<String>)> {
-    let out = host.run(&list_argv(roots)).await?;
-    let missing = if out.ok() {
-        Vec::new()
-    } else {
-        missing_from_stderr(&out.stderr).map_err(|e| anyhow!("on {}: {e}", host.label()))?
-    };
-    Ok((parse_listing(&out.stdout)?, missing))
-}
-
-/// Lists one dataset again (after a resume), `None` if it does not exist.
-async fn relist(host: &Host, ds: &Dataset) -> Result<Option<DatasetInfo>> {
-    let (l, _) = list(host, std::slice::from_ref(ds)).await?;
-    Ok(l.get(ds).cloned())
 }
 
 async fn run_datasets(
@@ -110,8 +70,7 @@ async fn run_datasets(
             sides.target.label()
         );
     }
-    let mapping =
-        plan::expand(&src_list, &job.datasets, |s| job.target_of(s)).map_err(|e| anyhow!(e))?;
+    let mapping = plan::expand(&src_list, &job.datasets, |s| job.target_of(s))?;
     let popts = Options {
         raw: job.raw_mode(),
         on_divergence: job.on_divergence,
@@ -133,7 +92,7 @@ async fn run_datasets(
             Some(parent) => DatasetReport {
                 source: p.source.to_string(),
                 target: p.target.to_string(),
-                action: "failed".into(),
+                action: Action::Failed,
                 error: Some(format!(
                     "not attempted: its parent {} failed above",
                     parent.target
@@ -160,7 +119,7 @@ async fn run_datasets(
                 }
             }
         }
-        log::debug(&format!(
+        log::debug!(
             "{} -> {}: {}{}",
             rep.source,
             rep.target,
@@ -169,20 +128,20 @@ async fn run_datasets(
                 .as_ref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
-        ));
+        );
         reports.push(rep);
     }
     Ok(reports)
 }
 
-fn action_of(v: &Verdict) -> &'static str {
+fn action_of(v: &Verdict) -> Action {
     match v {
-        Verdict::UpToDate => "up_to_date",
-        Verdict::Transfer { full: true, .. } => "full",
-        Verdict::Transfer { full: false, .. } => "incremental",
-        Verdict::Resume => "resume",
-        Verdict::Skip { .. } => "skipped",
-        Verdict::Refuse(_) => "refused",
+        Verdict::UpToDate => Action::UpToDate,
+        Verdict::Transfer { full: true, .. } => Action::Full,
+        Verdict::Transfer { full: false, .. } => Action::Incremental,
+        Verdict::Resume => Action::Resume,
+        Verdict::Skip { .. } => Action::Skipped,
+        Verdict::Refuse(_) => Action::Refused,
     }
 }
 
@@ -200,7 +159,7 @@ async fn execute_dataset(
     };
     let mut resumes = 0;
     loop {
-        rep.action = action_of(&plan.verdict).to_string();
+        rep.action = action_of(&plan.verdict);
         match &plan.verdict {
             Verdict::Refuse(r) => {
                 rep.error = Some(format!("{r} (target host: {})", sides.target.label()))
@@ -215,7 +174,7 @@ async fn execute_dataset(
             execute_steps(sides, &plan, &mut rep).await
         };
         if let Err(e) = result {
-            rep.action = "failed".into();
+            rep.action = Action::Failed;
             rep.error = Some(format!("{e:#}"));
             break;
         }
@@ -226,22 +185,19 @@ async fn execute_dataset(
         match replan_after_resume(sides, &plan, popts, resumes).await {
             Ok(p) => plan = p,
             Err(e) => {
-                rep.action = "failed".into();
+                rep.action = Action::Failed;
                 rep.error = Some(format!("{e:#}"));
                 break;
             }
         }
     }
     // What the user cares about is that an interrupted transfer was completed.
-    if resumes > 0 && matches!(rep.action.as_str(), "up_to_date" | "resume") {
-        rep.action = "resume".into();
+    if resumes > 0 && matches!(rep.action, Action::UpToDate | Action::Resume) {
+        rep.action = Action::Resume;
     }
-    if !opts.dry_run
-        && !rep.failed()
-        && matches!(rep.action.as_str(), "full" | "incremental" | "resume")
-    {
+    if !opts.dry_run && !rep.failed() && rep.action.transferred() {
         if let Err(e) = verify(sides, &plan).await {
-            rep.action = "failed".into();
+            rep.action = Action::Failed;
             rep.error = Some(format!("{e:#}"));
         }
     }
@@ -309,7 +265,7 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
         match step {
             Step::CreateParent { dataset } => {
                 target.run_ok(&cmd::create_parent(dataset)).await.map_err(|e| {
-                    let hint = if format!("{e}").contains("permission denied") {
+                    let hint = if CommandFailed::is_permission_denied(&e) {
                         "the user needs create,mount,canmount delegated on the destination (zfs allow)"
                     } else {
                         "if its parent is encrypted, the key must be loaded there; zferry never creates it unencrypted instead"
@@ -318,10 +274,10 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
                 })?;
             }
             Step::AbortResume { target: t, why } => {
-                log::warn(&format!(
+                log::warn!(
                     "discarding the interrupted receive into {t} on {}: {why}",
                     target.label()
-                ));
+                );
                 target.run_ok(&cmd::receive_abort(t)).await.map_err(|e| {
                     anyhow!("{e:#}\n  hint: discarding a stale partial receive needs 'destroy' delegated on {t}, or run 'zfs receive -A {t}' as root")
                 })?;
@@ -329,7 +285,7 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
                     .push(format!("discarded interrupted receive: {why}"));
             }
             Step::Rollback { to, destroys } => {
-                log::warn(&format!(
+                log::warn!(
                     "rolling {} back to @{} on {} (on_divergence), destroying: {}",
                     to.dataset(),
                     to.short(),
@@ -339,7 +295,7 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
                     } else {
                         destroys.join(", ")
                     }
-                ));
+                );
                 target.run_ok(&cmd::rollback(to)).await?;
                 rep.destroyed
                     .extend(destroys.iter().map(|s| format!("{}@{s}", to.dataset())));
@@ -352,11 +308,11 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
                 target: t,
                 destroys,
             } => {
-                log::warn(&format!(
+                log::warn!(
                     "destroying {t} on {} to resend it (on_divergence=destroy_target_and_resend); snapshots: {}",
                     target.label(),
                     destroys.join(", ")
-                ));
+                );
                 target.run_ok(&cmd::destroy_recursive(t)).await?;
                 rep.destroyed.push(t.to_string());
                 rep.destroyed

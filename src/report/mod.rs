@@ -1,26 +1,59 @@
 //! Run reports: what happened to each dataset, for humans and as JSON.
+//!
+//! Plain data: the state directory ([`crate::state`]) saves them, `status` and the
+//! sinks read them, the front doors print them.
 
-pub mod lock;
-pub mod log;
-pub mod mqtt;
-pub mod notify;
-pub mod ping;
-pub mod progress;
-pub mod prom;
-pub mod sinks;
-pub mod state;
-pub mod status;
-pub mod store;
-
+use crate::config::Kind;
+use crate::human::human_bytes;
 use serde::{Deserialize, Serialize};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::fmt;
 
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// What happened to one dataset; in JSON, the snake_case name (`up_to_date`, ...).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The copy already ends at the source's newest snapshot.
+    UpToDate,
+    /// First sync: a full stream (and the incrementals after it).
+    Full,
+    /// An incremental stream from the common base.
+    Incremental,
+    /// An interrupted receive was completed.
+    Resume,
+    /// Nothing to do by design (e.g. a parent without snapshots); see the note.
+    Skipped,
+    /// Refused before anything was sent (e.g. a diverged target); see the error.
+    Refused,
+    /// Tried and failed (or not attempted because its parent failed). The default,
+    /// so a report is failed until something says what happened.
+    #[default]
+    Failed,
+}
+
+impl Action {
+    /// The name in JSON and in human lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::UpToDate => "up_to_date",
+            Action::Full => "full",
+            Action::Incremental => "incremental",
+            Action::Resume => "resume",
+            Action::Skipped => "skipped",
+            Action::Refused => "refused",
+            Action::Failed => "failed",
+        }
+    }
+
+    /// Data arrived: a full, incremental or resumed stream.
+    pub fn transferred(self) -> bool {
+        matches!(self, Action::Full | Action::Incremental | Action::Resume)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What happened to one dataset.
@@ -30,8 +63,8 @@ pub struct DatasetReport {
     pub source: String,
     /// Target dataset.
     pub target: String,
-    /// `up_to_date`, `full`, `incremental`, `resume`, `skipped`, `refused` or `failed`.
-    pub action: String,
+    /// What happened.
+    pub action: Action,
     /// Snapshots that arrived (or would, in a dry run).
     pub snapshots: Vec<String>,
     /// Bytes streamed (in a dry run: the `zfs send -nP` estimate).
@@ -64,7 +97,7 @@ impl DatasetReport {
 
     /// True when data or holds moved.
     pub fn changed(&self) -> bool {
-        !self.snapshots.is_empty() && self.action != "up_to_date" || self.holds_changed
+        !self.snapshots.is_empty() && self.action != Action::UpToDate || self.holds_changed
     }
 }
 
@@ -74,7 +107,7 @@ pub struct RunReport {
     /// Job name.
     pub job: String,
     /// `pull` or `push`.
-    pub kind: String,
+    pub kind: Kind,
     /// Remote host label.
     pub host: String,
     /// Only planned, nothing changed.
@@ -105,7 +138,7 @@ impl RunReport {
         let mut s = format!(
             "{} {} {} ({}){}\n",
             if self.ok() { "OK" } else { "FAILED" },
-            self.kind,
+            self.kind.as_str(),
             self.job,
             self.host,
             if self.dry_run { " [dry run]" } else { "" }
@@ -114,14 +147,14 @@ impl RunReport {
             s.push_str(&format!("  error: {e}\n"));
         }
         for d in &self.datasets {
-            let what = match d.action.as_str() {
-                "up_to_date" => "up to date".to_string(),
+            let what = match d.action {
+                Action::UpToDate => "up to date".to_string(),
                 a if d.snapshots.is_empty() => a.to_string(),
                 a => format!(
                     "{a}, {}, {}{}",
                     snapshot_span(&d.snapshots),
                     if self.dry_run { "about " } else { "" },
-                    state::human_bytes(d.bytes)
+                    human_bytes(d.bytes)
                 ),
             };
             s.push_str(&format!("  {} -> {}: {what}", d.source, d.target));
@@ -156,11 +189,11 @@ fn snapshot_span(snaps: &[String]) -> String {
 mod tests {
     use super::*;
 
-    fn ds(action: &str, snapshots: &[&str], bytes: u64) -> DatasetReport {
+    fn ds(action: Action, snapshots: &[&str], bytes: u64) -> DatasetReport {
         DatasetReport {
             source: "tank/a".into(),
             target: "b/tank/a".into(),
-            action: action.into(),
+            action,
             snapshots: snapshots.iter().map(|s| s.to_string()).collect(),
             bytes,
             ..DatasetReport::default()
@@ -171,17 +204,17 @@ mod tests {
     fn human_names_the_snapshot_span_and_sizes_with_units() {
         let mut r = RunReport {
             job: "pull-a".into(),
-            kind: "pull".into(),
+            kind: Kind::Pull,
             host: "z@h".into(),
             datasets: vec![
-                ds("full", &["s1", "s2", "s3"], 6_335_032),
-                ds("incremental", &["s4"], 2_588),
-                ds("up_to_date", &[], 0),
+                ds(Action::Full, &["s1", "s2", "s3"], 6_335_032),
+                ds(Action::Incremental, &["s4"], 2_588),
+                ds(Action::UpToDate, &[], 0),
             ],
             ..RunReport::default()
         };
         r.datasets[2].warnings.push("hold not placed".into());
-        let mut parent = ds("skipped", &[], 0);
+        let mut parent = ds(Action::Skipped, &[], 0);
         parent.note = Some("parent only".into());
         r.datasets.push(parent);
         assert_eq!(
@@ -197,5 +230,32 @@ mod tests {
         assert!(r
             .human()
             .contains("incremental, 1 snapshot @s4, about 2.5 KiB\n"));
+    }
+
+    #[test]
+    fn actions_and_kinds_are_the_json_strings_reports_always_had() {
+        for (a, name) in [
+            (Action::UpToDate, "up_to_date"),
+            (Action::Full, "full"),
+            (Action::Incremental, "incremental"),
+            (Action::Resume, "resume"),
+            (Action::Skipped, "skipped"),
+            (Action::Refused, "refused"),
+            (Action::Failed, "failed"),
+        ] {
+            assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{name}\""));
+            assert_eq!(a.to_string(), name);
+            assert_eq!(
+                serde_json::from_str::<Action>(&format!("\"{name}\"")).unwrap(),
+                a
+            );
+        }
+        let r = RunReport {
+            kind: Kind::Push,
+            ..RunReport::default()
+        };
+        assert!(serde_json::to_string(&r)
+            .unwrap()
+            .contains(r#""kind":"push""#));
     }
 }

@@ -12,7 +12,7 @@
 //! ISO week, month or year).
 
 use crate::clock;
-use crate::host::Host;
+use crate::host::{CommandFailed, Host};
 use crate::zfs::cmd;
 use crate::zfs::list::{list_argv, parse_listing, DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
@@ -203,13 +203,12 @@ pub async fn take(host: &Host, set: &SnapshotSet, now: u64, dry_run: bool) -> Re
         let mut error = None;
         for n in due.names.iter().filter(|_| !dry_run) {
             if let Err(e) = host.run_ok(&cmd::snapshot_recursive(root, n)).await {
-                let e = format!("{e:#}");
-                let hint = if e.contains("permission denied") {
+                let hint = if CommandFailed::is_permission_denied(&e) {
                     format!("\n  hint: the user needs 'snapshot' delegated on {root} (zfs allow)")
                 } else {
                     String::new()
                 };
-                error = Some(format!("{e}{hint}"));
+                error = Some(format!("{e:#}{hint}"));
                 break;
             }
         }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """The job options, as in zferry's CLI flags and TOML config (src/job.rs)."""
+    """The job options, as in zferry's CLI flags and TOML config (src/config/mod.rs)."""
 
     DOCUMENTATION = r"""
 options:

@@ -1,20 +1,30 @@
-//! A replication job: defined once, used by the CLI flags, the TOML config and the
-//! Ansible modules alike.
+//! Settings: the config file (jobs, `[notify]` sinks, the state directory and its
+//! thresholds), read and validated before anything touches a host.
+//!
+//! A replication job is defined once here and used by the CLI flags, the TOML config and
+//! the Ansible modules alike. This module names no runtime module above it: reports,
+//! status and sinks read their settings from here, never the other way round.
 
-use crate::host::SshTarget;
-use crate::plan::{OnDivergence, RawMode};
-use crate::report::store::file_stem;
+pub mod notify;
+
+use crate::host::{Host, SshTarget};
+use crate::plan::{MappingError, OnDivergence, RawMode};
+use crate::sides::Sides;
 use crate::zfs::name::{check_hold_tag, Dataset};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Direction of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Direction of a job; in a run report's JSON, `pull` or `push`.
+///
+/// The default exists so a report can be filled in field by field; a config must
+/// always name its kind (there is no serde default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// Remote source, local target.
+    #[default]
     Pull,
     /// Local source, remote target (always raw).
     Push,
@@ -26,6 +36,20 @@ impl Kind {
         match self {
             Kind::Pull => "pull",
             Kind::Push => "push",
+        }
+    }
+
+    /// Pull: the remote host is the source; push: it is the target.
+    pub(crate) fn sides(self, remote: &Host) -> Sides {
+        match self {
+            Kind::Pull => Sides {
+                source: remote.clone(),
+                target: Host::Local,
+            },
+            Kind::Push => Sides {
+                source: Host::Local,
+                target: remote.clone(),
+            },
         }
     }
 }
@@ -172,14 +196,14 @@ impl Job {
 
     /// Where the copy of `source` goes: `destination/<name>/<source>` for a pull,
     /// `destination/<source minus strip_prefix>` for a push.
-    pub fn target_of(&self, source: &Dataset) -> Result<Dataset, String> {
+    pub fn target_of(&self, source: &Dataset) -> Result<Dataset, MappingError> {
         match self.kind {
             Kind::Pull => crate::plan::pull_target(&self.destination, self.pull_name(), source),
             Kind::Push => crate::plan::push_target(
                 &self.destination,
                 self.strip_prefix
                     .as_ref()
-                    .ok_or("push job without strip_prefix")?,
+                    .ok_or(MappingError::NoStripPrefix)?,
                 source,
             ),
         }
@@ -199,6 +223,68 @@ impl Job {
             Kind::Pull => self.raw,
         }
     }
+}
+
+/// A job name made safe as a file name (job names come from config keys and flags).
+pub fn file_stem(job: &str) -> String {
+    job.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
+}
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/zferry";
+
+/// The state directory when neither the flag nor the config names one:
+/// [`DEFAULT_STATE_DIR`] for root, `$XDG_STATE_HOME/zferry` (or `~/.local/state/zferry`)
+/// for a delegated user, who cannot write under `/var/lib`.
+pub fn default_state_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from(DEFAULT_STATE_DIR);
+    }
+    match (std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME")) {
+        (Some(x), _) if !x.is_empty() => PathBuf::from(x).join("zferry"),
+        (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".local/state/zferry"),
+        _ => PathBuf::from(DEFAULT_STATE_DIR),
+    }
+}
+
+/// Default staleness threshold: 26 h (a daily job plus slack).
+pub const DEFAULT_STALE_AFTER: u64 = 26 * 3600;
+
+/// Default for how long a lock may be held before waiting runs call it wedged: 6 h.
+pub const DEFAULT_LOCK_MAX_AGE: u64 = 6 * 3600;
+
+/// Command-line flags that override the config's state settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--stale-after` (`zferry status` only).
+    pub stale_after: Option<u64>,
+    /// `--lock-max-age`.
+    pub lock_max_age: Option<u64>,
+}
+
+/// The state settings a command works with, each from its flag, else the config's key,
+/// else its default: one precedence for `run`, `pull`, `push` and `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSettings {
+    /// Where reports, history and locks live.
+    pub state_dir: PathBuf,
+    /// Seconds of lag before a copy is stale.
+    pub stale_after: u64,
+    /// Seconds a job lock may be held before it is a failure.
+    pub lock_max_age: u64,
 }
 
 /// A job name must survive the trip to a file name (state, lock, metrics): not empty
@@ -232,7 +318,7 @@ pub struct Config {
     pub lock_max_age: Option<u64>,
     /// Sinks: MQTT, healthchecks pings, Prometheus textfile (all optional).
     #[serde(default)]
-    pub notify: crate::report::notify::Notify,
+    pub notify: notify::Notify,
     /// Jobs by name, run in name order unless named on the command line.
     #[serde(default)]
     pub jobs: BTreeMap<String, Job>,
@@ -245,6 +331,30 @@ pub struct Config {
 }
 
 impl Config {
+    /// The state settings with `flags` applied over this config's keys.
+    pub fn state_settings(&self, flags: Overrides) -> StateSettings {
+        StateSettings {
+            state_dir: flags
+                .state_dir
+                .or(self.state_dir.clone())
+                .unwrap_or_else(default_state_dir),
+            stale_after: flags
+                .stale_after
+                .or(self.stale_after)
+                .unwrap_or(DEFAULT_STALE_AFTER),
+            lock_max_age: flags
+                .lock_max_age
+                .or(self.lock_max_age)
+                .unwrap_or(DEFAULT_LOCK_MAX_AGE),
+        }
+    }
+
+    /// Seconds the newest copy of `job`'s datasets may be old, when the job or the
+    /// config sets it (otherwise the staleness threshold applies).
+    pub fn max_snapshot_age(&self, job: &Job) -> Option<u64> {
+        job.max_snapshot_age.or(self.max_snapshot_age)
+    }
+
     /// Reads and validates a TOML config.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
@@ -498,5 +608,29 @@ mod tests {
             let e = format!("{:#}", Config::parse(text).unwrap_err());
             assert!(e.contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn state_settings_take_the_flag_then_the_config_then_the_default() {
+        let cfg = Config::parse("state_dir = \"/s\"\nlock_max_age = 60\n").unwrap();
+        let none = cfg.state_settings(Overrides::default());
+        assert_eq!(
+            (none.state_dir, none.stale_after, none.lock_max_age),
+            (PathBuf::from("/s"), DEFAULT_STALE_AFTER, 60)
+        );
+        let flags = cfg.state_settings(Overrides {
+            state_dir: Some("/f".into()),
+            stale_after: Some(5),
+            lock_max_age: Some(7),
+        });
+        assert_eq!(
+            (flags.state_dir, flags.stale_after, flags.lock_max_age),
+            (PathBuf::from("/f"), 5, 7)
+        );
+        let bare = Config::default().state_settings(Overrides::default());
+        assert_eq!(
+            (bare.state_dir, bare.lock_max_age),
+            (default_state_dir(), DEFAULT_LOCK_MAX_AGE)
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! its pid and start time into it, which also sets the mtime the age is read from.
 
 use super::store::{ensure_dir, job_path};
+use crate::human::human_secs;
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -13,9 +14,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-
-/// Default for how long a lock may be held before waiting runs call it wedged: 6 h.
-pub const DEFAULT_MAX_AGE: u64 = 6 * 3600;
 
 /// A held job lock; released when dropped (or when the process dies).
 #[derive(Debug)]
@@ -70,7 +68,11 @@ pub fn acquire(dir: &Path, job: &str) -> Result<Acquire> {
         let held = read_holder(&mut file);
         return Ok(Acquire::Busy { held, path });
     }
-    let stamp = format!("pid {} started {}\n", std::process::id(), super::now());
+    let stamp = format!(
+        "pid {} started {}\n",
+        std::process::id(),
+        crate::clock::now()
+    );
     file.set_len(0)
         .and_then(|_| file.rewind())
         .and_then(|_| file.write_all(stamp.as_bytes()))
@@ -133,16 +135,47 @@ fn flock_held(locks: &str, major: u32, minor: u32, ino: u64) -> bool {
     })
 }
 
-/// The failure a wedged lock is reported as; starts with [`super::sinks::LOCK_WEDGED`].
-pub fn wedged_message(held: &Holder, max_age: u64, path: &Path) -> String {
-    format!(
-        "{} {} ({}), over the {} limit: a run is wedged; look at that process, the lock is {}",
-        super::sinks::LOCK_WEDGED,
-        super::state::human_secs(held.age),
-        held.holder,
-        super::state::human_secs(max_age),
-        path.display()
-    )
+/// Start of a wedged lock's message: how a saved report (plain text in its JSON) is
+/// recognised as one. Private, so the message and its recognition cannot drift apart.
+const WEDGED_PREFIX: &str = "lock held for";
+
+/// A run has held a job's lock past `lock_max_age`: it is wedged. The waiting run
+/// reports this as its failure, and `status` shows it and exits 3.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{WEDGED_PREFIX} {} ({}), over the {} limit: a run is wedged; look at that process, the lock is {}",
+    human_secs(.held.age),
+    .held.holder,
+    human_secs(*.max_age),
+    .path.display()
+)]
+pub struct Wedged {
+    /// Who holds it, and for how long.
+    pub held: Holder,
+    /// The limit it is past, seconds.
+    pub max_age: u64,
+    /// The lock file.
+    pub path: PathBuf,
+}
+
+impl Wedged {
+    /// The lock held by `held` is wedged when it is `max_age` old or older.
+    pub fn check(held: Holder, max_age: u64, path: PathBuf) -> Result<Holder, Wedged> {
+        if held.age < max_age {
+            Ok(held)
+        } else {
+            Err(Wedged {
+                held,
+                max_age,
+                path,
+            })
+        }
+    }
+
+    /// Whether a report's error, as saved in the state directory, was a wedged lock.
+    pub fn is_saved_as(error: &str) -> bool {
+        error.starts_with(WEDGED_PREFIX)
+    }
 }
 
 #[cfg(test)]
@@ -217,5 +250,26 @@ mod tests {
             "a waiter does not hold it"
         );
         assert!(!flock_held(locks, 0xfe, 0, 1_001_066), "inode prefix");
+    }
+
+    #[test]
+    fn a_lock_past_its_limit_is_wedged_and_its_saved_message_recognised() {
+        let held = |age| Holder {
+            age,
+            holder: "pid 5 started 1".into(),
+        };
+        let path = PathBuf::from("/s/j.lock");
+        assert_eq!(
+            Wedged::check(held(3599), 3600, path.clone()),
+            Ok(held(3599))
+        );
+        let w = Wedged::check(held(7300), 3600, path).unwrap_err();
+        let text = w.to_string();
+        assert_eq!(
+            text,
+            "lock held for 2h1m (pid 5 started 1), over the 1h0m limit: a run is wedged; look at that process, the lock is /s/j.lock"
+        );
+        assert!(Wedged::is_saved_as(&text));
+        assert!(!Wedged::is_saved_as("cannot take the job lock: EIO"));
     }
 }

@@ -110,15 +110,6 @@ impl PingConfig {
     }
 }
 
-/// This machine's name for topics (the kernel's hostname).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,7 +123,7 @@ mod tests {
         let block = &readme[start..];
         let block = &block[block.find("```toml\n").unwrap() + 8..];
         let block = &block[..block.find("```").unwrap()];
-        let cfg = crate::job::Config::parse(block).expect("README example");
+        let cfg = crate::config::Config::parse(block).expect("README example");
         let m = cfg.notify.mqtt.unwrap();
         assert_eq!(
             (m.port, m.expire_after, m.post_run_payload.as_str()),

@@ -3,9 +3,10 @@
 //! One file per job (`zferry_<job>.prom`), so jobs that run apart never overwrite each
 //! other's lines.
 
-use super::state::State;
-use super::status::JobStatus;
-use super::store::{file_stem, write_atomic};
+use crate::config::file_stem;
+use crate::state::store::write_atomic;
+use crate::status::classify::State;
+use crate::status::{DatasetStatus, JobStatus};
 use anyhow::Result;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -35,14 +36,14 @@ pub fn render(s: &JobStatus) -> String {
             let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
     };
-    let ds_labels = |d: &super::status::DatasetStatus| {
+    let ds_labels = |d: &DatasetStatus| {
         format!(
             "job=\"{job}\",source=\"{}\",target=\"{}\"",
             esc(&d.source),
             esc(&d.target)
         )
     };
-    let rows = |f: &dyn Fn(&super::status::DatasetStatus) -> Option<String>| {
+    let rows = |f: &dyn Fn(&DatasetStatus) -> Option<String>| {
         s.datasets
             .iter()
             .filter_map(|d| f(d).map(|v| (ds_labels(d), v)))
@@ -116,7 +117,6 @@ pub fn write(dir: &Path, s: &JobStatus) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::status::DatasetStatus;
 
     #[test]
     fn renders_gauges_with_escaped_labels() {

@@ -3,9 +3,9 @@
 //! retained "ok" cannot stay green forever), an availability topic with a last will, and
 //! an optional post-run message once every job of the run finished.
 
-use super::notify::MqttConfig;
-use super::state::State;
-use super::status::JobStatus;
+use crate::config::notify::MqttConfig;
+use crate::status::classify::State;
+use crate::status::JobStatus;
 use anyhow::{anyhow, bail, Result};
 use rumqttc::{Client, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::{json, Value};
@@ -109,7 +109,7 @@ pub fn status_payload(s: &JobStatus, node: &str) -> Value {
         "last_success": s.datasets.iter().filter_map(|d| d.last_success).min(),
         // The oldest recovery point of the job, for Home Assistant's timestamp sensor.
         "newest_copy": oldest_copy,
-        "newest_copy_utc": oldest_copy.map(super::status::utc),
+        "newest_copy_utc": oldest_copy.map(crate::clock::utc),
         "healthy": names(State::Ok),
         "stale": names(State::Stale),
         "missing": names(State::Missing),

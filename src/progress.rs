@@ -1,7 +1,8 @@
 //! Transfer progress: a bar with bytes, rate and ETA on a terminal; a plain log line
 //! every few seconds otherwise (the journal should not fill with redraws).
 
-use super::log;
+use crate::human::human_bytes;
+use crate::log;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -48,10 +49,10 @@ impl Progress {
         });
         if bar.is_none() && wanted() {
             // One line per stream in the journal, then one every LINE_EVERY.
-            log::info(&match total {
-                Some(t) => format!("{label}: streaming, about {}", super::state::human_bytes(t)),
-                None => format!("{label}: streaming"),
-            });
+            match total {
+                Some(t) => log::info!("{label}: streaming, about {}", human_bytes(t)),
+                None => log::info!("{label}: streaming"),
+            }
         }
         let now = Instant::now();
         Progress {
@@ -71,7 +72,7 @@ impl Progress {
             b.set_position(self.done);
         } else if wanted() && self.last_line.elapsed() >= LINE_EVERY {
             self.last_line = Instant::now();
-            log::info(&self.line());
+            log::info!("{}", self.line());
         }
     }
 

@@ -4,31 +4,14 @@
 //! Every file is written atomically (temp file, fsync, rename, fsync of the directory),
 //! so a reader never sees half a report and a crash leaves the previous one.
 
-use super::RunReport;
+use crate::config::file_stem;
+use crate::report::{Action, RunReport};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Default state directory.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/zferry";
-
-/// The state directory when neither the flag nor the config names one:
-/// [`DEFAULT_STATE_DIR`] for root, `$XDG_STATE_HOME/zferry` (or `~/.local/state/zferry`)
-/// for a delegated user, who cannot write under `/var/lib`.
-pub fn default_state_dir() -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from(DEFAULT_STATE_DIR);
-    }
-    match (std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME")) {
-        (Some(x), _) if !x.is_empty() => PathBuf::from(x).join("zferry"),
-        (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".local/state/zferry"),
-        _ => PathBuf::from(DEFAULT_STATE_DIR),
-    }
-}
 
 /// What is remembered about one dataset across runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +39,7 @@ impl History {
     /// the previous one, datasets with nothing to replicate (no snapshots) are not tracked.
     pub fn record(&mut self, r: &RunReport) {
         for d in &r.datasets {
-            if d.action == "skipped" && !d.failed() {
+            if d.action == Action::Skipped && !d.failed() {
                 continue;
             }
             let k = self.datasets.entry(d.source.clone()).or_default();
@@ -69,21 +52,6 @@ impl History {
             }
         }
     }
-}
-
-/// A job name made safe as a file name (job names come from config keys and flags).
-pub fn file_stem(job: &str) -> String {
-    job.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect::<String>()
-        .trim_start_matches('.')
-        .to_string()
 }
 
 /// Path of `<job><suffix>` in `dir`.
@@ -168,11 +136,11 @@ mod tests {
     use super::*;
     use crate::report::DatasetReport;
 
-    fn ds(src: &str, action: &str, err: Option<&str>) -> DatasetReport {
+    fn ds(src: &str, action: Action, err: Option<&str>) -> DatasetReport {
         DatasetReport {
             source: src.into(),
             target: format!("b/{src}"),
-            action: action.into(),
+            action,
             base: err.is_none().then(|| "s2".to_string()),
             error: err.map(String::from),
             ..DatasetReport::default()
@@ -185,7 +153,10 @@ mod tests {
         let ok = RunReport {
             job: "j/1".into(),
             finished: 100,
-            datasets: vec![ds("t/a", "full", None), ds("t/e", "skipped", None)],
+            datasets: vec![
+                ds("t/a", Action::Full, None),
+                ds("t/e", Action::Skipped, None),
+            ],
             ..RunReport::default()
         };
         save_run(&dir, &ok).unwrap();
@@ -193,8 +164,8 @@ mod tests {
             job: "j/1".into(),
             finished: 200,
             datasets: vec![
-                ds("t/a", "failed", Some("boom")),
-                ds("t/n", "refused", Some("x")),
+                ds("t/a", Action::Failed, Some("boom")),
+                ds("t/n", Action::Refused, Some("x")),
             ],
             ..RunReport::default()
         };

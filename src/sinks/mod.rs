@@ -1,22 +1,39 @@
+//! Sinks: MQTT, healthchecks pings and the Prometheus textfile, and the cycle that
+//! feeds them.
+//!
 //! One run of zferry as the sinks see it: lock each job, ping its start, save its
 //! report, then tell every configured sink, and once all jobs finished, MQTT.
 //!
 //! The CLI calls [`Cycle::begin`] before and [`Cycle::finish`] after each job, and
 //! [`Cycle::publish`] at the end, outside its async runtime.
 
-use super::lock::{self, Acquire, JobLock};
-use super::notify::{hostname, Notify};
-use super::ping::{self, Ping};
-use super::state::{human_secs, Thresholds};
-use super::status::{job_status, JobStatus};
-use super::{log, mqtt, now, prom, store, RunReport};
-use crate::job::Job;
+pub mod mqtt;
+pub mod ping;
+pub mod prom;
+
+use crate::clock::now;
+use crate::config::notify::Notify;
+use crate::config::Job;
+use crate::human::human_secs;
+use crate::log;
+use crate::report::RunReport;
+use crate::state::lock::{self, Acquire, JobLock, Wedged};
+use crate::state::store;
+use crate::status::classify::Thresholds;
+use crate::status::{job_status, JobFacts, JobStatus, Seen};
+use ping::Ping;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Start of the report error of a run that found the lock held past the threshold.
-pub const LOCK_WEDGED: &str = "lock held for";
+/// This machine's name for topics (the kernel's hostname).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
 
 /// Settings of a cycle.
 #[derive(Debug, Clone)]
@@ -60,7 +77,7 @@ fn job_report(name: &str, job: &Job, error: String) -> RunReport {
     let t = now();
     RunReport {
         job: name.to_string(),
-        kind: job.kind.as_str().to_string(),
+        kind: job.kind,
         host: job.ssh.label(),
         started: t,
         finished: t,
@@ -89,7 +106,7 @@ impl Cycle {
             return;
         };
         if let Err(e) = ping::send(&url, kind, body, Duration::from_secs(p.timeout)) {
-            log::warn(&format!("job {job}: {e:#}"));
+            log::warn!("job {job}: {e:#}");
             self.sink_failed = true;
         }
     }
@@ -101,23 +118,23 @@ impl Cycle {
                 self.ping(name, Ping::Start, "");
                 Begin::Run(Some(l))
             }
-            Ok(Acquire::Busy { held, path }) if held.age < self.settings.lock_max_age => {
-                log::info(&format!(
-                    "job {name}: another run holds {} ({}, for {}); skipping this one",
-                    path.display(),
-                    held.holder,
-                    human_secs(held.age)
-                ));
-                self.skipped = true;
-                Begin::Skip
-            }
             Ok(Acquire::Busy { held, path }) => {
-                self.wedged = true;
-                Begin::Wedged(job_report(
-                    name,
-                    job,
-                    lock::wedged_message(&held, self.settings.lock_max_age, &path),
-                ))
+                match Wedged::check(held, self.settings.lock_max_age, path.clone()) {
+                    Ok(held) => {
+                        log::info!(
+                            "job {name}: another run holds {} ({}, for {}); skipping this one",
+                            path.display(),
+                            held.holder,
+                            human_secs(held.age)
+                        );
+                        self.skipped = true;
+                        Begin::Skip
+                    }
+                    Err(w) => {
+                        self.wedged = true;
+                        Begin::Wedged(job_report(name, job, w.to_string()))
+                    }
+                }
             }
             Err(e) => Begin::Wedged(job_report(
                 name,
@@ -133,22 +150,20 @@ impl Cycle {
         let hist = match store::save_run(dir, r) {
             Ok(h) => h,
             Err(e) => {
-                log::warn(&format!("job {}: the report was not saved: {e:#}", r.job));
+                log::warn!("job {}: the report was not saved: {e:#}", r.job);
                 self.sink_failed = true;
                 let mut h = store::load_history(dir, &r.job).unwrap_or_default();
                 h.record(r);
                 h
             }
         };
-        let st = job_status(
-            &r.job,
-            Some(r),
-            &hist,
-            None,
-            None,
-            true,
-            now(),
-            Thresholds {
+        let st = job_status(JobFacts {
+            job: &r.job,
+            report: Some(r),
+            history: &hist,
+            seen: Seen::JustRan,
+            now: now(),
+            thresholds: Thresholds {
                 stale_after: self.settings.stale_after,
                 max_snapshot_age: self
                     .settings
@@ -157,10 +172,10 @@ impl Cycle {
                     .copied()
                     .unwrap_or(self.settings.stale_after),
             },
-        );
+        });
         if let Some(d) = self.settings.notify.textfile_dir.clone() {
             if let Err(e) = prom::write(&d, &st) {
-                log::warn(&format!("job {}: metrics: {e:#}", r.job));
+                log::warn!("job {}: metrics: {e:#}", r.job);
                 self.sink_failed = true;
             }
         }
@@ -188,7 +203,7 @@ impl Cycle {
             self.settings.stale_after,
             !self.skipped,
         ) {
-            log::warn(&format!("{e:#}"));
+            log::warn!("{e:#}");
             self.sink_failed = true;
         }
     }

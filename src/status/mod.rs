@@ -1,21 +1,22 @@
 //! `zferry status`: the latest reports and history joined with one live listing per
-//! side, classified by [`super::state::classify`]. The same [`JobStatus`] feeds MQTT and
+//! side, classified by [`classify::classify`]. The same [`JobStatus`] feeds MQTT and
 //! the Prometheus textfile after every run.
 
-use super::state::{self, classify, Facts, Snap, State, Thresholds};
-use super::store::History;
-use super::RunReport;
+pub mod classify;
+
+use crate::config::{Config, Job, Overrides, StateSettings};
 use crate::host::Pool;
-use crate::job::Job;
-use crate::replicate::{list, Sides};
+use crate::human::human_secs;
+use crate::report::{Action, RunReport};
+use crate::sides::list;
+use crate::state::lock::{self, Wedged};
+use crate::state::store::{self, History};
 use crate::zfs::list::Listing;
 use crate::zfs::name::Dataset;
 use anyhow::Result;
+use classify::{classify, Facts, Snap, State, Thresholds};
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// Default staleness threshold: 26 h (a daily job plus slack).
-pub const DEFAULT_STALE_AFTER: u64 = 26 * 3600;
 
 /// One dataset's status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,7 +35,7 @@ pub struct DatasetStatus {
     pub source_newest: Option<String>,
     /// Newest snapshot on the target (live listing only).
     pub target_newest: Option<String>,
-    /// Seconds the copy is behind (see [`state::lag`]).
+    /// Seconds the copy is behind (see [`classify::lag`]).
     pub lag: Option<u64>,
     /// When the target's newest snapshot was taken, Unix seconds: the recovery point.
     pub newest_copy: Option<u64>,
@@ -122,9 +123,9 @@ impl JobStatus {
                 d.target_newest.as_deref().unwrap_or("-"),
                 d.newest_copy.map_or("?".into(), |t| format!(
                     "{} ago",
-                    state::human_secs(now.saturating_sub(t))
+                    human_secs(now.saturating_sub(t))
                 )),
-                d.lag.map_or("?".into(), state::human_secs),
+                d.lag.map_or("?".into(), human_secs),
             ));
             if let Some(r) = &d.reason {
                 s.push_str(&format!("          {}\n", r.replace('\n', "\n          ")));
@@ -135,14 +136,10 @@ impl JobStatus {
 }
 
 fn ago(now: u64, t: u64) -> String {
-    format!(
-        "{} ({} ago)",
-        utc(t),
-        state::human_secs(now.saturating_sub(t))
-    )
+    format!("{} ({} ago)", utc(t), human_secs(now.saturating_sub(t)))
 }
 
-pub use crate::clock::utc;
+use crate::clock::utc;
 
 /// One side's datasets and their snapshots (oldest first) from a live listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -188,7 +185,7 @@ pub fn side_from(listing: &Listing) -> Side {
 /// Lists both sides of `job` now: one `zfs list` per side, over the pool's connection.
 pub async fn live(job: &Job, pool: &mut Pool) -> Result<Live> {
     let remote = pool.get(&job.ssh).await?;
-    let sides = Sides::for_job(job.kind, &remote);
+    let sides = job.kind.sides(&remote);
     let target_roots: Vec<Dataset> = job
         .datasets
         .iter()
@@ -221,22 +218,50 @@ fn is_below(child: &str, parent: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// How the sides were seen for a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen<'a> {
+    /// Listed now (`zferry status`).
+    Listed(&'a Live),
+    /// The listing now failed; why (a job error in the status).
+    Unlisted(String),
+    /// Not listed: the report is the run that just ended (the sinks after a run), so
+    /// its successes are in sync now (lag 0) without listing again.
+    JustRan,
+}
+
+/// Everything [`job_status`] joins for one job.
+#[derive(Debug, Clone)]
+pub struct JobFacts<'a> {
+    /// Job name.
+    pub job: &'a str,
+    /// Its latest report, if it ever ran.
+    pub report: Option<&'a RunReport>,
+    /// Per dataset, its last success.
+    pub history: &'a History,
+    /// The sides now, or why not.
+    pub seen: Seen<'a>,
+    /// Now, Unix seconds.
+    pub now: u64,
+    /// What the datasets are judged against.
+    pub thresholds: Thresholds,
+}
+
 /// Joins what is known about a job into its status.
-///
-/// `fresh` says `report` is the run that just ended: its successes are in sync now
-/// (lag 0) without listing again. `live` is a listing taken now, if any;
-/// `live_error` why it could not be taken.
-#[allow(clippy::too_many_arguments)]
-pub fn job_status(
-    job: &str,
-    report: Option<&RunReport>,
-    hist: &History,
-    live: Option<&Live>,
-    live_error: Option<String>,
-    fresh: bool,
-    now: u64,
-    thresholds: Thresholds,
-) -> JobStatus {
+pub fn job_status(facts: JobFacts<'_>) -> JobStatus {
+    let JobFacts {
+        job,
+        report,
+        history: hist,
+        seen,
+        now,
+        thresholds,
+    } = facts;
+    let (live, live_error, fresh) = match seen {
+        Seen::Listed(l) => (Some(l), None, false),
+        Seen::Unlisted(why) => (None, Some(why), false),
+        Seen::JustRan => (None, None, true),
+    };
     // source -> target, from everything that knows about the dataset.
     let mut pairs: BTreeMap<String, String> = BTreeMap::new();
     for (s, k) in &hist.datasets {
@@ -246,7 +271,7 @@ pub fn job_status(
         for d in r
             .datasets
             .iter()
-            .filter(|d| d.action != "skipped" || d.failed())
+            .filter(|d| d.action != Action::Skipped || d.failed())
         {
             pairs.insert(d.source.clone(), d.target.clone());
         }
@@ -282,7 +307,7 @@ pub fn job_status(
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
             let dst = l.target.datasets.get(&target).and_then(|v| v.last());
-            facts.lag = state::lag(src, dst, now);
+            facts.lag = classify::lag(src, dst, now);
             facts.target_has_snapshot = Some(dst.is_some());
             facts.source_has_snapshot = Some(!src.is_empty());
             newest_copy = dst.map(|d| d.creation);
@@ -317,7 +342,7 @@ pub fn job_status(
     };
     JobStatus {
         job: job.to_string(),
-        kind: report.map_or(String::new(), |r| r.kind.clone()),
+        kind: report.map_or(String::new(), |r| r.kind.as_str().to_string()),
         host: report.map_or(String::new(), |r| r.host.clone()),
         ok: error.is_none() && datasets.iter().all(|d| d.state == State::Ok),
         error,
@@ -345,33 +370,33 @@ pub struct StatusCmd {
     pub state_dir: Option<std::path::PathBuf>,
 }
 
-/// Runs `zferry status`; returns the exit code (0 all ok, 1 something is not ok,
-/// 2 usage or config error, 3 a job's lock is held past its limit).
-pub fn command(c: StatusCmd) -> u8 {
-    use crate::cli::exit;
-    let cfg = match crate::job::Config::load(&c.config) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("zferry: {e:#}");
-            return exit::USAGE;
-        }
-    };
+/// What `zferry status` found, for the command line to map to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every dataset of every job shown is `ok`.
+    AllOk,
+    /// Something is `stale`, `missing` or `failed`.
+    NotOk,
+    /// A run holds a job's lock past `lock_max_age` right now.
+    Wedged,
+}
+
+/// Runs `zferry status` and prints it. An error (config, unknown job, unreadable
+/// state) is a usage error: nothing was looked at.
+pub fn command(c: StatusCmd) -> Result<Outcome> {
+    let cfg = Config::load(&c.config)?;
     if let Some(bad) = c.jobs.iter().find(|j| !cfg.jobs.contains_key(*j)) {
-        eprintln!("zferry: no job '{bad}' in {}", c.config.display());
-        return exit::USAGE;
+        anyhow::bail!("no job '{bad}' in {}", c.config.display());
     }
-    let dir = c
-        .state_dir
-        .or(cfg.state_dir.clone())
-        .unwrap_or_else(super::store::default_state_dir);
-    let stale_after = c
-        .stale_after
-        .or(cfg.stale_after)
-        .unwrap_or(DEFAULT_STALE_AFTER);
-    let lock_max_age = c
-        .lock_max_age
-        .or(cfg.lock_max_age)
-        .unwrap_or(super::lock::DEFAULT_MAX_AGE);
+    let StateSettings {
+        state_dir: dir,
+        stale_after,
+        lock_max_age,
+    } = cfg.state_settings(Overrides {
+        state_dir: c.state_dir,
+        stale_after: c.stale_after,
+        lock_max_age: c.lock_max_age,
+    });
     let rt = crate::host::runtime().expect("tokio runtime");
     let mut out = Vec::new();
     let mut wedged = false;
@@ -381,35 +406,27 @@ pub fn command(c: StatusCmd) -> u8 {
             continue;
         }
         let (report, hist) = match (
-            super::store::load_report(&dir, name),
-            super::store::load_history(&dir, name),
+            store::load_report(&dir, name),
+            store::load_history(&dir, name),
         ) {
             (Ok(r), Ok(h)) => (r, h),
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("zferry: {e:#}");
-                return exit::USAGE;
-            }
+            (Err(e), _) | (_, Err(e)) => return Err(e),
         };
-        let (live, live_err) = match rt.block_on(live(job, &mut pool)) {
-            Ok(l) => (Some(l), None),
-            Err(e) => (None, Some(format!("cannot list now: {e:#}"))),
-        };
-        let mut st = job_status(
-            name,
-            report.as_ref(),
-            &hist,
-            live.as_ref(),
-            live_err,
-            false,
-            super::now(),
-            Thresholds {
-                stale_after,
-                max_snapshot_age: job
-                    .max_snapshot_age
-                    .or(cfg.max_snapshot_age)
-                    .unwrap_or(stale_after),
+        let listed = rt.block_on(live(job, &mut pool));
+        let mut st = job_status(JobFacts {
+            job: name,
+            report: report.as_ref(),
+            history: &hist,
+            seen: match &listed {
+                Ok(l) => Seen::Listed(l),
+                Err(e) => Seen::Unlisted(format!("cannot list now: {e:#}")),
             },
-        );
+            now: crate::clock::now(),
+            thresholds: Thresholds {
+                stale_after,
+                max_snapshot_age: cfg.max_snapshot_age(job).unwrap_or(stale_after),
+            },
+        });
         if st.kind.is_empty() {
             st.kind = job.kind.as_str().to_string();
             st.host = job.ssh.label();
@@ -424,18 +441,18 @@ pub fn command(c: StatusCmd) -> u8 {
             serde_json::to_string_pretty(&out).expect("status serializes")
         );
     } else {
-        let now = super::now();
+        let now = crate::clock::now();
         for s in &out {
             print!("{}", s.human(now));
         }
     }
-    if wedged {
-        exit::LOCK
+    Ok(if wedged {
+        Outcome::Wedged
     } else if out.iter().all(|s| s.ok) {
-        exit::OK
+        Outcome::AllOk
     } else {
-        exit::FAILED
-    }
+        Outcome::NotOk
+    })
 }
 
 /// Adds a run holding the job's lock to its status; true when it holds it past
@@ -446,21 +463,17 @@ fn show_lock(
     max_age: u64,
     report: Option<&RunReport>,
 ) -> bool {
-    match super::lock::probe(dir, &st.job) {
+    match lock::probe(dir, &st.job) {
         Ok(None) => false,
         Ok(Some(held)) => {
-            st.running = Some(format!(
-                "{}, for {}",
-                held.holder,
-                state::human_secs(held.age)
-            ));
-            if held.age < max_age {
+            st.running = Some(format!("{}, for {}", held.holder, human_secs(held.age)));
+            let path = store::job_path(dir, &st.job, ".lock");
+            let Err(wedged) = Wedged::check(held, max_age, path) else {
                 return false;
-            }
-            let path = super::store::job_path(dir, &st.job, ".lock");
-            let why = super::lock::wedged_message(&held, max_age, &path);
+            };
+            let why = wedged.to_string();
             st.error = Some(match st.error.take() {
-                Some(e) if e.starts_with(super::sinks::LOCK_WEDGED) => why,
+                Some(e) if Wedged::is_saved_as(&e) => why,
                 Some(e) => format!("{why}; last run: {e}"),
                 None => why,
             });
@@ -468,10 +481,10 @@ fn show_lock(
             true
         }
         Err(e) => {
-            crate::report::log::warn(&format!("job {}: {e:#}", st.job));
+            crate::log::warn!("job {}: {e:#}", st.job);
             report
                 .and_then(|r| r.error.as_deref())
-                .is_some_and(|e| e.starts_with(super::sinks::LOCK_WEDGED))
+                .is_some_and(Wedged::is_saved_as)
         }
     }
 }
@@ -479,8 +492,8 @@ fn show_lock(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::store::Known;
     use crate::report::DatasetReport;
+    use crate::state::store::Known;
     use crate::zfs::list::parse_listing;
 
     const NOW: u64 = 2_000_000_000;
@@ -488,7 +501,7 @@ mod tests {
     fn report(error: Option<&str>, ds: Vec<DatasetReport>) -> RunReport {
         RunReport {
             job: "j".into(),
-            kind: "pull".into(),
+            kind: crate::config::Kind::Pull,
             host: "h".into(),
             finished: NOW - 10,
             error: error.map(String::from),
@@ -541,16 +554,14 @@ mod tests {
     #[test]
     fn a_job_error_fails_every_known_dataset_with_its_reason() {
         let r = report(Some("cannot connect to zferry@h over SSH"), vec![]);
-        let s = job_status(
-            "j",
-            Some(&r),
-            &hist("t/a", Some(NOW - 3600)),
-            None,
-            None,
-            true,
-            NOW,
-            DAY_THRESHOLDS,
-        );
+        let s = job_status(JobFacts {
+            job: "j",
+            report: Some(&r),
+            history: &hist("t/a", Some(NOW - 3600)),
+            seen: Seen::JustRan,
+            now: NOW,
+            thresholds: DAY_THRESHOLDS,
+        });
         assert!(!s.ok);
         assert_eq!(s.datasets.len(), 1);
         assert_eq!(s.datasets[0].state, State::Failed);
@@ -567,7 +578,7 @@ mod tests {
         let ok = DatasetReport {
             source: "t/a".into(),
             target: "b/t/a".into(),
-            action: "incremental".into(),
+            action: Action::Incremental,
             base: Some("s2".into()),
             bytes: 42,
             ..DatasetReport::default()
@@ -575,20 +586,18 @@ mod tests {
         let skipped = DatasetReport {
             source: "t/e".into(),
             target: "b/t/e".into(),
-            action: "skipped".into(),
+            action: Action::Skipped,
             ..DatasetReport::default()
         };
         let r = report(None, vec![ok, skipped]);
-        let s = job_status(
-            "j",
-            Some(&r),
-            &hist("t/a", Some(NOW - 10)),
-            None,
-            None,
-            true,
-            NOW,
-            DAY_THRESHOLDS,
-        );
+        let s = job_status(JobFacts {
+            job: "j",
+            report: Some(&r),
+            history: &hist("t/a", Some(NOW - 10)),
+            seen: Seen::JustRan,
+            now: NOW,
+            thresholds: DAY_THRESHOLDS,
+        });
         assert!(s.ok, "{s:?}");
         assert_eq!(s.datasets.len(), 1);
         assert_eq!((s.datasets[0].lag, s.datasets[0].bytes), (Some(0), 42));
@@ -625,16 +634,14 @@ mod tests {
             ("t/n".into(), "b/t/n".into()),
             ("t/e".into(), "b/t/e".into()),
         ];
-        let s = job_status(
-            "j",
-            None,
-            &hist("t/a", Some(NOW - 3 * 86400)),
-            Some(&live),
-            None,
-            false,
-            NOW,
-            DAY_THRESHOLDS,
-        );
+        let s = job_status(JobFacts {
+            job: "j",
+            report: None,
+            history: &hist("t/a", Some(NOW - 3 * 86400)),
+            seen: Seen::Listed(&live),
+            now: NOW,
+            thresholds: DAY_THRESHOLDS,
+        });
         assert!(!s.ok);
         assert_eq!(s.in_state(State::Stale), vec!["t/a".to_string()]);
         // t/e has no snapshot at all: missing too, never silently absent.
