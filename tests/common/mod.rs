@@ -4,6 +4,7 @@
 //! Lab tests never skip: if the lab cannot boot, they fail with the lab's own output.
 #![allow(dead_code)]
 
+pub mod pair;
 pub mod zferry;
 pub mod zfs24;
 
