@@ -1,5 +1,5 @@
 # The two commands the README names: `make demo` and `make test`.
-.PHONY: bench setup build demo test lint unit sinks lab-down lab24 ansible-build ansible-check molecule
+.PHONY: bench setup build demo test lint unit sinks lab-down lab24 ansible-build ansible-check molecule package
 
 setup:
 	tests/lab/setup-host.sh
@@ -50,6 +50,12 @@ bench:
 # zferry.zfs: static musl module binaries for x86_64 and aarch64, placed in the collection.
 ansible-build: setup
 	ansible/build.sh
+
+# Debian packages: target/deb/zferry_<version>_{amd64,arm64}.deb from the static musl
+# binaries, with man pages, shell completions and example config/units (packaging/deb.sh).
+package: setup
+	ansible/build.sh
+	packaging/deb.sh x86_64 aarch64
 
 # zferry.zfs: ansible-doc renders every module, ansible-lint, ansible-test sanity.
 ansible-check:

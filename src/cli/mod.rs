@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod generate;
+
 /// Exit codes, documented in the README.
 pub mod exit {
     /// Everything succeeded.
@@ -82,6 +84,9 @@ enum Cmd {
     /// Per dataset: last success, newest snapshot on each side, lag, and a state
     /// (ok, stale, missing, failed). Exit 0 all ok, 1 not, 2 usage, 3 wedged lock.
     Status(StatusArgs),
+    /// Man pages and shell completions from these definitions (for packagers).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -532,7 +537,8 @@ fn select(cmd: Cmd) -> Result<Selection> {
         | Cmd::Holds(_)
         | Cmd::Check(_)
         | Cmd::Snapshot(_)
-        | Cmd::Prune(_) => {
+        | Cmd::Prune(_)
+        | Cmd::Generate(_) => {
             unreachable!("handled before select")
         }
     })
@@ -635,6 +641,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         Cmd::Check(a) => return check(a),
         Cmd::Snapshot(a) => return snapshot(a),
         Cmd::Prune(a) => return prune(a),
+        Cmd::Generate(a) => return generate::command(a),
         _ => {}
     }
     if let Cmd::Status(a) = cli.cmd {

@@ -14,6 +14,7 @@
 //! - `snapshot`: zferry's own snapshots and replication-aware pruning on three tiers.
 //! - `status`: never silent: every failure mode in status, pings, MQTT and metrics.
 //! - `ansible`: the binary modules run as Ansible runs them.
+//! - `package`: the .deb installs, replicates with /usr/bin/zferry, and removes cleanly.
 //! - `zfs24`: OpenZFS 2.4 VMs, the mixed chain and the 2.4 delegations.
 //!
 //! Shared setup is in `common` (VMs, pools, zferry runs); `sinkpeers` (the MQTT broker and
@@ -26,6 +27,7 @@ mod sinkpeers;
 mod ansible;
 mod engine;
 mod guard;
+mod package;
 mod safety;
 mod smoke;
 mod snapshot;

@@ -18,11 +18,13 @@ fi
 # (tests/sinks.rs, tests/lab/status.rs) run a real broker and check metrics with promtool.
 need=(debootstrap qemu-system-x86 qemu-utils qemu-user e2fsprogs zstd openssh-client python3 python3-venv make
   mosquitto mosquitto-clients prometheus util-linux
-  musl-tools gcc-aarch64-linux-gnu shellcheck binutils)
+  musl-tools gcc-aarch64-linux-gnu shellcheck binutils dpkg gzip)
 # musl-tools, gcc-aarch64-linux-gnu: C parts of the static module binaries (ansible/build.sh);
 # ansible-test sanity runs shellcheck on the collection's scripts; qemu-user runs
 # the aarch64 module binary's smoke test (ansible/build.sh); binutils: `lab provision` strips
-# the debug binary before copying it into the VMs.
+# the debug binary before copying it into the VMs; dpkg (dpkg-deb) and gzip build the .deb
+# packages (packaging/deb.sh, tests/lab/package.rs): essential on Debian, listed so that a
+# host without them gets them.
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

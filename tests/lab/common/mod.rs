@@ -185,6 +185,17 @@ impl Lab {
         .collect()
     }
 
+    /// Copies the host file `src` to `dst` in `vm` (as root).
+    pub fn copy_to(&self, vm: &str, src: &std::path::Path, dst: &str) {
+        let src = src.to_str().expect("a UTF-8 path");
+        let o = lab_cmd(&self.script, &["cp", vm, src, dst]);
+        assert!(
+            o.status.success(),
+            "lab cp {vm} {src} {dst}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     /// One property of one dataset.
     pub fn prop(&self, vm: &str, ds: &str, prop: &str) -> String {
         self.ok(vm, &format!("zfs get -Hpo value {prop} {ds}"))
