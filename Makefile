@@ -7,9 +7,11 @@ setup:
 build:
 	cargo build --locked
 
+# Docs build without broken links; missing docs on public items fail clippy ([lints]).
 lint:
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 
 unit:
 	cargo test --locked --lib --bins

@@ -175,7 +175,7 @@ const MAX_SPEC: usize = 64 * 1024;
 
 /// The `zfs destroy` snapshot specs for `destroy`, shortest form first: a run of
 /// snapshots that are all destroyed and adjacent in `snaps` (oldest first) becomes
-/// `first%last`; the specs are split so that none exceeds [`MAX_SPEC`]. A snapshot made
+/// `first%last`; the specs are split so that none exceeds `MAX_SPEC` (64 KiB). A snapshot made
 /// after the listing is newer than all of them, so it never falls inside a range.
 pub fn destroy_specs(snaps: &[Point], destroy: &[String]) -> Vec<String> {
     let gone: BTreeSet<&str> = destroy.iter().map(String::as_str).collect();
@@ -490,7 +490,7 @@ mod tests {
                 if !gone.contains(p.name.as_str()) { continue; }
                 prop_assert_eq!(p.userrefs, 0, "held {}", p.name);
                 prop_assert!(Some(p) != snaps.last(), "newest {}", p.name);
-                prop_assert!(oldest_base.map_or(true, |t| p.createtxg < t), "unreplicated {}", p.name);
+                prop_assert!(oldest_base.is_none_or(|t| p.createtxg < t), "unreplicated {}", p.name);
                 prop_assert!(
                     matches!(period_of(&p.name), Some(Period::Hourly | Period::Daily)) || p.name.starts_with("manual"),
                     "{}", p.name

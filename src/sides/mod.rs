@@ -1,5 +1,5 @@
 //! The two ends of a job and what is read from them: one `zfs list -Hp` per side
-//! ([`list`]), and the holds on the listed snapshots ([`holds`]).
+//! (`list`), and the holds on the listed snapshots ([`holds`]).
 //!
 //! Below `replicate`, `status` and `prune`, which all read a side the same way, so a
 //! status costs the same listing a run makes and goes through the same SSH guard.
