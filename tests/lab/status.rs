@@ -416,6 +416,8 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
     // nothing new pings /fail with the reason, the retained MQTT state is not ok, and
     // the metric holds the old recovery point; a fresh snapshot and run turn all green.
     // (30 s: a healthy run and its status take a few seconds under emulation.)
+    // Only this run's pings below: the catch-up run above pinged /fail for ns1c/gone.
+    env.http.take();
     env.config_with(port, &["data"], "max_snapshot_age = 30\n");
     std::thread::sleep(std::time::Duration::from_secs(31));
     let r = env.zferry("run");
