@@ -415,11 +415,12 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
     // The same through a run's sinks, with the job's own threshold: a run that finds
     // nothing new pings /fail with the reason, the retained MQTT state is not ok, and
     // the metric holds the old recovery point; a fresh snapshot and run turn all green.
-    // (30 s: a healthy run and its status take a few seconds under emulation.)
+    // (90 s: from the fresh snapshot to the status check of a healthy run takes tens of
+    // seconds under emulation on a busy machine.)
     // Only this run's pings below: the catch-up run above pinged /fail for ns1c/gone.
     env.http.take();
-    env.config_with(port, &["data"], "max_snapshot_age = 30\n");
-    std::thread::sleep(std::time::Duration::from_secs(31));
+    env.config_with(port, &["data"], "max_snapshot_age = 90\n");
+    std::thread::sleep(std::time::Duration::from_secs(91));
     let r = env.zferry("run");
     assert!(r.stderr.contains("up to date"), "{}", r.stderr);
     let reqs = env.http.take();
