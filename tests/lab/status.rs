@@ -450,8 +450,28 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
         )),
         "the metric holds the recovery point {newest}"
     );
+    // (Not `healthy`: ns1c/gone, in the job until above, stays in the saved history.)
     lab.write_and_snap("client", &format!("{c}/data"), "fresh", 1);
-    env.healthy("after a fresh snapshot");
+    let r = env.zferry("run");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let pings: Vec<String> = env.http.take().into_iter().map(|q| q.path).collect();
+    assert_eq!(
+        pings,
+        [format!("/ping/{JOB}/start"), format!("/ping/{JOB}")]
+    );
+    let m = env.mqtt_status();
+    assert_eq!(
+        (m["ok"].clone(), m["failure"].clone()),
+        (Value::Bool(true), Value::Null),
+        "{m}"
+    );
+    let (code, st) = env.status();
+    assert_eq!(code, Some(0), "{st}");
+    assert_eq!(
+        dataset_status(&st, &format!("{c}/data"))["state"],
+        "ok",
+        "{st}"
+    );
 
     // A new child without any snapshot is missing, not silently absent.
     lab.ok("client", &format!("zfs create {c}/data/newkid"));
