@@ -12,6 +12,7 @@ lint:
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
+	tests/msrv.sh
 
 unit:
 	cargo test --locked --lib --bins
@@ -52,6 +53,11 @@ bench:
 # zferry.zfs: static musl module binaries for x86_64 and aarch64, placed in the collection.
 ansible-build: setup
 	ansible/build.sh
+
+# zferry.zfs for this user ($ANSIBLE_HOME, default ~/.ansible): the collection with its
+# binaries, and the modules' short names (`ansible HOST -m zfs_push`), see ansible/install.sh.
+ansible-install: ansible-build
+	ansible/install.sh
 
 # Debian packages: target/deb/zferry_<version>_{amd64,arm64}.deb from the static musl
 # binaries, with man pages, shell completions and example config/units (packaging/deb.sh).
