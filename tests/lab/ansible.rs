@@ -21,6 +21,16 @@ struct Ansible {
     dir: PathBuf,
 }
 
+/// How a run finds zferry.zfs.
+#[derive(Clone, Copy, PartialEq)]
+enum Finds {
+    /// `ANSIBLE_COLLECTIONS_PATH` names the test's collection tree (FQCN tasks).
+    Configured,
+    /// Nothing configured: `ANSIBLE_HOME` is the test's `home/`, so Ansible searches only
+    /// its default paths below it, as for a user who ran `ansible/install.sh`.
+    Defaults,
+}
+
 /// One ansible or ansible-playbook run against one host.
 #[derive(Debug)]
 struct Run {
@@ -122,7 +132,8 @@ fn ansible() -> &'static Ansible {
         assert!(venv.join("bin/ansible-playbook").exists(), "no ansible-playbook in {venv:?}");
         let dir = std::env::temp_dir().join(format!("zferry-lab-ansible-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let coll = dir.join("collections/ansible_collections/zferry/zfs");
+        // Under home/collections: where Ansible looks by default when ANSIBLE_HOME=home.
+        let coll = dir.join("home/collections/ansible_collections/zferry/zfs");
         copy_collection(&root.join("ansible"), &coll);
         // The lab VMs are x86_64 Debian 12 like this host, so this run's own binary serves
         // as the x86_64 build: the test exercises the code just compiled. Stripped, because
@@ -159,12 +170,27 @@ fn ansible() -> &'static Ansible {
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
 impl Ansible {
-    fn run(&self, prog: &str, host: &str, args: &[&str]) -> Run {
+    fn run(&self, finds: Finds, prog: &str, host: &str, args: &[&str]) -> Run {
         let n = RUNS.fetch_add(1, Ordering::Relaxed);
         let tree = self.dir.join(format!("tree-{n}"));
-        let o = Command::new(self.venv.join("bin").join(prog))
+        let mut cmd = Command::new(self.venv.join("bin").join(prog));
+        for var in [
+            "ANSIBLE_COLLECTIONS_PATH",
+            "ANSIBLE_HOME",
+            "ANSIBLE_LIBRARY",
+            "ANSIBLE_ACTION_PLUGINS",
+        ] {
+            cmd.env_remove(var);
+        }
+        match finds {
+            Finds::Configured => cmd.env(
+                "ANSIBLE_COLLECTIONS_PATH",
+                self.dir.join("home/collections"),
+            ),
+            Finds::Defaults => cmd.env("ANSIBLE_HOME", self.dir.join("home")),
+        };
+        let o = cmd
             .args(args)
-            .env("ANSIBLE_COLLECTIONS_PATH", self.dir.join("collections"))
             .env("ANSIBLE_INVENTORY", self.dir.join("inventory.ini"))
             .env("ANSIBLE_HOST_KEY_CHECKING", "True")
             .env("ANSIBLE_LOCAL_TEMP", self.dir.join("tmp"))
@@ -194,13 +220,24 @@ impl Ansible {
     /// Like [`Ansible::play`]; with `gather`, the action plugin takes the architecture
     /// from the facts instead of running `uname -m`.
     fn play_facts(&self, host: &str, task: Value, extra: &[&str], gather: bool) -> Run {
+        self.play_finding(Finds::Configured, host, task, extra, gather)
+    }
+
+    fn play_finding(
+        &self,
+        finds: Finds,
+        host: &str,
+        task: Value,
+        extra: &[&str],
+        gather: bool,
+    ) -> Run {
         let n = RUNS.fetch_add(1, Ordering::Relaxed);
         let pb = self.dir.join(format!("play-{n}.yml"));
         let play = json!([{"name": "lab", "hosts": host, "gather_facts": gather, "tasks": [task]}]);
         std::fs::write(&pb, serde_json::to_string_pretty(&play).unwrap()).unwrap();
         let mut args = vec![pb.to_str().unwrap()];
         args.extend(extra);
-        let r = self.run("ansible-playbook", host, &args);
+        let r = self.run(finds, "ansible-playbook", host, &args);
         // The recap agrees with the task result.
         let recap = r
             .stdout
@@ -220,9 +257,20 @@ impl Ansible {
 
     /// `ansible HOST -m MODULE -a ARGS` (ad hoc, `k=v` arguments).
     fn adhoc(&self, host: &str, module: &str, args: &str, extra: &[&str]) -> Run {
+        self.adhoc_finding(Finds::Configured, host, module, args, extra)
+    }
+
+    fn adhoc_finding(
+        &self,
+        finds: Finds,
+        host: &str,
+        module: &str,
+        args: &str,
+        extra: &[&str],
+    ) -> Run {
         let mut a = vec![host, "-m", module, "-a", args];
         a.extend(extra);
-        self.run("ansible", host, &a)
+        self.run(finds, "ansible", host, &a)
     }
 }
 
@@ -599,4 +647,97 @@ fn zfs_pull_and_zfs_push_check_then_real_then_unchanged() {
     again.ok();
     assert!(!again.changed(), "{again:#?}");
     assert_eq!(again.dataset(&copy)["action"], "up_to_date");
+}
+
+#[test]
+fn short_names_work_after_install_sh_in_plays_and_ad_hoc() {
+    let (lab, a) = (lab(), ansible());
+    let (s, o) = ("an4s", "an4o");
+    lab.pool("server", s);
+    lab.pool("offsite", o);
+    let src = format!("{s}/data");
+    lab.encrypted("server", &src);
+    lab.write_and_snap("server", &src, "s1", 1);
+    lab.ok("offsite", &format!("zfs create {o}/offsite"));
+    let push_args = json!({"host": "10.0.2.2", "port": lab.port("offsite"), "user": USER,
+        "identity_file": format!("/home/{USER}/.ssh/id_ed25519"),
+        "datasets": [&src], "destination": format!("{o}/offsite"),
+        "strip_prefix": s, "job_name": "an4push"})
+    .to_string();
+
+    // Before install.sh, a new user's `ansible -m zfs_push` does not resolve: the shims are
+    // what makes the difference below, not something else on this machine.
+    let before = a.adhoc_finding(
+        Finds::Defaults,
+        "server",
+        "zfs_push",
+        &push_args,
+        &["--check"],
+    );
+    assert_ne!(before.code, Some(0), "{before:#?}");
+    assert!(
+        format!("{}{}", before.stdout, before.stderr)
+            .contains("Cannot resolve 'zfs_push' to an action or module"),
+        "{before:#?}"
+    );
+    let home = a.dir.join("home");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    must(
+        Command::new(root.join("ansible/install.sh"))
+            .arg("--short-names-only")
+            .env("ANSIBLE_HOME", &home),
+        "ansible/install.sh --short-names-only",
+    );
+
+    // A play without `collections:` grants the delegation by the short name.
+    let allow = json!({"name": "allow", "zfs_allow": {"name": format!("{o}/offsite"), "users": [USER],
+        "permissions": ["create", "mount", "canmount", "receive", "hold", "release"]}});
+    let granted = a.play_finding(Finds::Defaults, "offsite", allow.clone(), &[], false);
+    granted.ok();
+    assert!(granted.changed(), "{granted:#?}");
+    assert!(
+        zfs_allow(lab, "offsite", &format!("{o}/offsite")).contains(&format!(
+            "\tuser {USER} canmount,create,hold,mount,receive,release\n"
+        ))
+    );
+    assert!(!a
+        .play_finding(Finds::Defaults, "offsite", allow, &[], false)
+        .ok()
+        .changed());
+    lab.ok(
+        "server",
+        &format!("zfs allow -u {USER} send,hold,release {s}"),
+    );
+
+    // Ad hoc: check mode sends nothing, the real run sends raw, a rerun changes nothing.
+    let off = format!("{o}/offsite/data");
+    let plan = a.adhoc_finding(
+        Finds::Defaults,
+        "server",
+        "zfs_push",
+        &push_args,
+        &["--check"],
+    );
+    plan.ok();
+    assert!(plan.changed(), "{plan:#?}");
+    assert_eq!(plan.dataset(&src)["action"], "full", "{plan:#?}");
+    assert!(
+        lab.sh("offsite", &format!("zfs list {off}")).code != Some(0),
+        "check mode sent nothing"
+    );
+    let real = a.adhoc_finding(Finds::Defaults, "server", "zfs_push", &push_args, &[]);
+    real.ok();
+    assert!(
+        real.changed() && real.stdout.contains("server | CHANGED"),
+        "{real:#?}"
+    );
+    assert_eq!(lab.guids("offsite", &off), lab.guids("server", &src));
+    assert_eq!(lab.prop("offsite", &off, "keystatus"), "unavailable");
+    let again = a.adhoc_finding(Finds::Defaults, "server", "zfs_push", &push_args, &[]);
+    again.ok();
+    assert!(
+        !again.changed() && again.stdout.contains("server | SUCCESS"),
+        "{again:#?}"
+    );
+    assert_eq!(again.dataset(&src)["action"], "up_to_date");
 }
