@@ -340,10 +340,7 @@ fn zfs_allow_grants_once_predicts_exactly_and_exact_removes_extras() {
     assert_eq!(again.result["commands"], json!([]));
 
     // An extra grant, then `exact`: predicted in check mode, removed for real, once.
-    lab.ok(
-        "server",
-        &format!("zfs allow -u {USER} destroy,mount an1/data"),
-    );
+    lab.allow("server", "destroy,mount", "an1/data");
     let exact = allow_task(
         json!({"name": "an1/data", "users": USER, "permissions": "send,hold", "exact": "yes"}),
     );
@@ -476,10 +473,7 @@ fn zfs_allow_ad_hoc_and_malformed_args_fail_as_clean_json() {
     assert_eq!(zfs_allow(lab, "server", "an2/data"), before);
 
     // state=absent recursive=yes: every descendent that grants the user, each predicted.
-    lab.ok(
-        "server",
-        &format!("zfs create an2/data/kid; zfs allow -u {USER} send an2/data/kid"),
-    );
+    lab.create_allowed("server", "an2/data/kid", "send");
     let args = format!("name=an2 users={USER} state=absent recursive=yes");
     let kid_before = zfs_allow(lab, "server", "an2/data/kid");
     let check = a.adhoc("server", "zferry.zfs.zfs_allow", &args, &["--check"]);
@@ -704,10 +698,7 @@ fn short_names_work_after_install_sh_in_plays_and_ad_hoc() {
         .play_finding(Finds::Defaults, "offsite", allow, &[], false)
         .ok()
         .changed());
-    lab.ok(
-        "server",
-        &format!("zfs allow -u {USER} send,hold,release {s}"),
-    );
+    lab.allow("server", "send,hold,release", s);
 
     // Ad hoc: check mode sends nothing, the real run sends raw, a rerun changes nothing.
     let off = format!("{o}/offsite/data");

@@ -18,11 +18,8 @@ fn setup_pull(lab: &Lab, c: &str, s: &str) {
         lab.write_and_snap("client", &format!("{c}/{ds}"), "s1", 2);
         lab.write_and_snap("client", &format!("{c}/{ds}"), "s2", 1);
     }
-    lab.ok("client", &format!("zfs allow -u {USER} {SRC_PERMS} {c}"));
-    lab.ok(
-        "server",
-        &format!("zfs create {s}/backup; zfs allow -u {USER} {DST_PERMS} {s}/backup"),
-    );
+    lab.allow("client", SRC_PERMS, c);
+    lab.create_allowed("server", &format!("{s}/backup"), DST_PERMS);
 }
 
 fn pull_args(lab: &Lab, c: &str, s: &str, datasets: &str) -> String {
@@ -112,15 +109,9 @@ fn push_raw_with_strip_prefix_keeps_offsite_locked() {
     let r = zferry(lab, "server", &pull_args(lab, c, s, &format!("{c}/data")));
     assert_eq!(r.code, Some(0), "{r:?}");
 
-    lab.ok(
-        "server",
-        &format!("zfs allow -u {USER} {SRC_PERMS} {s}/backup"),
-    );
+    lab.allow("server", SRC_PERMS, &format!("{s}/backup"));
     lab.pool("offsite", o);
-    lab.ok(
-        "offsite",
-        &format!("zfs create {o}/offsite; zfs allow -u {USER} {DST_PERMS} {o}/offsite"),
-    );
+    lab.create_allowed("offsite", &format!("{o}/offsite"), DST_PERMS);
     let push = format!(
         "push {} --datasets {s}/backup/client --destination {o}/offsite --strip-prefix {s}/backup --job-name off-{o}",
         remote(lab, "offsite")
@@ -236,10 +227,7 @@ fn parents_under_an_encrypted_root_are_encrypted() {
     setup_pull(lab, c, s);
     // An encrypted backup root with its key loaded, as on the backup server.
     lab.encrypted("server", &format!("{s}/enc"));
-    lab.ok(
-        "server",
-        &format!("zfs allow -u {USER} {DST_PERMS} {s}/enc"),
-    );
+    lab.allow("server", DST_PERMS, &format!("{s}/enc"));
     let r = zferry(
         lab,
         "server",
@@ -325,11 +313,10 @@ fn a_hold_that_cannot_be_placed_is_a_warning_not_a_failure() {
     let (c, s) = ("e7c", "e7s");
     setup_pull(lab, c, s);
     // A target root without hold/release delegated.
-    lab.ok(
+    lab.create_allowed(
         "server",
-        &format!(
-            "zfs create {s}/nohold; zfs allow -u {USER} create,mount,canmount,receive {s}/nohold"
-        ),
+        &format!("{s}/nohold"),
+        "create,mount,canmount,receive",
     );
     let r = zferry(
         lab,

@@ -57,7 +57,11 @@ fn pull_and_push_through_the_guard_and_nothing_else() {
         "send,hold,release",
         &format!("{c}/data"),
     );
-    lab.ok("server", &format!("zfs create {s}/backup; zfs allow -u {USER} create,mount,canmount,receive,send,hold,release {s}/backup"));
+    lab.create_allowed(
+        "server",
+        &format!("{s}/backup"),
+        "create,mount,canmount,receive,send,hold,release",
+    );
     lab.ok("offsite", &format!("zfs create {o}/off"));
     guarded_user(
         lab,
@@ -237,10 +241,11 @@ fn a_hostile_offsite_gets_no_plaintext_and_no_other_dataset_from_a_forged_token(
     lab.encrypted("server", &format!("{s}/secret"));
     write_marker_and_snap(lab, "server", &eb, "s1");
     write_marker_and_snap(lab, "server", &format!("{s}/secret"), "x");
-    lab.ok("server", &format!("zfs allow -u {USER} {SRC_PERMS} {s}"));
-    lab.ok(
+    lab.allow("server", SRC_PERMS, s);
+    lab.create_allowed(
         "offsite",
-        &format!("zfs create {o}/off; zfs allow -u {USER} {DST_PERMS},destroy {o}/off"),
+        &format!("{o}/off"),
+        &format!("{DST_PERMS},destroy"),
     );
     let push = format!(
         "push --host 10.0.2.2 --port {} --user {USER} --datasets {eb} --destination {o}/off --strip-prefix {s} --job-name tr1",
@@ -349,11 +354,10 @@ fn raw_only_keys_and_hostile_commands_on_real_hosts() {
         SRC_PERMS,
         c,
     );
-    lab.ok(
+    lab.create_allowed(
         "server",
-        &format!(
-            "zfs create {s}/backup; zfs allow -u {USER} {DST_PERMS},send,hold,release {s}/backup"
-        ),
+        &format!("{s}/backup"),
+        &format!("{DST_PERMS},send,hold,release"),
     );
     let cport = lab.port("client");
     let pull = format!(

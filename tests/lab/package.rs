@@ -115,11 +115,8 @@ fn pools(lab: &Lab, c: &str, s: &str) {
     lab.encrypted("client", &format!("{c}/data"));
     lab.write_and_snap("client", &format!("{c}/data"), "s1", 2);
     lab.write_and_snap("client", &format!("{c}/data"), "s2", 1);
-    lab.ok("client", &format!("zfs allow -u {USER} {SRC_PERMS} {c}"));
-    lab.ok(
-        "server",
-        &format!("zfs create {s}/backup; zfs allow -u {USER} {DST_PERMS} {s}/backup"),
-    );
+    lab.allow("client", SRC_PERMS, c);
+    lab.create_allowed("server", &format!("{s}/backup"), DST_PERMS);
 }
 
 #[test]

@@ -8,11 +8,8 @@ use crate::common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
 fn setup(lab: &Lab, c: &str, s: &str) {
     lab.pool("client", c);
     lab.pool("server", s);
-    lab.ok("client", &format!("zfs allow -u {USER} {SRC_PERMS} {c}"));
-    lab.ok(
-        "server",
-        &format!("zfs create {s}/backup; zfs allow -u {USER} {DST_PERMS} {s}/backup"),
-    );
+    lab.allow("client", SRC_PERMS, c);
+    lab.create_allowed("server", &format!("{s}/backup"), DST_PERMS);
 }
 
 fn pull(lab: &Lab, c: &str, s: &str, ds: &str, extra: &str) -> Run {
@@ -237,7 +234,7 @@ fn stale_resume_token_is_discarded() {
         "nothing changed"
     );
 
-    lab.ok("server", &format!("zfs allow -u {USER} destroy {s}/backup"));
+    lab.allow("server", "destroy", &format!("{s}/backup"));
     let r = pull(lab, c, s, "data", "");
     assert_eq!(r.code, Some(0), "{r:?}");
     let d = r.dataset(&src);
@@ -258,10 +255,7 @@ fn diverged_target_is_refused_until_rollback_is_allowed() {
     let lab = lab();
     let (c, s) = ("sa4c", "sa4s");
     setup(lab, c, s);
-    lab.ok(
-        "server",
-        &format!("zfs allow -u {USER} rollback,destroy {s}/backup"),
-    );
+    lab.allow("server", "rollback,destroy", &format!("{s}/backup"));
     let src = format!("{c}/data");
     let dst = format!("{s}/backup/client/{c}/data");
     lab.ok("client", &format!("zfs create {src}"));

@@ -11,15 +11,8 @@ fn raw_pull_by_delegated_user_then_incremental() {
     lab.pool("server", "sms");
     lab.encrypted("client", "smc/secret");
     lab.write_and_snap("client", "smc/secret", "s1", 4);
-    lab.ok(
-        "client",
-        &format!("zfs allow -u {USER} send,hold smc/secret"),
-    );
-    lab.ok("server", "zfs create sms/backup");
-    lab.ok(
-        "server",
-        &format!("zfs allow -u {USER} create,mount,receive sms/backup"),
-    );
+    lab.allow("client", "send,hold", "smc/secret");
+    lab.create_allowed("server", "sms/backup", "create,mount,receive");
 
     let port = lab.port("client");
     let pull = |span: &str| {
@@ -65,15 +58,8 @@ fn receive_without_create_permission_is_denied() {
     lab.pool("server", "smt");
     lab.ok("client", "zfs create smd/plain");
     lab.write_and_snap("client", "smd/plain", "s1", 1);
-    lab.ok(
-        "client",
-        &format!("zfs allow -u {USER} send,hold smd/plain"),
-    );
-    lab.ok("server", "zfs create smt/backup");
-    lab.ok(
-        "server",
-        &format!("zfs allow -u {USER} mount,receive smt/backup"),
-    );
+    lab.allow("client", "send,hold", "smd/plain");
+    lab.create_allowed("server", "smt/backup", "mount,receive");
     let port = lab.port("client");
     let o = lab.sh_as(
         "server",

@@ -142,14 +142,16 @@ fn pruning_keeps_what_replication_needs_on_every_tier() {
     lab.pool("server", s);
     lab.pool("offsite", o);
     lab.encrypted("client", &format!("{c}/data"));
-    lab.ok("client", &format!("zfs allow -u {USER} {SRC_PERMS} {c}"));
-    lab.ok(
+    lab.allow("client", SRC_PERMS, c);
+    lab.create_allowed(
         "server",
-        &format!("zfs create {s}/backup; zfs allow -u {USER} {DST_PERMS},send,destroy {s}/backup"),
+        &format!("{s}/backup"),
+        &format!("{DST_PERMS},send,destroy"),
     );
-    lab.ok(
+    lab.create_allowed(
         "offsite",
-        &format!("zfs create {o}/off; zfs allow -u {USER} {DST_PERMS},destroy {o}/off"),
+        &format!("{o}/off"),
+        &format!("{DST_PERMS},destroy"),
     );
     let pull = format!(
         "pull {} --name client --datasets {c}/data --destination {s}/backup --job-name pr-pull",

@@ -217,11 +217,8 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
     for ds in ["data", "gone"] {
         lab.write_and_snap("client", &format!("{c}/{ds}"), "s1", 1);
     }
-    lab.ok("client", &format!("zfs allow -u {USER} {SRC_PERMS} {c}"));
-    lab.ok(
-        "server",
-        &format!("zfs create {s}/backup; zfs allow -u {USER} {DST_PERMS} {s}/backup"),
-    );
+    lab.allow("client", SRC_PERMS, c);
+    lab.create_allowed("server", &format!("{s}/backup"), DST_PERMS);
     lab.ok_as(
         "server",
         USER,
@@ -261,7 +258,7 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
     lab.write_and_snap("client", &format!("{c}/data"), "s2", 1);
     lab.ok("client", &format!("zfs unallow -u {USER} {SRC_PERMS} {c}"));
     env.fails("permission denied", "permission denied", 1);
-    lab.ok("client", &format!("zfs allow -u {USER} {SRC_PERMS} {c}"));
+    lab.allow("client", SRC_PERMS, c);
     env.healthy("after permission denied");
 
     // 3. Diverged target: a snapshot made on the copy.

@@ -50,7 +50,7 @@ fn client_source(lab: &Lab, c: &str, src_perms: &str) {
         lab.write_and_snap("client", &format!("{c}/{ds}"), "s1", 2);
         lab.write_and_snap("client", &format!("{c}/{ds}"), "s2", 1);
     }
-    lab.ok("client", &format!("zfs allow -u {USER} {src_perms} {c}"));
+    lab.allow("client", src_perms, c);
 }
 
 /// client (2.3) --pull--> server24 --raw push--> offsite24 with zferry as `zferry`, then one
@@ -60,22 +60,10 @@ fn chain(lab: &Lab, tag: &str, perms: [&str; 4]) {
     let (c, s, o) = (format!("{tag}c"), format!("{tag}s"), format!("{tag}o"));
     client_source(lab, &c, perms[0]);
     lab.pool("server24", &s);
-    lab.ok(
-        "server24",
-        &format!("zfs create {s}/eb; zfs allow -u {USER} {} {s}/eb", perms[1]),
-    );
-    lab.ok(
-        "server24",
-        &format!("zfs allow -u {USER} {} {s}/eb", perms[2]),
-    );
+    lab.create_allowed("server24", &format!("{s}/eb"), perms[1]);
+    lab.allow("server24", perms[2], &format!("{s}/eb"));
     lab.pool("offsite24", &o);
-    lab.ok(
-        "offsite24",
-        &format!(
-            "zfs create {o}/off; zfs allow -u {USER} {} {o}/off",
-            perms[3]
-        ),
-    );
+    lab.create_allowed("offsite24", &format!("{o}/off"), perms[3]);
     let pull = format!(
         "pull {} --name client --datasets {c}/data --destination {s}/eb --job-name pull-{tag}",
         remote(lab, "client")
@@ -390,11 +378,10 @@ fn zfs_allow_module_with_24_names() {
         install_as(lab, vm, "/root/z4m/zfs_allow");
     }
     lab.pool("server24", "z4m");
-    lab.ok(
+    lab.create_allowed(
         "server24",
-        &format!(
-            "zfs create z4m/m; zfs allow -u {USER} create,mount,receive,send,hold,release z4m/m"
-        ),
+        "z4m/m",
+        "create,mount,receive,send,hold,release",
     );
     let r = module("server24", args("z4m"));
     assert_eq!(r["changed"], true, "{r}");

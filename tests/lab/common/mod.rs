@@ -135,47 +135,103 @@ impl Lab {
         );
     }
 
+    /// Runs `argv` as root in `vm`. Each argument arrives intact: nothing is interpolated
+    /// into a shell script (the lab script quotes each one for the far shell).
+    pub fn run(&self, vm: &str, argv: &[&str]) -> Out {
+        let mut args = vec!["ssh", vm, "--"];
+        args.extend(argv);
+        let o = lab_cmd(&self.script, &args);
+        Out {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// [`Lab::run`] that must succeed; returns the trimmed stdout.
+    pub fn run_ok(&self, vm: &str, argv: &[&str]) -> String {
+        let o = self.run(vm, argv);
+        assert_eq!(
+            o.code,
+            Some(0),
+            "[{vm}] failed: {argv:?}\nstdout: {}\nstderr: {}",
+            o.stdout,
+            o.stderr
+        );
+        o.stdout.trim().to_string()
+    }
+
+    /// Runs the constant `script` (`sh -euc`) as root with `args` as `$1`, `$2`, ...:
+    /// names reach the script as data, never as script text.
+    pub fn script(&self, vm: &str, script: &str, args: &[&str]) -> String {
+        let mut argv = vec!["sh", "-euc", script, "sh"];
+        argv.extend(args);
+        self.run_ok(vm, &argv)
+    }
+
+    /// Delegates `perms` (comma-separated) on `ds` to the lab user.
+    pub fn allow(&self, vm: &str, perms: &str, ds: &str) {
+        self.run_ok(vm, &["zfs", "allow", "-u", USER, perms, ds]);
+    }
+
+    /// Creates `ds` and delegates `perms` on it to the lab user: a job's source or
+    /// receiving root.
+    pub fn create_allowed(&self, vm: &str, ds: &str, perms: &str) {
+        self.run_ok(vm, &["zfs", "create", ds]);
+        self.allow(vm, perms, ds);
+    }
+
     /// A fresh file-backed pool `name` in `vm` (destroyed first if a previous run left it).
     pub fn pool(&self, vm: &str, name: &str) {
-        self.ok(
+        self.script(
             vm,
-            &format!(
-                "zpool destroy -f {name} 2>/dev/null || true
-                 rm -f /var/tmp/{name}.img
-                 truncate -s 1G /var/tmp/{name}.img
-                 zpool create -O mountpoint=/{name} {name} /var/tmp/{name}.img"
-            ),
+            r#"zpool destroy -f "$1" 2>/dev/null || true
+               rm -f "/var/tmp/$1.img"
+               truncate -s 1G "/var/tmp/$1.img"
+               zpool create -O mountpoint="/$1" "$1" "/var/tmp/$1.img""#,
+            &[name],
         );
     }
 
     /// An encrypted dataset (passphrase from a key file, as the users have it).
     pub fn encrypted(&self, vm: &str, ds: &str) {
-        self.ok(
+        self.script(
             vm,
-            &format!(
-                "echo 'lab passphrase 0123' > /root/enc.key
-                 zfs create -o encryption=on -o keyformat=passphrase -o keylocation=file:///root/enc.key {ds}"
-            ),
+            r#"echo 'lab passphrase 0123' > /root/enc.key
+               zfs create -o encryption=on -o keyformat=passphrase -o keylocation=file:///root/enc.key "$1""#,
+            &[ds],
         );
     }
 
     /// Writes `mb` MiB of random data into a new file in mounted dataset `ds` and snapshots it.
     pub fn write_and_snap(&self, vm: &str, ds: &str, snap: &str, mb: u32) {
-        self.ok(
+        self.script(
             vm,
-            &format!(
-                "mp=$(zfs get -Ho value mountpoint {ds})
-                 dd if=/dev/urandom of=\"$mp/{snap}.bin\" bs=1M count={mb} status=none
-                 zfs snapshot {ds}@{snap}"
-            ),
+            r#"mp=$(zfs get -Ho value mountpoint "$1")
+               dd if=/dev/urandom of="$mp/$2.bin" bs=1M count="$3" status=none
+               zfs snapshot "$1@$2""#,
+            &[ds, snap, &mb.to_string()],
         );
     }
 
     /// `name guid` lines of the snapshots of `ds` (just `ds`, not its children), oldest first.
     pub fn guids(&self, vm: &str, ds: &str) -> Vec<(String, String)> {
-        self.ok(
+        self.run_ok(
             vm,
-            &format!("zfs list -Hp -t snapshot -d 1 -s createtxg -o name,guid {ds}"),
+            &[
+                "zfs",
+                "list",
+                "-Hp",
+                "-t",
+                "snapshot",
+                "-d",
+                "1",
+                "-s",
+                "createtxg",
+                "-o",
+                "name,guid",
+                ds,
+            ],
         )
         .lines()
         .map(|l| {
@@ -198,6 +254,6 @@ impl Lab {
 
     /// One property of one dataset.
     pub fn prop(&self, vm: &str, ds: &str, prop: &str) -> String {
-        self.ok(vm, &format!("zfs get -Hpo value {prop} {ds}"))
+        self.run_ok(vm, &["zfs", "get", "-Hpo", "value", prop, ds])
     }
 }
