@@ -686,6 +686,11 @@ pub fn main(args: Vec<String>) -> ExitCode {
                 .iter()
                 .filter_map(|(n, j)| Some((n.clone(), sel.state.max_snapshot_age(j)?)))
                 .collect(),
+            roots: sel
+                .jobs
+                .iter()
+                .map(|(n, j)| (n.clone(), j.datasets.clone()))
+                .collect(),
             lock_max_age: state.lock_max_age,
         })
     });

@@ -21,6 +21,7 @@ use crate::state::lock::{self, Acquire, JobLock, Wedged};
 use crate::state::store;
 use crate::status::classify::Thresholds;
 use crate::status::{job_status, JobFacts, JobStatus, Seen};
+use crate::zfs::name::Dataset;
 use ping::Ping;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub struct Settings {
     pub stale_after: u64,
     /// Per job: seconds the newest copy may be old (jobs not named: `stale_after`).
     pub max_snapshot_age: BTreeMap<String, u64>,
+    /// Per job: its configured source roots (see [`JobFacts::roots`]; a job not named
+    /// keeps every dataset its history knows).
+    pub roots: BTreeMap<String, Vec<Dataset>>,
     /// Lock age past which a waiting run fails loudly, seconds.
     pub lock_max_age: u64,
 }
@@ -172,6 +176,7 @@ impl Cycle {
                     .copied()
                     .unwrap_or(self.settings.stale_after),
             },
+            roots: self.settings.roots.get(&r.job).map(Vec::as_slice),
         });
         if let Some(d) = self.settings.notify.textfile_dir.clone() {
             if let Err(e) = prom::write(&d, &st) {

@@ -245,6 +245,10 @@ pub struct JobFacts<'a> {
     pub now: u64,
     /// What the datasets are judged against.
     pub thresholds: Thresholds,
+    /// The job's configured source roots: datasets the history or an older report knows
+    /// outside them were dropped from the config and are no longer the job's. `None`
+    /// (roots unknown) keeps everything: a status never hides a dataset by mistake.
+    pub roots: Option<&'a [Dataset]>,
 }
 
 /// Joins what is known about a job into its status.
@@ -256,6 +260,7 @@ pub fn job_status(facts: JobFacts<'_>) -> JobStatus {
         seen,
         now,
         thresholds,
+        roots,
     } = facts;
     let (live, live_error, fresh) = match seen {
         Seen::Listed(l) => (Some(l), None, false),
@@ -286,6 +291,11 @@ pub fn job_status(facts: JobFacts<'_>) -> JobStatus {
                 pairs.insert(s.clone(), t.clone());
             }
         }
+    }
+    if let Some(roots) = roots {
+        pairs.retain(|source, _| {
+            Dataset::new(source).map_or(true, |d| roots.iter().any(|r| d.is_within(r)))
+        });
     }
     let job_error = report.and_then(|r| r.error.clone());
     let mut datasets = Vec::new();
@@ -426,6 +436,7 @@ pub fn command(c: StatusCmd) -> Result<Outcome> {
                 stale_after,
                 max_snapshot_age: cfg.max_snapshot_age(job).unwrap_or(stale_after),
             },
+            roots: Some(&job.datasets),
         });
         if st.kind.is_empty() {
             st.kind = job.kind.as_str().to_string();
@@ -561,6 +572,7 @@ mod tests {
             seen: Seen::JustRan,
             now: NOW,
             thresholds: DAY_THRESHOLDS,
+            roots: None,
         });
         assert!(!s.ok);
         assert_eq!(s.datasets.len(), 1);
@@ -597,6 +609,7 @@ mod tests {
             seen: Seen::JustRan,
             now: NOW,
             thresholds: DAY_THRESHOLDS,
+            roots: None,
         });
         assert!(s.ok, "{s:?}");
         assert_eq!(s.datasets.len(), 1);
@@ -641,6 +654,7 @@ mod tests {
             seen: Seen::Listed(&live),
             now: NOW,
             thresholds: DAY_THRESHOLDS,
+            roots: None,
         });
         assert!(!s.ok);
         assert_eq!(s.in_state(State::Stale), vec!["t/a".to_string()]);
@@ -679,5 +693,32 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(1_795_000_000), "2026-11-18T11:06:40Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn datasets_dropped_from_the_config_leave_the_status() {
+        // The history knows t/old (replicated before the config dropped it) and t/a.
+        let mut h = hist("t/a", Some(NOW - 60));
+        h.datasets
+            .extend(hist("t/old", Some(NOW - 86400 * 30)).datasets);
+        let r = report(None, vec![]);
+        let facts = |roots| JobFacts {
+            job: "j",
+            report: Some(&r),
+            history: &h,
+            seen: Seen::JustRan,
+            now: NOW,
+            thresholds: DAY_THRESHOLDS,
+            roots,
+        };
+        let roots = [Dataset::new("t/a").unwrap()];
+        let kept = job_status(facts(Some(&roots)));
+        let names: Vec<&str> = kept.datasets.iter().map(|d| d.source.as_str()).collect();
+        assert_eq!(names, ["t/a"], "{kept:#?}");
+        // Unknown roots keep everything: a stale copy is shown, never hidden.
+        let all = job_status(facts(None));
+        let names: Vec<&str> = all.datasets.iter().map(|d| d.source.as_str()).collect();
+        assert_eq!(names, ["t/a", "t/old"], "{all:#?}");
+        assert!(!all.ok, "t/old is a month old: {all:#?}");
     }
 }

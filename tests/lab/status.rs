@@ -447,28 +447,27 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
         )),
         "the metric holds the recovery point {newest}"
     );
-    // (Not `healthy`: ns1c/gone, in the job until above, stays in the saved history.)
+    // ns1c/gone, in the job until above, is still in the saved history but no longer the
+    // job's: every sink is green again (status exits 0) and none of them lists it.
     lab.write_and_snap("client", &format!("{c}/data"), "fresh", 1);
-    let r = env.zferry("run");
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let pings: Vec<String> = env.http.take().into_iter().map(|q| q.path).collect();
-    assert_eq!(
-        pings,
-        [format!("/ping/{JOB}/start"), format!("/ping/{JOB}")]
-    );
-    let m = env.mqtt_status();
-    assert_eq!(
-        (m["ok"].clone(), m["failure"].clone()),
-        (Value::Bool(true), Value::Null),
-        "{m}"
-    );
-    // `status` still lists ns1c/gone from the saved history (missing: it no longer exists),
-    // so its exit code stays 1; the dataset itself is green again.
+    env.healthy("a fresh snapshot after a stale recovery point, ns1c/gone dropped from the job");
     let (_, st) = env.status();
-    assert_eq!(
-        dataset_status(&st, &format!("{c}/data"))["state"],
-        "ok",
-        "{st}"
+    let gone = format!("{c}/gone");
+    assert!(
+        st["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["source"] != gone.as_str()),
+        "a dataset dropped from the config is not the job's: {st}"
+    );
+    assert!(
+        env.mqtt_status()["datasets"].get(&gone).is_none(),
+        "nor in MQTT"
+    );
+    assert!(
+        !env.metrics().contains(&format!("source=\"{gone}\"")),
+        "nor in the metrics"
     );
 
     // A new child without any snapshot is missing, not silently absent.
