@@ -107,6 +107,7 @@ fn bench_relay(out: &mut String) {
             &send,
             &Host::Local,
             &recv,
+            None,
             &mut |_| {},
         ))
         .unwrap();

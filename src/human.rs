@@ -29,9 +29,79 @@ pub fn human_bytes(b: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// A size as people write it: `1048576`, `512K`, `10M`, `1.5G`, `2T` (binary units,
+/// case-insensitive, optionally followed by `B` or `iB`: `10MiB`). Whole bytes; the error
+/// says what was expected.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let expected = || {
+        format!("'{text}' is not a size: write bytes (1048576) or a number with K, M, G or T (512K, 10M, 1.5G)")
+    };
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix("ib"))
+        .or_else(|| t.strip_suffix(['B', 'b']))
+        .unwrap_or(t);
+    let (number, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(expected()),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    // Digits and at most one dot: no signs, exponents, `inf` or `NaN` (f64's parser takes them).
+    let well_formed = !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && number.matches('.').count() <= 1
+        && number.chars().any(|c| c.is_ascii_digit());
+    if !well_formed {
+        return Err(expected());
+    }
+    if shift == 0 && !number.contains('.') {
+        return number.parse().map_err(|_| expected());
+    }
+    let bytes = number.parse::<f64>().map_err(|_| expected())? * (1u64 << shift) as f64;
+    if bytes >= u64::MAX as f64 {
+        return Err(format!("'{text}' is too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_bytes_reads_what_people_write() {
+        for (text, want) in [
+            ("1048576", 1 << 20),
+            ("512K", 512 << 10),
+            ("10M", 10 << 20),
+            ("10m", 10 << 20),
+            ("10MiB", 10 << 20),
+            ("10MB", 10 << 20),
+            ("1.5G", 3 << 29),
+            ("2T", 2 << 40),
+            (" 7 ", 7),
+            ("0", 0),
+        ] {
+            assert_eq!(parse_bytes(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "", "M", "-1M", "1e3", "inf", "1.2.3M", "10X", "10 M M", "NaN", "+5",
+        ] {
+            let e = parse_bytes(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{bad}: {e}");
+        }
+        assert!(parse_bytes("99999999999999999999").is_err());
+        assert!(parse_bytes("99999999T").unwrap_err().contains("too large"));
+    }
 
     #[test]
     fn human_bytes_picks_the_largest_unit_below_1024() {

@@ -98,6 +98,30 @@ fn invalid_dataset_names_are_refused() {
 }
 
 #[test]
+fn a_bad_bwlimit_is_refused_naming_the_flag() {
+    for (rate, needle) in [
+        ("10X", "bwlimit '10X' is not a size"),
+        ("0", "bwlimit 0 would stop every transfer"),
+        ("-1M", "'-1M' is not a size"),
+    ] {
+        refused(
+            &[
+                "pull",
+                "--host",
+                "h",
+                "--datasets",
+                "t/a",
+                "--destination",
+                "b",
+                &format!("--bwlimit={rate}"),
+            ],
+            &[],
+            needle,
+        );
+    }
+}
+
+#[test]
 fn config_errors_name_the_file_and_the_problem() {
     refused(
         &["run", "--config", "/nonexistent/zferry.toml"],

@@ -30,6 +30,7 @@ pub const SPEC: &[Opt] = &[
         "destroy_target_and_resend",
     ]),
     Opt::new("hold_tag", Type::Str),
+    Opt::new("bwlimit", Type::Str),
     Opt::new("job_name", Type::Str),
 ];
 
@@ -170,6 +171,7 @@ pub fn run(module: Module, text: &str) -> Outcome {
         let mut pool = Pool::default();
         let opts = RunOptions {
             dry_run: a.check_mode,
+            ..RunOptions::default()
         };
         let report = run_job(&name, &job, opts, &mut pool).await;
         pool.close().await;
@@ -249,6 +251,16 @@ mod tests {
                 json!({"host": "h", "datasets": ["t/a"], "destination": "b", "hold_tag": "-r"}),
                 Module::Pull,
                 "job 'pull-h': hold_tag",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "bwlimit": "0"}),
+                Module::Pull,
+                "job 'pull-h': bwlimit 0 would stop every transfer",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "bwlimit": "fast"}),
+                Module::Pull,
+                "job 'pull-h': bwlimit 'fast' is not a size",
             ),
             (
                 json!({"host": "h", "datasets": ["t/a"], "destination": "b", "on_divergence": "yolo"}),

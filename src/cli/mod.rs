@@ -1,7 +1,7 @@
 //! The command line: a thin door over `config`, `replicate`, `status` and `sinks`, and
 //! the one place outcomes become exit codes.
 
-use crate::config::{Config, Job, Kind, Overrides};
+use crate::config::{BwLimit, Config, Job, Kind, Overrides};
 use crate::host::Pool;
 use crate::host::SshTarget;
 use crate::log;
@@ -402,6 +402,9 @@ struct Common {
     /// Hold tag (default zferry:<job name>).
     #[arg(long)]
     hold_tag: Option<String>,
+    /// Bandwidth limit, bytes per second: 1048576, 512K, 10M, 1.5G.
+    #[arg(long, value_name = "RATE")]
+    bwlimit: Option<BwLimit>,
     /// Name used for the hold tag and reports.
     #[arg(long)]
     job_name: Option<String>,
@@ -505,6 +508,7 @@ fn job_from(kind: Kind, remote: Remote, c: &Common) -> Job {
         on_divergence: c.on_divergence.into(),
         hold_tag: c.hold_tag.clone(),
         max_snapshot_age: None,
+        bwlimit: c.bwlimit,
     }
 }
 
@@ -553,7 +557,10 @@ fn single(job: Job, c: &Common) -> Result<Selection> {
     Ok(Selection {
         jobs: vec![(name, job)],
         state: Config::default(),
-        opts: RunOptions { dry_run: c.dry_run },
+        opts: RunOptions {
+            dry_run: c.dry_run,
+            ..RunOptions::default()
+        },
         json: c.json,
     })
 }
@@ -582,6 +589,7 @@ fn from_config(a: RunArgs, plan: bool) -> Result<Selection> {
         state: cfg,
         opts: RunOptions {
             dry_run: plan || a.dry_run,
+            ..RunOptions::default()
         },
         json: a.json,
     })

@@ -54,6 +54,75 @@ impl Kind {
     }
 }
 
+/// A job's bandwidth limit in bytes per second (`bwlimit`), enforced in zferry's relay.
+///
+/// Written as bytes (`1048576`) or with a binary unit (`"512K"`, `"10M"`, `"1.5G"`), in
+/// the config, on the command line and in the modules alike; zero and negative values are
+/// refused (leave `bwlimit` out for no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "u64")]
+pub struct BwLimit(u64);
+
+impl BwLimit {
+    /// Bytes per second.
+    pub fn bytes_per_sec(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<BwLimit> for u64 {
+    fn from(b: BwLimit) -> u64 {
+        b.0
+    }
+}
+
+impl TryFrom<u64> for BwLimit {
+    type Error = String;
+
+    fn try_from(bytes: u64) -> std::result::Result<Self, String> {
+        if bytes == 0 {
+            return Err(
+                "bwlimit 0 would stop every transfer; leave bwlimit out for no limit".into(),
+            );
+        }
+        Ok(BwLimit(bytes))
+    }
+}
+
+impl std::str::FromStr for BwLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        crate::human::parse_bytes(s)
+            .map_err(|e| format!("bwlimit {e}"))
+            .and_then(BwLimit::try_from)
+    }
+}
+
+impl<'de> Deserialize<'de> for BwLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = BwLimit;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes per second: a number, or a string such as \"10M\" or \"1.5G\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<BwLimit, E> {
+                BwLimit::try_from(v).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<BwLimit, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("bwlimit {v} is negative")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<BwLimit, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// One job's options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "JobFields")]
@@ -87,6 +156,9 @@ pub struct Job {
     /// sync it is (default: the config's `max_snapshot_age`, else `stale_after`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_snapshot_age: Option<u64>,
+    /// Bytes per second the job's streams may move (no limit when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<BwLimit>,
 }
 
 /// [`Job`] as it is written: flat, so a bad value's error names its field and line
@@ -118,6 +190,8 @@ struct JobFields {
     hold_tag: Option<String>,
     #[serde(default)]
     max_snapshot_age: Option<u64>,
+    #[serde(default)]
+    bwlimit: Option<BwLimit>,
 }
 
 impl From<JobFields> for Job {
@@ -139,6 +213,7 @@ impl From<JobFields> for Job {
             on_divergence: f.on_divergence,
             hold_tag: f.hold_tag,
             max_snapshot_age: f.max_snapshot_age,
+            bwlimit: f.bwlimit,
         }
     }
 }
@@ -607,6 +682,31 @@ mod tests {
         ] {
             let e = format!("{:#}", Config::parse(text).unwrap_err());
             assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn bwlimit_is_bytes_or_a_size_and_never_zero_or_negative() {
+        let job = |v: &str| {
+            Config::parse(&format!(
+                "[jobs.a]\nkind='pull'\nhost='h'\ndatasets=['t/a']\ndestination='b'\nbwlimit={v}\n"
+            ))
+            .map(|c| c.jobs["a"].bwlimit.map(BwLimit::bytes_per_sec))
+            .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(job("1048576"), Ok(Some(1 << 20)));
+        assert_eq!(job("'10M'"), Ok(Some(10 << 20)));
+        assert_eq!(job("'1.5G'"), Ok(Some(3 << 29)));
+        for (v, needle) in [
+            ("0", "bwlimit 0 would stop every transfer"),
+            ("-5", "bwlimit -5 is negative"),
+            ("'10X'", "bwlimit '10X' is not a size"),
+            ("1.5", "expected bytes per second"),
+            ("'0K'", "bwlimit 0"),
+        ] {
+            let e = job(v).unwrap_err();
+            // toml shows the line, so the job's table and the field are in the message.
+            assert!(e.contains(needle) && e.contains("bwlimit="), "{v}: {e}");
         }
     }
 

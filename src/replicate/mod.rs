@@ -7,8 +7,9 @@ pub mod audit;
 pub mod stream;
 
 use crate::clock::now;
-use crate::config::Job;
+use crate::config::{BwLimit, Job};
 use crate::host::{shell_quote, CommandFailed, Pool};
+use crate::human::human_bytes;
 use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
 use crate::progress::{self, Progress};
@@ -28,6 +29,8 @@ const MAX_RESUMES: usize = 3;
 pub struct RunOptions {
     /// Plan and estimate only; change nothing.
     pub dry_run: bool,
+    /// Bytes per second for each stream (set from the job's `bwlimit` by [`run_job`]).
+    pub bwlimit: Option<u64>,
 }
 
 /// Runs one job over the run's connections and reports; never panics on a remote
@@ -38,6 +41,7 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -
         kind: job.kind,
         host: job.ssh.label(),
         dry_run: opts.dry_run,
+        bwlimit: job.bwlimit.map(BwLimit::bytes_per_sec),
         started: now(),
         ..RunReport::default()
     };
@@ -45,6 +49,10 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -
         Err(e) => report.error = Some(format!("{e:#}")),
         Ok(remote) => {
             let sides = job.kind.sides(&remote);
+            let opts = RunOptions {
+                bwlimit: report.bwlimit,
+                ..opts
+            };
             match run_datasets(name, job, &sides, opts).await {
                 Ok(ds) => report.datasets = ds,
                 Err(e) => report.error = Some(format!("{e:#}")),
@@ -171,7 +179,7 @@ async fn execute_dataset(
         let result = if opts.dry_run {
             estimate(sides, &plan, &mut rep).await
         } else {
-            execute_steps(sides, &plan, &mut rep).await
+            execute_steps(sides, &plan, opts, &mut rep).await
         };
         if let Err(e) = result {
             rep.action = Action::Failed;
@@ -259,7 +267,12 @@ async fn estimate(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetReport) ->
     Ok(())
 }
 
-async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetReport) -> Result<()> {
+async fn execute_steps(
+    sides: &Sides,
+    plan: &DatasetPlan,
+    opts: RunOptions,
+    rep: &mut DatasetReport,
+) -> Result<()> {
     let target = &sides.target;
     for step in &plan.steps {
         match step {
@@ -328,9 +341,17 @@ async fn execute_steps(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetRepor
                 let recv = cmd::receive(t);
                 let mut progress =
                     Progress::new(t.as_str(), estimate_bytes(sides, span, *raw).await);
-                rep.bytes += stream::transfer(&sides.source, &send, target, &recv, &mut |n| {
-                    progress.add(n)
-                })
+                if let Some(l) = opts.bwlimit {
+                    log::debug!("{t}: at most {}/s (bwlimit)", human_bytes(l));
+                }
+                rep.bytes += stream::transfer(
+                    &sides.source,
+                    &send,
+                    target,
+                    &recv,
+                    opts.bwlimit,
+                    &mut |n| progress.add(n),
+                )
                 .await?;
                 rep.snapshots.extend(snapshots.iter().cloned());
             }

@@ -118,6 +118,9 @@ pub struct RunReport {
     pub finished: u64,
     /// A failure of the whole job (e.g. SSH unreachable), before any dataset.
     pub error: Option<String>,
+    /// The job's bandwidth limit, bytes per second, when it has one (`bwlimit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
     /// Per dataset.
     pub datasets: Vec<DatasetReport>,
 }

@@ -69,6 +69,12 @@ options:
     description:
       - Hold tag placed on the common base snapshot on both sides (default C(zferry:<job_name>)).
     type: str
+  bwlimit:
+    description:
+      - Bandwidth limit for the job's streams, bytes per second, enforced in zferry's own
+        relay. Plain bytes (V(1048576)) or a binary unit (V(512K), V(10M), V(1.5G)).
+      - No limit when omitted; V(0) is refused.
+    type: str
   job_name:
     description:
       - Name of the job, used for the default hold tag and in the results
