@@ -1,5 +1,5 @@
 # The two commands the README names: `make demo` and `make test`.
-.PHONY: bench setup build demo test lint unit sinks lab-down lab24 ansible-build ansible-check molecule package
+.PHONY: bench setup build demo test lint unit sinks lab-down lab24 ansible-build ansible-install ansible-check molecule package
 
 setup:
 	tests/lab/setup-host.sh
