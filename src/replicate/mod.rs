@@ -384,3 +384,6 @@ async fn verify(sides: &Sides, plan: &DatasetPlan) -> Result<()> {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
