@@ -61,8 +61,13 @@ async fn run_datasets(
     sides: &Sides,
     opts: RunOptions,
 ) -> Result<Vec<DatasetReport>> {
-    let (src_list, _) = list(&sides.source, &job.datasets).await?;
-    let (dst_list, missing) = list(&sides.target, std::slice::from_ref(&job.destination)).await?;
+    // The two sides are different hosts: neither listing waits for the other.
+    let (src, dst) = tokio::join!(
+        list(&sides.source, &job.datasets),
+        list(&sides.target, std::slice::from_ref(&job.destination))
+    );
+    let (src_list, _) = src?;
+    let (dst_list, missing) = dst?;
     if !missing.is_empty() {
         bail!(
             "destination {} does not exist on {}; create it first (encrypted, if the copies should be), zferry never creates the backup root",
@@ -77,8 +82,10 @@ async fn run_datasets(
     };
     let plans = plan::plan_job(&src_list, &dst_list, &mapping, &job.destination, popts);
     let tag = job.hold_tag(name);
-    let mut src_holds = HoldBook::load(&sides.source, &src_list, &tag).await;
-    let mut dst_holds = HoldBook::load(&sides.target, &dst_list, &tag).await;
+    let (mut src_holds, mut dst_holds) = tokio::join!(
+        HoldBook::load(&sides.source, &src_list, &tag),
+        HoldBook::load(&sides.target, &dst_list, &tag)
+    );
     let mut reports: Vec<DatasetReport> = Vec::new();
     for p in plans {
         let p_source = p.source.clone();
