@@ -187,6 +187,9 @@ impl Policy {
                 }
                 list_argv(&roots)
             }
+            (_, ["zfs", "get", "-Hp", "-o", "value", "guid", snap]) => {
+                cmd::get_guid(&self.snap(snap)?)
+            }
             (_, ["zfs", "hold", tag, snap]) => cmd::hold(self.tag(tag)?, &self.snap(snap)?),
             (_, ["zfs", "release", tag, snap]) => cmd::release(self.tag(tag)?, &self.snap(snap)?),
             (_, ["zfs", "holds", "-H", snaps @ ..]) if !snaps.is_empty() => cmd::holds(
@@ -370,6 +373,8 @@ mod tests {
         let d = Dataset::new("tank/data/x").unwrap();
         assert!(ok(&p, &cmd::receive(&d)));
         assert!(ok(&p, &cmd::create_parent(&d)));
+        assert!(ok(&p, &cmd::get_guid(&s("tank/data/x@a"))));
+        assert!(!ok(&p, &cmd::get_guid(&s("tank/other@a"))));
         assert!(!ok(
             &p,
             &cmd::send(
@@ -514,7 +519,7 @@ mod tests {
 
         /// One extra word anywhere in an allowed command makes it a refused one.
         #[test]
-        fn extra_words_are_rejected(extra in "[ -~]{1,10}", pos in 0usize..8, which in 0usize..4) {
+        fn extra_words_are_rejected(extra in "[ -~]{1,10}", pos in 0usize..8, which in 0usize..5) {
             let mut p = policy(Mode::Receive);
             p.allow_destroy = true;
             p.allow_rollback = true;
@@ -524,6 +529,7 @@ mod tests {
                 cmd::create_parent(&d),
                 cmd::rollback(&s("tank/data/x@a")),
                 list_argv(std::slice::from_ref(&d)),
+                cmd::get_guid(&s("tank/data/x@a")),
             ][which].clone();
             prop_assert!(p.check(&argv).is_ok());
             argv.insert(pos.min(argv.len()), extra);

@@ -16,6 +16,7 @@ use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::holds::HoldBook;
 use crate::sides::{list, relist, Sides};
 use crate::zfs::cmd;
+use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
 use std::time::Instant;
@@ -106,7 +107,7 @@ async fn run_datasets(
                 )),
                 ..DatasetReport::default()
             },
-            None => execute_dataset(sides, p, popts, opts).await,
+            None => execute_dataset(sides, &src_list, p, popts, opts).await,
         };
         rep.base_creation = rep.base.as_ref().and_then(|b| {
             let snaps = &src_list.get(&p_source)?.snapshots;
@@ -154,6 +155,7 @@ fn action_of(v: &Verdict) -> Action {
 
 async fn execute_dataset(
     sides: &Sides,
+    src_list: &Listing,
     mut plan: DatasetPlan,
     popts: Options,
     opts: RunOptions,
@@ -203,7 +205,7 @@ async fn execute_dataset(
         rep.action = Action::Resume;
     }
     if !opts.dry_run && !rep.failed() && rep.action.transferred() {
-        if let Err(e) = verify(sides, &plan).await {
+        if let Err(e) = verify(sides, &plan, src_list).await {
             rep.action = Action::Failed;
             rep.error = Some(format!("{e:#}"));
         }
@@ -358,38 +360,51 @@ async fn estimate_bytes(sides: &Sides, span: &cmd::SendSpan, raw: bool) -> Optio
         .flatten()
 }
 
-/// Exit codes are not trusted alone: the target must now end at the source's GUID.
-async fn verify(sides: &Sides, plan: &DatasetPlan) -> Result<()> {
+/// Exit codes are not trusted alone: the target's copy of the new base must have the
+/// source's GUID. The source's GUID comes from the run's listing (a relisting only when
+/// a resume moved the plan to a snapshot taken since); the target answers one `zfs get`.
+async fn verify(sides: &Sides, plan: &DatasetPlan, src_list: &Listing) -> Result<()> {
     let Some(base) = &plan.base_after else {
         return Ok(());
     };
-    let src = relist(&sides.source, &plan.source).await?;
-    let dst = relist(&sides.target, &plan.target).await?;
-    let want = src
-        .as_ref()
-        .and_then(|d| d.snapshots.iter().find(|p| &p.name == base));
-    let got = dst.as_ref().and_then(|d| d.latest());
-    match (want, got) {
-        (Some(w), Some(g)) if w.guid == g.guid => Ok(()),
-        _ => bail!(
-            "after receiving, {} on {} ends at {} but the source's @{base} has GUID {}; check '{}'",
-            plan.target,
-            sides.target.label(),
-            got.map(|g| format!("@{} (GUID {})", g.name, g.guid))
-                .unwrap_or_else(|| "no snapshot".into()),
-            want.map(|w| w.guid.to_string())
-                .unwrap_or_else(|| "?".into()),
-            shell_quote(&[
-                "zfs",
-                "list",
-                "-t",
-                "snapshot",
-                "-o",
-                "name,guid",
-                plan.target.as_str()
-            ])
+    let listed = |d: Option<&DatasetInfo>| {
+        d.and_then(|d| d.snapshots.iter().find(|p| &p.name == base))
+            .map(|p| p.guid)
+    };
+    let want = match listed(src_list.get(&plan.source)) {
+        Some(g) => g,
+        None => listed(relist(&sides.source, &plan.source).await?.as_ref())
+            .ok_or_else(|| anyhow!("{}@{base} is gone from the source", plan.source))?,
+    };
+    let snap = plan.target.snapshot(base)?;
+    let check = shell_quote(&[
+        "zfs",
+        "list",
+        "-t",
+        "snapshot",
+        "-o",
+        "name,guid",
+        plan.target.as_str(),
+    ]);
+    let got = match sides.target.run_ok(&cmd::get_guid(&snap)).await {
+        Ok(out) => cmd::parse_guid(&out.stdout).map_err(|e| {
+            anyhow!(
+                "reading the GUID of {snap} on {}: {e}",
+                sides.target.label()
+            )
+        })?,
+        Err(e) => bail!(
+            "after receiving, {snap} cannot be read on {}: {e:#}; check '{check}'",
+            sides.target.label()
         ),
+    };
+    if got != want {
+        bail!(
+            "after receiving, {snap} on {} has GUID {got} but the source's @{base} has GUID {want}; check '{check}'",
+            sides.target.label()
+        );
     }
+    Ok(())
 }
 
 #[cfg(test)]

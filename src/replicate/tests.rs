@@ -181,8 +181,9 @@ async fn a_received_copy_with_another_guid_fails_naming_both_guids() {
     assert_ne!(got, want);
     let err = r.error.as_deref().unwrap_or_default();
     assert!(
-        err.contains(&format!("ends at @s1 (GUID {got})"))
-            && err.contains(&format!("the source's @s1 has GUID {want}")),
+        err.contains(&format!(
+            "backup/client/tank/a@s1 on fake has GUID {got} but the source's @s1 has GUID {want}"
+        )),
         "{err}"
     );
     assert!(
@@ -282,7 +283,6 @@ async fn one_new_snapshot_costs_one_stream_one_check_and_one_hold_move() {
             "zfs list -Hp",
             "zfs holds -H",
             "zfs send -I",
-            "zfs list -Hp",
             "zfs hold zferry:job",
             "zfs release zferry:job"
         ]
@@ -293,7 +293,7 @@ async fn one_new_snapshot_costs_one_stream_one_check_and_one_hold_move() {
             "zfs list -Hp",
             "zfs holds -H",
             "zfs receive -u",
-            "zfs list -Hp",
+            "zfs get -Hp",
             "zfs hold zferry:job",
             "zfs release zferry:job"
         ]
