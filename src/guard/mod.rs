@@ -14,7 +14,7 @@
 pub mod serve;
 
 use crate::zfs::cmd::{self, SendSpan};
-use crate::zfs::list::list_argv;
+use crate::zfs::list::{list_argv_at, Depth};
 use crate::zfs::name::{check_hold_tag, Dataset, Snapshot};
 use crate::zfs::token::{self, ResumeToken};
 use serde::{Deserialize, Serialize};
@@ -176,7 +176,15 @@ impl Policy {
         let mut checked = Checked::Run;
         let expected: Vec<String> = match (self.mode, a.as_slice()) {
             (_, ["zfs", "list", .., "-r", _]) | (_, ["zfs", "list", "-Hp", ..]) => {
-                let r = a.iter().position(|x| *x == "-r").map_or(a.len(), |i| i + 1);
+                // Recursive (`-r`), or the datasets alone (`-d 0`); the rebuilt argv
+                // must then match word for word.
+                let (depth, r) = match a.iter().position(|x| *x == "-r") {
+                    Some(i) => (Depth::Recursive, i + 1),
+                    None => match a.windows(2).position(|w| w == ["-d", "0"]) {
+                        Some(i) => (Depth::Only, i + 2),
+                        None => (Depth::Recursive, a.len()),
+                    },
+                };
                 let roots = a[r..]
                     .iter()
                     .map(|s| self.dataset(s))
@@ -185,7 +193,7 @@ impl Policy {
                 if roots.is_empty() {
                     return reject("a listing must name datasets under the roots");
                 }
-                list_argv(&roots)
+                list_argv_at(&roots, depth)
             }
             (_, ["zfs", "get", "-Hp", "-o", "value", "guid", snap]) => {
                 cmd::get_guid(&self.snap(snap)?)
@@ -293,6 +301,7 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::host::shell_quote;
+    use crate::zfs::list::list_argv;
     use proptest::prelude::*;
 
     fn policy(mode: Mode) -> Policy {
@@ -374,6 +383,9 @@ mod tests {
         assert!(ok(&p, &cmd::receive(&d)));
         assert!(ok(&p, &cmd::create_parent(&d)));
         assert!(ok(&p, &cmd::get_guid(&s("tank/data/x@a"))));
+        let only = |d: &str| list_argv_at(&[Dataset::new(d).unwrap()], Depth::Only);
+        assert!(ok(&p, &only("tank/data/x")));
+        assert!(!ok(&p, &only("tank/other")));
         assert!(!ok(&p, &cmd::get_guid(&s("tank/other@a"))));
         assert!(!ok(
             &p,

@@ -14,7 +14,7 @@ use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
 use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::holds::HoldBook;
-use crate::sides::{list, relist, Sides};
+use crate::sides::{list, list_owned, relist, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
@@ -62,14 +62,20 @@ async fn run_datasets(
     sides: &Sides,
     opts: RunOptions,
 ) -> Result<Vec<DatasetReport>> {
-    // The two sides are different hosts: neither listing waits for the other.
+    // Every target lies under its root's target, so these are known before the
+    // source is listed, and the two sides (different hosts) are listed at once.
+    let target_roots = job
+        .datasets
+        .iter()
+        .map(|d| job.target_of(d))
+        .collect::<Result<Vec<_>, _>>()?;
     let (src, dst) = tokio::join!(
         list(&sides.source, &job.datasets),
-        list(&sides.target, std::slice::from_ref(&job.destination))
+        list_owned(&sides.target, &job.destination, &target_roots)
     );
     let (src_list, _) = src?;
     let (dst_list, missing) = dst?;
-    if !missing.is_empty() {
+    if missing.iter().any(|m| m == job.destination.as_str()) {
         bail!(
             "destination {} does not exist on {}; create it first (encrypted, if the copies should be), zferry never creates the backup root",
             job.destination,

@@ -271,7 +271,11 @@ async fn a_no_op_run_costs_the_same_few_commands_however_many_datasets() {
     let many = second_run_commands(8, false).await;
     assert_eq!((one.0.len(), one.1.len()), (many.0.len(), many.1.len()));
     assert_eq!(verbs(&many.0), ["zfs list -Hp", "zfs holds -H"]);
-    assert_eq!(verbs(&many.1), ["zfs list -Hp", "zfs holds -H"]);
+    // The job's subtrees, and the chain from the destination down to them.
+    assert_eq!(
+        verbs(&many.1),
+        ["zfs list -Hp", "zfs list -Hp", "zfs holds -H"]
+    );
 }
 
 #[tokio::test]
@@ -291,11 +295,100 @@ async fn one_new_snapshot_costs_one_stream_one_check_and_one_hold_move() {
         verbs(&dst),
         [
             "zfs list -Hp",
+            "zfs list -Hp",
             "zfs holds -H",
             "zfs receive -u",
             "zfs get -Hp",
             "zfs hold zferry:job",
             "zfs release zferry:job"
         ]
+    );
+}
+
+#[tokio::test]
+async fn the_target_listing_reads_only_what_the_job_owns() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/a/kid", &["s1"])]);
+    dst.create("backup/other");
+    dst.create("backup/other/big");
+    dst.snapshot("backup/other/big", "x");
+    let j = job(&["tank/a", "tank/a/kid"]);
+    run(&j, &src, &dst).await;
+    dst.clear_log();
+    run(&j, &src, &dst).await;
+    let listings: Vec<String> = dst
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("zfs list"))
+        .map(|c| c.split(" -o ").nth(1).unwrap_or_default().to_string())
+        .map(|c| {
+            c.split_once(' ')
+                .map(|(_, roots)| roots.to_string())
+                .unwrap_or(c)
+        })
+        .collect();
+    assert_eq!(
+        listings,
+        [
+            "-r backup/client/tank/a",
+            "-d 0 backup backup/client backup/client/tank"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_destination_fails_the_run_naming_it() {
+    let src = Arc::new(Fake::new(&[("tank/a", &["s1"])]));
+    let dst = Arc::new(Fake::new(&[("elsewhere", &[])]));
+    let sides = Sides {
+        source: Host::Fake(src.clone()),
+        target: Host::Fake(dst.clone()),
+    };
+    let err = run_datasets("job", &job(&["tank/a"]), &sides, RunOptions::default())
+        .await
+        .expect_err("no destination, no run");
+    assert!(
+        format!("{err:#}")
+            .starts_with("destination backup does not exist on fake; create it first"),
+        "{err:#}"
+    );
+    assert!(!dst
+        .commands()
+        .iter()
+        .any(|c| c.starts_with("zfs receive") || c.starts_with("zfs create")));
+}
+
+#[tokio::test]
+async fn the_planner_still_sees_a_targets_children_and_missing_parents() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    for d in [
+        "backup/client",
+        "backup/client/tank",
+        "backup/client/tank/a",
+        "backup/client/tank/a/extra",
+    ] {
+        dst.create(d);
+    }
+    dst.snapshot("backup/client/tank/a", "s0");
+    let mut j = job(&["tank/a", "tank/b"]);
+    j.on_divergence = plan::OnDivergence::DestroyTargetAndResend;
+    let reps = run(&j, &src, &dst).await;
+    let a = report(&reps, "tank/a");
+    assert_eq!(a.action, Action::Refused);
+    assert!(
+        a.error
+            .as_deref()
+            .is_some_and(|e| e.contains("child datasets (backup/client/tank/a/extra)")),
+        "{a:?}"
+    );
+    assert_eq!(
+        dst.snapshots("backup/client/tank/a").len(),
+        1,
+        "not destroyed"
+    );
+    assert_eq!(report(&reps, "tank/b").action, Action::Full);
+    assert!(
+        !dst.commands().iter().any(|c| c.starts_with("zfs create")),
+        "the parents exist and were seen: {:#?}",
+        dst.commands()
     );
 }
