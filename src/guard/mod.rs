@@ -198,8 +198,18 @@ impl Policy {
             (_, ["zfs", "get", "-Hp", "-o", "value", "guid", snap]) => {
                 cmd::get_guid(&self.snap(snap)?)
             }
-            (_, ["zfs", "hold", tag, snap]) => cmd::hold(self.tag(tag)?, &self.snap(snap)?),
-            (_, ["zfs", "release", tag, snap]) => cmd::release(self.tag(tag)?, &self.snap(snap)?),
+            (_, ["zfs", verb @ ("hold" | "release"), tag, snaps @ ..]) if !snaps.is_empty() => {
+                let tag = self.tag(tag)?;
+                let snaps = snaps
+                    .iter()
+                    .map(|s| self.snap(s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if *verb == "hold" {
+                    cmd::hold_all(tag, &snaps)
+                } else {
+                    cmd::release_all(tag, &snaps)
+                }
+            }
             (_, ["zfs", "holds", "-H", snaps @ ..]) if !snaps.is_empty() => cmd::holds(
                 &snaps
                     .iter()
@@ -510,6 +520,13 @@ mod tests {
         let mut p = policy(Mode::Send);
         let a = s("tank/data@a");
         assert!(ok(&p, &cmd::hold("zferry:job", &a)));
+        let two = [a.clone(), s("tank/data/kid@b")];
+        assert!(ok(&p, &cmd::hold_all("zferry:job", &two)));
+        assert!(ok(&p, &cmd::release_all("zferry:job", &two)));
+        assert!(!ok(
+            &p,
+            &cmd::release_all("zferry:job", &[a.clone(), s("tank/other@b")])
+        ));
         assert!(!ok(&p, &cmd::release("other:job", &a)));
         assert!(!ok(&p, &cmd::release("-r", &a)));
         p.hold_prefix = "site-".into();

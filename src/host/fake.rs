@@ -56,6 +56,7 @@ struct Model {
     datasets: BTreeMap<String, Ds>,
     txg: u64,
     faults: BTreeMap<String, Fault>,
+    refused_holds: BTreeSet<String>,
 }
 
 /// One fake host: its model and the log of what it was asked.
@@ -149,6 +150,11 @@ impl Fake {
         lock(&self.model)
             .faults
             .insert(target.to_string(), Fault::WrongGuid);
+    }
+
+    /// Holds and releases of snapshot `snap` are refused (`permission denied`).
+    pub fn refuse_holds(&self, snap: &str) {
+        lock(&self.model).refused_holds.insert(snap.to_string());
     }
 
     /// `(name, guid)` of `ds`'s snapshots, oldest first; empty if it does not exist.
@@ -329,48 +335,46 @@ impl Fake {
         (out, (Some(0), String::new()))
     }
 
-    /// `zfs hold`/`zfs release`: all or nothing, as zfs does for one command.
+    /// `zfs hold`/`zfs release`: one snapshot after the other, going on past one that
+    /// fails and exiting 1 if any did, as zfs does.
     fn hold(&self, tag: &str, snaps: &[&str], place: bool) -> (String, Exit) {
         let mut m = lock(&self.model);
+        let mut err = String::new();
         for snap in snaps {
-            let Some((ds, name)) = snap.split_once('@') else {
-                return (String::new(), fail(format!("'{snap}' is not a snapshot")));
+            let verb = if place { "hold" } else { "release" };
+            if m.refused_holds.contains(*snap) {
+                err.push_str(&format!(
+                    "cannot {verb} snapshot '{snap}': permission denied\n"
+                ));
+                continue;
+            }
+            let found = snap.split_once('@').and_then(|(ds, name)| {
+                m.datasets
+                    .get_mut(ds)?
+                    .snaps
+                    .iter_mut()
+                    .find(|s| s.name == name)
+            });
+            let Some(s) = found else {
+                err.push_str(&format!("cannot open '{snap}': dataset does not exist\n"));
+                continue;
             };
-            let Some(s) = m
-                .datasets
-                .get(ds)
-                .and_then(|d| d.snaps.iter().find(|s| s.name == name))
-            else {
-                return (String::new(), fail(format!("cannot open '{snap}'")));
+            let done = if place {
+                s.holds.insert(tag.to_string())
+            } else {
+                s.holds.remove(tag)
             };
-            if s.holds.contains(tag) == place {
+            if !done {
                 let why = if place {
                     "tag already exists on this dataset"
                 } else {
                     "no such tag on this dataset"
                 };
-                return (
-                    String::new(),
-                    fail(format!("cannot hold/release '{snap}': {why}")),
-                );
+                err.push_str(&format!("cannot {verb} snapshot '{snap}': {why}\n"));
             }
         }
-        for snap in snaps {
-            if let Some((ds, name)) = snap.split_once('@') {
-                if let Some(s) = m
-                    .datasets
-                    .get_mut(ds)
-                    .and_then(|d| d.snaps.iter_mut().find(|s| s.name == name))
-                {
-                    if place {
-                        s.holds.insert(tag.to_string());
-                    } else {
-                        s.holds.remove(tag);
-                    }
-                }
-            }
-        }
-        (String::new(), (Some(0), String::new()))
+        let code = if err.is_empty() { 0 } else { 1 };
+        (String::new(), (Some(code), err))
     }
 
     fn create_parent(&self, ds: &str) -> (String, Exit) {

@@ -94,6 +94,8 @@ async fn run_datasets(
         HoldBook::load(&sides.target, &dst_list, &tag)
     );
     let mut reports: Vec<DatasetReport> = Vec::new();
+    // (dataset, new base) per side, and the report each move belongs to.
+    let (mut src_moves, mut dst_moves, mut moved) = (Vec::new(), Vec::new(), Vec::new());
     for p in plans {
         let p_source = p.source.clone();
         // A child cannot arrive where its parent failed to; say so instead of trying.
@@ -121,16 +123,9 @@ async fn run_datasets(
         });
         if !opts.dry_run && !rep.failed() {
             if let Some(base) = rep.base.clone() {
-                let source = Dataset::new(&rep.source)?;
-                let target = Dataset::new(&rep.target)?;
-                let a = src_holds.move_to(&sides.source, &source, &base).await;
-                let b = dst_holds.move_to(&sides.target, &target, &base).await;
-                for r in [a, b] {
-                    match r {
-                        Ok(changed) => rep.holds_changed |= changed,
-                        Err(e) => rep.warnings.push(format!("{e:#}")),
-                    }
-                }
+                src_moves.push((Dataset::new(&rep.source)?, base.clone()));
+                dst_moves.push((Dataset::new(&rep.target)?, base));
+                moved.push(reports.len());
             }
         }
         log::debug!(
@@ -144,6 +139,20 @@ async fn run_datasets(
                 .unwrap_or_default()
         );
         reports.push(rep);
+    }
+    // The holds of the whole run move together, a few commands per side however many
+    // datasets: until then each old base stays held, and it is still a common base.
+    let (a, b) = tokio::join!(
+        src_holds.move_all(&sides.source, &src_moves),
+        dst_holds.move_all(&sides.target, &dst_moves)
+    );
+    for ((&i, a), b) in moved.iter().zip(a).zip(b) {
+        for r in [a, b] {
+            match r {
+                Ok(changed) => reports[i].holds_changed |= changed,
+                Err(e) => reports[i].warnings.push(format!("{e:#}")),
+            }
+        }
     }
     Ok(reports)
 }

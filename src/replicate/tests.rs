@@ -392,3 +392,85 @@ async fn the_planner_still_sees_a_targets_children_and_missing_parents() {
         dst.commands()
     );
 }
+
+#[tokio::test]
+async fn holds_move_with_one_hold_and_one_release_per_side_however_many_datasets() {
+    let names: Vec<String> = (0..5).map(|i| format!("tank/d{i}")).collect();
+    let spec: Vec<(&str, &[&str])> = names.iter().map(|d| (d.as_str(), &["s1"][..])).collect();
+    let (src, dst) = hosts(&spec);
+    let j = job(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&j, &src, &dst).await;
+    for d in &names {
+        src.snapshot(d, "s2");
+    }
+    src.clear_log();
+    dst.clear_log();
+    let reps = run(&j, &src, &dst).await;
+    assert!(reps
+        .iter()
+        .all(|r| r.holds_changed && r.warnings.is_empty()));
+    for (host, prefix) in [(&src, ""), (&dst, "backup/client/")] {
+        let cmds = host.commands();
+        let hold = position(
+            &cmds,
+            &format!(
+                "zfs hold {TAG} {}",
+                names
+                    .iter()
+                    .map(|d| format!("{prefix}{d}@s2"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
+        let release = cmds
+            .iter()
+            .position(|c| c.starts_with("zfs release"))
+            .expect("the old holds are released");
+        assert!(hold < release);
+        assert_eq!(
+            verbs(&cmds)
+                .iter()
+                .filter(|v| v.starts_with("zfs hold "))
+                .count(),
+            1
+        );
+        assert_eq!(
+            verbs(&cmds)
+                .iter()
+                .filter(|v| v.starts_with("zfs release"))
+                .count(),
+            1
+        );
+        for d in &names {
+            assert_eq!(host.held(&format!("{prefix}{d}"), TAG), ["s2"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hold_refused_on_one_snapshot_warns_for_its_dataset_and_keeps_its_old_hold() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    let j = job(&["tank/a", "tank/b"]);
+    run(&j, &src, &dst).await;
+    src.snapshot("tank/a", "s2");
+    src.snapshot("tank/b", "s2");
+    dst.refuse_holds("backup/client/tank/a@s2");
+    let reps = run(&j, &src, &dst).await;
+    let a = report(&reps, "tank/a");
+    assert_eq!((a.action, a.error.as_deref()), (Action::Incremental, None));
+    assert!(
+        a.warnings
+            .iter()
+            .any(|w| w.contains("hold zferry:job not placed") && w.contains("permission denied")),
+        "{a:?}"
+    );
+    assert_eq!(
+        dst.held("backup/client/tank/a", TAG),
+        ["s1"],
+        "the old base stays held"
+    );
+    assert_eq!(src.held("tank/a", TAG), ["s2"]);
+    let b = report(&reps, "tank/b");
+    assert!(b.warnings.is_empty(), "{b:?}");
+    assert_eq!(dst.held("backup/client/tank/b", TAG), ["s2"]);
+}

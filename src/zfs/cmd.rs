@@ -121,12 +121,28 @@ pub fn parse_reclaim(out: &str) -> Option<u64> {
 
 /// Place hold `tag` on `snap`.
 pub fn hold(tag: &str, snap: &Snapshot) -> Vec<String> {
-    argv(&["zfs", "hold", tag, &snap.to_string()])
+    hold_all(tag, std::slice::from_ref(snap))
+}
+
+/// Place hold `tag` on every one of `snaps` in one command. zfs holds them one by one
+/// and goes on past one it cannot hold, exiting non-zero: not all or nothing.
+pub fn hold_all(tag: &str, snaps: &[Snapshot]) -> Vec<String> {
+    let mut a = argv(&["zfs", "hold", tag]);
+    a.extend(snaps.iter().map(|s| s.to_string()));
+    a
 }
 
 /// Release hold `tag` from `snap`.
 pub fn release(tag: &str, snap: &Snapshot) -> Vec<String> {
-    argv(&["zfs", "release", tag, &snap.to_string()])
+    release_all(tag, std::slice::from_ref(snap))
+}
+
+/// Release hold `tag` from every one of `snaps` in one command (one by one, like
+/// [`hold_all`]).
+pub fn release_all(tag: &str, snaps: &[Snapshot]) -> Vec<String> {
+    let mut a = argv(&["zfs", "release", tag]);
+    a.extend(snaps.iter().map(|s| s.to_string()));
+    a
 }
 
 /// List the holds on `snaps`.
