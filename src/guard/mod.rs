@@ -14,7 +14,7 @@
 pub mod serve;
 
 use crate::zfs::cmd::{self, SendSpan};
-use crate::zfs::list::list_argv;
+use crate::zfs::list::{list_argv_at, Depth};
 use crate::zfs::name::{check_hold_tag, Dataset, Snapshot};
 use crate::zfs::token::{self, ResumeToken};
 use serde::{Deserialize, Serialize};
@@ -176,7 +176,15 @@ impl Policy {
         let mut checked = Checked::Run;
         let expected: Vec<String> = match (self.mode, a.as_slice()) {
             (_, ["zfs", "list", .., "-r", _]) | (_, ["zfs", "list", "-Hp", ..]) => {
-                let r = a.iter().position(|x| *x == "-r").map_or(a.len(), |i| i + 1);
+                // Recursive (`-r`), or the datasets alone (`-d 0`); the rebuilt argv
+                // must then match word for word.
+                let (depth, r) = match a.iter().position(|x| *x == "-r") {
+                    Some(i) => (Depth::Recursive, i + 1),
+                    None => match a.windows(2).position(|w| w == ["-d", "0"]) {
+                        Some(i) => (Depth::Only, i + 2),
+                        None => (Depth::Recursive, a.len()),
+                    },
+                };
                 let roots = a[r..]
                     .iter()
                     .map(|s| self.dataset(s))
@@ -185,10 +193,23 @@ impl Policy {
                 if roots.is_empty() {
                     return reject("a listing must name datasets under the roots");
                 }
-                list_argv(&roots)
+                list_argv_at(&roots, depth)
             }
-            (_, ["zfs", "hold", tag, snap]) => cmd::hold(self.tag(tag)?, &self.snap(snap)?),
-            (_, ["zfs", "release", tag, snap]) => cmd::release(self.tag(tag)?, &self.snap(snap)?),
+            (_, ["zfs", "get", "-Hp", "-o", "value", "guid", snap]) => {
+                cmd::get_guid(&self.snap(snap)?)
+            }
+            (_, ["zfs", verb @ ("hold" | "release"), tag, snaps @ ..]) if !snaps.is_empty() => {
+                let tag = self.tag(tag)?;
+                let snaps = snaps
+                    .iter()
+                    .map(|s| self.snap(s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if *verb == "hold" {
+                    cmd::hold_all(tag, &snaps)
+                } else {
+                    cmd::release_all(tag, &snaps)
+                }
+            }
             (_, ["zfs", "holds", "-H", snaps @ ..]) if !snaps.is_empty() => cmd::holds(
                 &snaps
                     .iter()
@@ -290,6 +311,7 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::host::shell_quote;
+    use crate::zfs::list::list_argv;
     use proptest::prelude::*;
 
     fn policy(mode: Mode) -> Policy {
@@ -370,6 +392,11 @@ mod tests {
         let d = Dataset::new("tank/data/x").unwrap();
         assert!(ok(&p, &cmd::receive(&d)));
         assert!(ok(&p, &cmd::create_parent(&d)));
+        assert!(ok(&p, &cmd::get_guid(&s("tank/data/x@a"))));
+        let only = |d: &str| list_argv_at(&[Dataset::new(d).unwrap()], Depth::Only);
+        assert!(ok(&p, &only("tank/data/x")));
+        assert!(!ok(&p, &only("tank/other")));
+        assert!(!ok(&p, &cmd::get_guid(&s("tank/other@a"))));
         assert!(!ok(
             &p,
             &cmd::send(
@@ -493,6 +520,13 @@ mod tests {
         let mut p = policy(Mode::Send);
         let a = s("tank/data@a");
         assert!(ok(&p, &cmd::hold("zferry:job", &a)));
+        let two = [a.clone(), s("tank/data/kid@b")];
+        assert!(ok(&p, &cmd::hold_all("zferry:job", &two)));
+        assert!(ok(&p, &cmd::release_all("zferry:job", &two)));
+        assert!(!ok(
+            &p,
+            &cmd::release_all("zferry:job", &[a.clone(), s("tank/other@b")])
+        ));
         assert!(!ok(&p, &cmd::release("other:job", &a)));
         assert!(!ok(&p, &cmd::release("-r", &a)));
         p.hold_prefix = "site-".into();
@@ -514,7 +548,7 @@ mod tests {
 
         /// One extra word anywhere in an allowed command makes it a refused one.
         #[test]
-        fn extra_words_are_rejected(extra in "[ -~]{1,10}", pos in 0usize..8, which in 0usize..4) {
+        fn extra_words_are_rejected(extra in "[ -~]{1,10}", pos in 0usize..8, which in 0usize..5) {
             let mut p = policy(Mode::Receive);
             p.allow_destroy = true;
             p.allow_rollback = true;
@@ -524,6 +558,7 @@ mod tests {
                 cmd::create_parent(&d),
                 cmd::rollback(&s("tank/data/x@a")),
                 list_argv(std::slice::from_ref(&d)),
+                cmd::get_guid(&s("tank/data/x@a")),
             ][which].clone();
             prop_assert!(p.check(&argv).is_ok());
             argv.insert(pos.min(argv.len()), extra);

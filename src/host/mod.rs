@@ -4,6 +4,8 @@
 //! only place that builds a string for a shell. Every command is logged at `-v`
 //! exactly as run, so a user can paste and rerun it.
 
+#[cfg(test)]
+pub(crate) mod fake;
 mod pool;
 mod quote;
 
@@ -97,6 +99,9 @@ pub enum Host {
         /// The shared control connection.
         session: Arc<Session>,
     },
+    /// An in-memory model of a host, for the replicator's unit tests.
+    #[cfg(test)]
+    Fake(Arc<fake::Fake>),
 }
 
 /// A finished command.
@@ -198,6 +203,8 @@ impl Host {
         match self {
             Host::Local => "local",
             Host::Ssh { label, .. } => label,
+            #[cfg(test)]
+            Host::Fake(_) => "fake",
         }
     }
 
@@ -283,6 +290,24 @@ impl Host {
                     host: label.clone(),
                 })
             }
+            #[cfg(test)]
+            Host::Fake(fake) => {
+                // In-memory pipes: what the fake writes is read here, and the other way.
+                let pipe = |on: bool| on.then(|| tokio::io::duplex(64 * 1024));
+                let (stdin_ours, stdin_theirs) = pipe(stdin).unzip();
+                let (stdout_ours, stdout_theirs) = pipe(stdout).unzip();
+                let fake = fake.clone();
+                let argv = argv.to_vec();
+                let task =
+                    tokio::spawn(async move { fake.exec(argv, stdin_theirs, stdout_theirs).await });
+                Ok(Proc {
+                    stdin: stdin_ours.map(|s| Box::new(s) as _),
+                    stdout: stdout_ours.map(|s| Box::new(s) as _),
+                    stderr: None,
+                    child: Child::Fake(task),
+                    host: self.label().to_string(),
+                })
+            }
         }
     }
 
@@ -291,6 +316,8 @@ impl Host {
         match self {
             Host::Local => true,
             Host::Ssh { session, .. } => session.check().await.is_ok(),
+            #[cfg(test)]
+            Host::Fake(_) => true,
         }
     }
 
@@ -307,6 +334,8 @@ impl Host {
 enum Child {
     Local(tokio::process::Child),
     Remote(openssh::Child<Arc<Session>>),
+    #[cfg(test)]
+    Fake(tokio::task::JoinHandle<fake::Exit>),
 }
 
 /// A running command.
@@ -337,6 +366,12 @@ impl Proc {
                     None
                 }
             },
+            #[cfg(test)]
+            Child::Fake(task) => {
+                let (code, stderr) = task.await?;
+                err.push_str(&stderr);
+                code
+            }
         };
         Ok((code, err))
     }

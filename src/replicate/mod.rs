@@ -15,8 +15,9 @@ use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
 use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::holds::HoldBook;
-use crate::sides::{list, relist, Sides};
+use crate::sides::{list, list_owned, relist, Sides};
 use crate::zfs::cmd;
+use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
 use std::time::Instant;
@@ -69,9 +70,20 @@ async fn run_datasets(
     sides: &Sides,
     opts: RunOptions,
 ) -> Result<Vec<DatasetReport>> {
-    let (src_list, _) = list(&sides.source, &job.datasets).await?;
-    let (dst_list, missing) = list(&sides.target, std::slice::from_ref(&job.destination)).await?;
-    if !missing.is_empty() {
+    // Every target lies under its root's target, so these are known before the
+    // source is listed, and the two sides (different hosts) are listed at once.
+    let target_roots = job
+        .datasets
+        .iter()
+        .map(|d| job.target_of(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (src, dst) = tokio::join!(
+        list(&sides.source, &job.datasets),
+        list_owned(&sides.target, &job.destination, &target_roots)
+    );
+    let (src_list, _) = src?;
+    let (dst_list, missing) = dst?;
+    if missing.iter().any(|m| m == job.destination.as_str()) {
         bail!(
             "destination {} does not exist on {}; create it first (encrypted, if the copies should be), zferry never creates the backup root",
             job.destination,
@@ -85,9 +97,13 @@ async fn run_datasets(
     };
     let plans = plan::plan_job(&src_list, &dst_list, &mapping, &job.destination, popts);
     let tag = job.hold_tag(name);
-    let mut src_holds = HoldBook::load(&sides.source, &src_list, &tag).await;
-    let mut dst_holds = HoldBook::load(&sides.target, &dst_list, &tag).await;
+    let (mut src_holds, mut dst_holds) = tokio::join!(
+        HoldBook::load(&sides.source, &src_list, &tag),
+        HoldBook::load(&sides.target, &dst_list, &tag)
+    );
     let mut reports: Vec<DatasetReport> = Vec::new();
+    // (dataset, new base) per side, and the report each move belongs to.
+    let (mut src_moves, mut dst_moves, mut moved) = (Vec::new(), Vec::new(), Vec::new());
     for p in plans {
         let p_source = p.source.clone();
         // A child cannot arrive where its parent failed to; say so instead of trying.
@@ -107,7 +123,7 @@ async fn run_datasets(
                 )),
                 ..DatasetReport::default()
             },
-            None => execute_dataset(sides, p, popts, opts).await,
+            None => execute_dataset(sides, &src_list, p, popts, opts).await,
         };
         rep.base_creation = rep.base.as_ref().and_then(|b| {
             let snaps = &src_list.get(&p_source)?.snapshots;
@@ -115,16 +131,9 @@ async fn run_datasets(
         });
         if !opts.dry_run && !rep.failed() {
             if let Some(base) = rep.base.clone() {
-                let source = Dataset::new(&rep.source)?;
-                let target = Dataset::new(&rep.target)?;
-                let a = src_holds.move_to(&sides.source, &source, &base).await;
-                let b = dst_holds.move_to(&sides.target, &target, &base).await;
-                for r in [a, b] {
-                    match r {
-                        Ok(changed) => rep.holds_changed |= changed,
-                        Err(e) => rep.warnings.push(format!("{e:#}")),
-                    }
-                }
+                src_moves.push((Dataset::new(&rep.source)?, base.clone()));
+                dst_moves.push((Dataset::new(&rep.target)?, base));
+                moved.push(reports.len());
             }
         }
         log::debug!(
@@ -138,6 +147,20 @@ async fn run_datasets(
                 .unwrap_or_default()
         );
         reports.push(rep);
+    }
+    // The holds of the whole run move together, a few commands per side however many
+    // datasets: until then each old base stays held, and it is still a common base.
+    let (a, b) = tokio::join!(
+        src_holds.move_all(&sides.source, &src_moves),
+        dst_holds.move_all(&sides.target, &dst_moves)
+    );
+    for ((&i, a), b) in moved.iter().zip(a).zip(b) {
+        for r in [a, b] {
+            match r {
+                Ok(changed) => reports[i].holds_changed |= changed,
+                Err(e) => reports[i].warnings.push(format!("{e:#}")),
+            }
+        }
     }
     Ok(reports)
 }
@@ -155,6 +178,7 @@ fn action_of(v: &Verdict) -> Action {
 
 async fn execute_dataset(
     sides: &Sides,
+    src_list: &Listing,
     mut plan: DatasetPlan,
     popts: Options,
     opts: RunOptions,
@@ -204,7 +228,7 @@ async fn execute_dataset(
         rep.action = Action::Resume;
     }
     if !opts.dry_run && !rep.failed() && rep.action.transferred() {
-        if let Err(e) = verify(sides, &plan).await {
+        if let Err(e) = verify(sides, &plan, src_list).await {
             rep.action = Action::Failed;
             rep.error = Some(format!("{e:#}"));
         }
@@ -372,36 +396,52 @@ async fn estimate_bytes(sides: &Sides, span: &cmd::SendSpan, raw: bool) -> Optio
         .flatten()
 }
 
-/// Exit codes are not trusted alone: the target must now end at the source's GUID.
-async fn verify(sides: &Sides, plan: &DatasetPlan) -> Result<()> {
+/// Exit codes are not trusted alone: the target's copy of the new base must have the
+/// source's GUID. The source's GUID comes from the run's listing (a relisting only when
+/// a resume moved the plan to a snapshot taken since); the target answers one `zfs get`.
+async fn verify(sides: &Sides, plan: &DatasetPlan, src_list: &Listing) -> Result<()> {
     let Some(base) = &plan.base_after else {
         return Ok(());
     };
-    let src = relist(&sides.source, &plan.source).await?;
-    let dst = relist(&sides.target, &plan.target).await?;
-    let want = src
-        .as_ref()
-        .and_then(|d| d.snapshots.iter().find(|p| &p.name == base));
-    let got = dst.as_ref().and_then(|d| d.latest());
-    match (want, got) {
-        (Some(w), Some(g)) if w.guid == g.guid => Ok(()),
-        _ => bail!(
-            "after receiving, {} on {} ends at {} but the source's @{base} has GUID {}; check '{}'",
-            plan.target,
-            sides.target.label(),
-            got.map(|g| format!("@{} (GUID {})", g.name, g.guid))
-                .unwrap_or_else(|| "no snapshot".into()),
-            want.map(|w| w.guid.to_string())
-                .unwrap_or_else(|| "?".into()),
-            shell_quote(&[
-                "zfs",
-                "list",
-                "-t",
-                "snapshot",
-                "-o",
-                "name,guid",
-                plan.target.as_str()
-            ])
+    let listed = |d: Option<&DatasetInfo>| {
+        d.and_then(|d| d.snapshots.iter().find(|p| &p.name == base))
+            .map(|p| p.guid)
+    };
+    let want = match listed(src_list.get(&plan.source)) {
+        Some(g) => g,
+        None => listed(relist(&sides.source, &plan.source).await?.as_ref())
+            .ok_or_else(|| anyhow!("{}@{base} is gone from the source", plan.source))?,
+    };
+    let snap = plan.target.snapshot(base)?;
+    let check = shell_quote(&[
+        "zfs",
+        "list",
+        "-t",
+        "snapshot",
+        "-o",
+        "name,guid",
+        plan.target.as_str(),
+    ]);
+    let got = match sides.target.run_ok(&cmd::get_guid(&snap)).await {
+        Ok(out) => cmd::parse_guid(&out.stdout).map_err(|e| {
+            anyhow!(
+                "reading the GUID of {snap} on {}: {e}",
+                sides.target.label()
+            )
+        })?,
+        Err(e) => bail!(
+            "after receiving, {snap} cannot be read on {}: {e:#}; check '{check}'",
+            sides.target.label()
         ),
+    };
+    if got != want {
+        bail!(
+            "after receiving, {snap} on {} has GUID {got} but the source's @{base} has GUID {want}; check '{check}'",
+            sides.target.label()
+        );
     }
+    Ok(())
 }
+
+#[cfg(test)]
+mod tests;

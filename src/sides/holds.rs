@@ -1,11 +1,11 @@
 //! This job's holds: exactly one held snapshot per dataset per job, on each side.
 
-use crate::host::Host;
+use crate::host::{CommandFailed, Host};
 use crate::zfs::cmd;
 use crate::zfs::list::Listing;
 use crate::zfs::name::{Dataset, Snapshot};
 use anyhow::{anyhow, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Which snapshots carry this job's tag on one side, loaded with one `zfs holds` call.
 pub struct HoldBook {
@@ -69,32 +69,138 @@ impl HoldBook {
         book
     }
 
-    /// Holds `ds@base` and releases this tag everywhere else on `ds`. Holding first
-    /// means there is never a moment without a held base. Returns whether anything changed.
-    pub async fn move_to(&mut self, host: &Host, ds: &Dataset, base: &str) -> Result<bool> {
+    /// Moves this tag to each dataset's new base: one `zfs hold` of every base not yet
+    /// held, then one `zfs release` of the bases they replace. Holding first means there
+    /// is never a moment without a held base. Returns, for each `(dataset, base)` in
+    /// order, whether anything changed, or why its hold did not move (a dataset whose
+    /// new base could not be held keeps its old hold).
+    pub async fn move_all(
+        &mut self,
+        host: &Host,
+        moves: &[(Dataset, String)],
+    ) -> Vec<Result<bool>> {
         if let Some(e) = &self.load_error {
-            return Err(anyhow!("holds on {} could not be read: {e}", host.label()));
+            return moves
+                .iter()
+                .map(|_| Err(anyhow!("holds on {} could not be read: {e}", host.label())))
+                .collect();
         }
-        let held = self.held.entry(ds.clone()).or_default();
-        let mut changed = false;
-        if !held.iter().any(|s| s == base) {
-            let snap = ds.snapshot(base)?;
-            host.run_ok(&cmd::hold(&self.tag, &snap))
-                .await
-                .map_err(|e| anyhow!("hold {} not placed: {e:#}", self.tag))?;
-            held.push(base.to_string());
-            changed = true;
+        let mut out: Vec<Result<bool>> = Vec::with_capacity(moves.len());
+        let mut to_hold = Vec::new();
+        for (i, (ds, base)) in moves.iter().enumerate() {
+            let held = self.held.get(ds).is_some_and(|h| h.contains(base));
+            match ds.snapshot(base) {
+                Ok(snap) if !held => to_hold.push((i, snap)),
+                Ok(_) => {}
+                Err(e) => {
+                    out.push(Err(e.into()));
+                    continue;
+                }
+            }
+            out.push(Ok(false));
         }
-        let stale: Vec<String> = held.iter().filter(|s| *s != base).cloned().collect();
-        for s in stale {
-            let snap = ds.snapshot(&s)?;
-            host.run_ok(&cmd::release(&self.tag, &snap))
-                .await
-                .map_err(|e| anyhow!("old hold {} on {snap} not released: {e:#}", self.tag))?;
-            held.retain(|x| x != &s);
-            changed = true;
+        let failed = self.apply(host, true, &to_hold).await;
+        for (i, snap) in &to_hold {
+            match failed.get(snap) {
+                Some(e) => out[*i] = Err(anyhow!("hold {} not placed: {e}", self.tag)),
+                None => {
+                    let (ds, base) = &moves[*i];
+                    self.held.entry(ds.clone()).or_default().push(base.clone());
+                    out[*i] = Ok(true);
+                }
+            }
         }
-        Ok(changed)
+        let mut to_release = Vec::new();
+        for (i, (ds, base)) in moves.iter().enumerate() {
+            if out[i].is_err() {
+                continue;
+            }
+            for old in self
+                .held
+                .get(ds)
+                .into_iter()
+                .flatten()
+                .filter(|s| *s != base)
+            {
+                if let Ok(snap) = ds.snapshot(old) {
+                    to_release.push((i, snap));
+                }
+            }
+        }
+        let failed = self.apply(host, false, &to_release).await;
+        for (i, snap) in &to_release {
+            match failed.get(snap) {
+                Some(e) => {
+                    out[*i] = Err(anyhow!("old hold {} on {snap} not released: {e}", self.tag))
+                }
+                None => {
+                    if let Some(h) = self.held.get_mut(snap.dataset()) {
+                        h.retain(|x| x != snap.short());
+                    }
+                    if let Ok(changed) = &mut out[*i] {
+                        *changed = true;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Places (or releases) this tag on all of `snaps` with one command. zfs goes on past
+    /// a snapshot it cannot handle and exits non-zero, so after a failure the holds are
+    /// read back to learn which ones took. Returns the snapshots that did not, with why.
+    async fn apply(
+        &self,
+        host: &Host,
+        place: bool,
+        snaps: &[(usize, Snapshot)],
+    ) -> BTreeMap<Snapshot, String> {
+        let list: Vec<Snapshot> = snaps.iter().map(|(_, s)| s.clone()).collect();
+        if list.is_empty() {
+            return BTreeMap::new();
+        }
+        let argv = if place {
+            cmd::hold_all(&self.tag, &list)
+        } else {
+            cmd::release_all(&self.tag, &list)
+        };
+        let (err, stderr) = match host.run_ok(&argv).await {
+            Ok(_) => return BTreeMap::new(),
+            Err(e) => {
+                let stderr = e
+                    .downcast_ref::<CommandFailed>()
+                    .map(|c| c.stderr.clone())
+                    .unwrap_or_default();
+                (format!("{e:#}"), stderr)
+            }
+        };
+        // zfs names each snapshot it failed on: that line is the dataset's own reason.
+        let why = |s: &Snapshot| {
+            let quoted = format!("'{s}'");
+            stderr
+                .lines()
+                .find(|l| l.contains(&quoted))
+                .map(|l| format!("{} (on {})", l.trim(), host.label()))
+                .unwrap_or_else(|| err.clone())
+        };
+        // Unreadable holds: none counts as moved, so the old hold is kept.
+        let now: Option<BTreeSet<Snapshot>> = match host.run_ok(&cmd::holds(&list)).await {
+            Ok(out) => Some(
+                parse_holds(&out.stdout)
+                    .into_iter()
+                    .filter(|(_, t)| *t == self.tag)
+                    .map(|(s, _)| s)
+                    .collect(),
+            ),
+            Err(_) => None,
+        };
+        list.into_iter()
+            .filter(|s| now.as_ref().is_none_or(|held| held.contains(s) != place))
+            .map(|s| {
+                let w = why(&s);
+                (s, w)
+            })
+            .collect()
     }
 }
 

@@ -192,8 +192,11 @@ pub async fn live(job: &Job, pool: &mut Pool) -> Result<Live> {
         .filter_map(|d| job.target_of(d).ok())
         .collect();
     // Missing roots are fine here (a gone source, a never-replicated target).
-    let (source, _) = list(&sides.source, &job.datasets).await?;
-    let (target, _) = list(&sides.target, &target_roots).await?;
+    let (source, target) = tokio::join!(
+        list(&sides.source, &job.datasets),
+        list(&sides.target, &target_roots)
+    );
+    let ((source, _), (target, _)) = (source?, target?);
     let (source, target) = (side_from(&source), side_from(&target));
     let mut pairs = Vec::new();
     for name in source.datasets.keys() {

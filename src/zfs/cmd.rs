@@ -121,12 +121,28 @@ pub fn parse_reclaim(out: &str) -> Option<u64> {
 
 /// Place hold `tag` on `snap`.
 pub fn hold(tag: &str, snap: &Snapshot) -> Vec<String> {
-    argv(&["zfs", "hold", tag, &snap.to_string()])
+    hold_all(tag, std::slice::from_ref(snap))
+}
+
+/// Place hold `tag` on every one of `snaps` in one command. zfs holds them one by one
+/// and goes on past one it cannot hold, exiting non-zero: not all or nothing.
+pub fn hold_all(tag: &str, snaps: &[Snapshot]) -> Vec<String> {
+    let mut a = argv(&["zfs", "hold", tag]);
+    a.extend(snaps.iter().map(|s| s.to_string()));
+    a
 }
 
 /// Release hold `tag` from `snap`.
 pub fn release(tag: &str, snap: &Snapshot) -> Vec<String> {
-    argv(&["zfs", "release", tag, &snap.to_string()])
+    release_all(tag, std::slice::from_ref(snap))
+}
+
+/// Release hold `tag` from every one of `snaps` in one command (one by one, like
+/// [`hold_all`]).
+pub fn release_all(tag: &str, snaps: &[Snapshot]) -> Vec<String> {
+    let mut a = argv(&["zfs", "release", tag]);
+    a.extend(snaps.iter().map(|s| s.to_string()));
+    a
 }
 
 /// List the holds on `snaps`.
@@ -160,6 +176,34 @@ pub fn list_points(ds: &Dataset) -> Vec<String> {
         "1",
         ds.as_str(),
     ])
+}
+
+/// The GUID of one snapshot: the check after a receive, one value instead of a listing.
+pub fn get_guid(snap: &Snapshot) -> Vec<String> {
+    argv(&[
+        "zfs",
+        "get",
+        "-Hp",
+        "-o",
+        "value",
+        "guid",
+        &snap.to_string(),
+    ])
+}
+
+/// Parses [`get_guid`]'s output: exactly one line holding a decimal u64. The peer may
+/// be hostile, so anything else is an error that quotes (a bounded part of) what came.
+pub fn parse_guid(out: &str) -> Result<u64, String> {
+    let mut lines = out.lines().filter(|l| !l.trim().is_empty());
+    match (lines.next().map(str::trim), lines.next()) {
+        (Some(v), None) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v
+            .parse()
+            .map_err(|_| format!("GUID '{v}' does not fit in 64 bits")),
+        _ => Err(format!(
+            "expected one GUID, got '{}'",
+            out.chars().take(80).collect::<String>().escape_debug()
+        )),
+    }
 }
 
 /// Parses the estimated size from `zfs send -nP` output (the `size` line).
@@ -203,6 +247,31 @@ mod tests {
         assert!(!r.contains(&"-F".to_string()));
         assert!(r.contains(&"-u".to_string()) && r.contains(&"-s".to_string()));
         assert!(r.windows(2).any(|w| w == ["-o", "canmount=noauto"]));
+    }
+
+    #[test]
+    fn a_guid_is_one_decimal_u64_and_nothing_else() {
+        assert_eq!(
+            get_guid(&s("b/a@1")),
+            ["zfs", "get", "-Hp", "-o", "value", "guid", "b/a@1"]
+        );
+        assert_eq!(
+            parse_guid("12345678901234567890\n"),
+            Ok(12345678901234567890)
+        );
+        for bad in [
+            "",
+            "-",
+            "-1\n",
+            "+5\n",
+            "0x10\n",
+            "1 2\n",
+            "1\n2\n",
+            "18446744073709551616\n",
+            "guid\t1\n",
+        ] {
+            assert!(parse_guid(bad).is_err(), "{bad:?} was read as a GUID");
+        }
     }
 
     #[test]

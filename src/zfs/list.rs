@@ -19,8 +19,22 @@ pub const LIST_PROPS: &[&str] = &[
     "creation",
 ];
 
+/// How much of each root a listing covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// The root, its snapshots and bookmarks, and everything below it (`-r`).
+    Recursive,
+    /// The root alone, without its snapshots (`-d 0`): enough to know it exists.
+    Only,
+}
+
 /// argv for the one listing of `roots` and everything below them.
 pub fn list_argv(roots: &[Dataset]) -> Vec<String> {
+    list_argv_at(roots, Depth::Recursive)
+}
+
+/// argv for a listing of `roots` to `depth`.
+pub fn list_argv_at(roots: &[Dataset], depth: Depth) -> Vec<String> {
     let mut argv: Vec<String> = [
         "zfs",
         "list",
@@ -35,7 +49,10 @@ pub fn list_argv(roots: &[Dataset]) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     argv.push(LIST_PROPS.join(","));
-    argv.push("-r".into());
+    match depth {
+        Depth::Recursive => argv.push("-r".into()),
+        Depth::Only => argv.extend(["-d".into(), "0".into()]),
+    }
     argv.extend(roots.iter().map(|r| r.to_string()));
     argv
 }
@@ -273,5 +290,9 @@ tank/dataz\tfilesystem\t113\t10\toff\t-\t0\t-\t-\t1700000000
         let argv = list_argv(&[Dataset::new("tank/a").unwrap()]);
         assert_eq!(argv[..3], ["zfs", "list", "-Hp"]);
         assert_eq!(argv.last().unwrap(), "tank/a");
+        assert!(argv.contains(&"-r".to_string()));
+        let only = list_argv_at(&[Dataset::new("tank/a").unwrap()], Depth::Only);
+        assert!(only.windows(3).any(|w| w == ["-d", "0", "tank/a"]));
+        assert!(!only.contains(&"-r".to_string()));
     }
 }

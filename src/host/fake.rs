@@ -1,0 +1,533 @@
+//! A host for unit tests: a tiny in-memory model of datasets, snapshots, holds and
+//! resume tokens that answers the zfs commands zferry issues in their real output
+//! formats, and records every command in order.
+//!
+//! The replicator cannot be tested against real hosts outside the lab; with this, its
+//! decisions (resume limits, skipped children, GUID checks, hold order, failure
+//! isolation) read as scenarios: build two models, run a job, look at the reports, the
+//! models and the commands. Streams are real byte streams (in-memory pipes) carrying a
+//! small text description of the snapshots they bring, so `stream::transfer` runs as is.
+
+use super::shell_quote;
+use crate::zfs::list::LIST_PROPS;
+use crate::zfs::token;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+/// GUIDs are unique across every fake, as they are across real pools: a snapshot only
+/// shares a GUID with its own copies.
+static NEXT_GUID: AtomicU64 = AtomicU64::new(1_000_001);
+
+fn new_guid() -> u64 {
+    NEXT_GUID.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone)]
+struct Snap {
+    name: String,
+    guid: u64,
+    txg: u64,
+    holds: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Ds {
+    guid: u64,
+    txg: u64,
+    snaps: Vec<Snap>,
+    token: Option<String>,
+}
+
+/// What a scripted failure does to receives into one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fault {
+    /// Exit 1 with this stderr, changing nothing.
+    Fail(String),
+    /// Exit 0 but keep (or leave) a resume token, as if the stream stopped short.
+    StaysPartial,
+    /// Exit 0 but store the snapshots under other GUIDs than the stream's.
+    WrongGuid,
+}
+
+#[derive(Default)]
+struct Model {
+    datasets: BTreeMap<String, Ds>,
+    txg: u64,
+    faults: BTreeMap<String, Fault>,
+    refused_holds: BTreeSet<String>,
+}
+
+/// One fake host: its model and the log of what it was asked.
+#[derive(Default)]
+pub struct Fake {
+    model: Mutex<Model>,
+    log: Mutex<Vec<Vec<String>>>,
+}
+
+/// A finished fake command.
+pub(crate) type Exit = (Option<i32>, String);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A test that panicked mid-command poisons the lock; the model is still readable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fail(msg: impl Into<String>) -> Exit {
+    (Some(1), msg.into())
+}
+
+impl Fake {
+    /// A host with these datasets (parents are not implied) and their snapshots, oldest
+    /// first.
+    pub fn new(datasets: &[(&str, &[&str])]) -> Fake {
+        let f = Fake::default();
+        for (ds, snaps) in datasets {
+            f.create(ds);
+            for s in *snaps {
+                f.snapshot(ds, s);
+            }
+        }
+        f
+    }
+
+    /// Creates dataset `ds` (no snapshots).
+    pub fn create(&self, ds: &str) {
+        let mut m = lock(&self.model);
+        m.txg += 1;
+        let d = Ds {
+            guid: new_guid(),
+            txg: m.txg,
+            ..Ds::default()
+        };
+        m.datasets.insert(ds.to_string(), d);
+    }
+
+    /// Takes snapshot `ds@name`.
+    pub fn snapshot(&self, ds: &str, name: &str) {
+        let mut m = lock(&self.model);
+        m.txg += 1;
+        let txg = m.txg;
+        let d = m
+            .datasets
+            .get_mut(ds)
+            .expect("snapshot of a dataset the test created");
+        d.snaps.push(Snap {
+            name: name.to_string(),
+            guid: new_guid(),
+            txg,
+            holds: BTreeSet::new(),
+        });
+    }
+
+    /// Sets `ds`'s resume token, as an interrupted receive leaves it.
+    pub fn set_token(&self, ds: &str, token: &str) {
+        let mut m = lock(&self.model);
+        let d = m
+            .datasets
+            .get_mut(ds)
+            .expect("token on a dataset the test created");
+        d.token = Some(token.to_string());
+    }
+
+    /// Every receive into `target` fails with `stderr`.
+    pub fn fail_receive(&self, target: &str, stderr: &str) {
+        lock(&self.model)
+            .faults
+            .insert(target.to_string(), Fault::Fail(stderr.to_string()));
+    }
+
+    /// Every receive into `target` exits 0 but leaves a resume token.
+    pub fn receive_stays_partial(&self, target: &str) {
+        lock(&self.model)
+            .faults
+            .insert(target.to_string(), Fault::StaysPartial);
+    }
+
+    /// Every receive into `target` stores other GUIDs than the stream's.
+    pub fn receive_wrong_guid(&self, target: &str) {
+        lock(&self.model)
+            .faults
+            .insert(target.to_string(), Fault::WrongGuid);
+    }
+
+    /// Holds and releases of snapshot `snap` are refused (`permission denied`).
+    pub fn refuse_holds(&self, snap: &str) {
+        lock(&self.model).refused_holds.insert(snap.to_string());
+    }
+
+    /// `(name, guid)` of `ds`'s snapshots, oldest first; empty if it does not exist.
+    pub fn snapshots(&self, ds: &str) -> Vec<(String, u64)> {
+        lock(&self.model)
+            .datasets
+            .get(ds)
+            .map(|d| d.snaps.iter().map(|s| (s.name.clone(), s.guid)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The GUID of `ds@snap`.
+    pub fn guid(&self, ds: &str, snap: &str) -> u64 {
+        self.snapshots(ds)
+            .into_iter()
+            .find(|(n, _)| n == snap)
+            .map(|(_, g)| g)
+            .expect("a snapshot the test knows")
+    }
+
+    /// The snapshots of `ds` that carry hold `tag`.
+    pub fn held(&self, ds: &str, tag: &str) -> Vec<String> {
+        lock(&self.model)
+            .datasets
+            .get(ds)
+            .map(|d| {
+                d.snaps
+                    .iter()
+                    .filter(|s| s.holds.contains(tag))
+                    .map(|s| s.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// True when `ds` exists.
+    pub fn exists(&self, ds: &str) -> bool {
+        lock(&self.model).datasets.contains_key(ds)
+    }
+
+    /// Every command run so far, quoted as it would be pasted, in order.
+    pub fn commands(&self) -> Vec<String> {
+        lock(&self.log).iter().map(|a| shell_quote(a)).collect()
+    }
+
+    /// Forgets the commands run so far (the model stays).
+    pub fn clear_log(&self) {
+        lock(&self.log).clear();
+    }
+
+    /// Runs `argv` with `stdin`/`stdout` as its pipes; returns its exit and stderr.
+    pub(crate) async fn exec(
+        &self,
+        argv: Vec<String>,
+        stdin: Option<DuplexStream>,
+        stdout: Option<DuplexStream>,
+    ) -> Exit {
+        lock(&self.log).push(argv.clone());
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let (out, exit) = match a.as_slice() {
+            ["zfs", "list", rest @ ..] => self.list(rest),
+            ["zfs", "get", "-Hp", "-o", "value", "guid", snap] => self.get_guid(snap),
+            ["zfs", "holds", "-H", snaps @ ..] => self.holds(snaps),
+            ["zfs", "hold", tag, snaps @ ..] => self.hold(tag, snaps, true),
+            ["zfs", "release", tag, snaps @ ..] => self.hold(tag, snaps, false),
+            ["zfs", "create", "-u", "-o", "canmount=off", ds] => self.create_parent(ds),
+            ["zfs", "send", "-nP", ..] => ("size\t4096\n".to_string(), (Some(0), String::new())),
+            ["zfs", "send", rest @ ..] => self.send(rest),
+            ["zfs", "receive", "-u", "-s", "-o", "canmount=noauto", target] => {
+                let mut stream = String::new();
+                if let Some(mut i) = stdin {
+                    if let Err(e) = i.read_to_string(&mut stream).await {
+                        return fail(format!("reading the stream: {e}"));
+                    }
+                }
+                (String::new(), self.receive(target, &stream))
+            }
+            _ => (
+                String::new(),
+                fail(format!("fake: unknown command {}", argv.join(" "))),
+            ),
+        };
+        if let Some(mut o) = stdout {
+            // A reader that went away is the real pipe's SIGPIPE: the exit says it all.
+            let _ = o.write_all(out.as_bytes()).await;
+            let _ = o.shutdown().await;
+        }
+        exit
+    }
+
+    fn list(&self, args: &[&str]) -> (String, Exit) {
+        let mut roots = Vec::new();
+        let mut recursive = false;
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match *a {
+                "-t" | "-s" | "-d" => {
+                    it.next();
+                }
+                "-o" => {
+                    if it.next() != Some(&LIST_PROPS.join(",").as_str()) {
+                        return (String::new(), fail("fake: zfs list with other columns"));
+                    }
+                }
+                "-r" => recursive = true,
+                "-Hp" => {}
+                r => roots.push(r),
+            }
+        }
+        let m = lock(&self.model);
+        let mut out = String::new();
+        let mut err = String::new();
+        for root in roots {
+            if !m.datasets.contains_key(root) {
+                err.push_str(&format!("cannot open '{root}': dataset does not exist\n"));
+                continue;
+            }
+            let under = format!("{root}/");
+            for (name, d) in m.datasets.iter() {
+                if name != root && !(recursive && name.starts_with(&under)) {
+                    continue;
+                }
+                out.push_str(&format!(
+                    "{name}\tfilesystem\t{}\t{}\toff\t-\t0\t{}\t-\t1700000000\n",
+                    d.guid,
+                    d.txg,
+                    d.token.as_deref().unwrap_or("-")
+                ));
+                for s in &d.snaps {
+                    out.push_str(&format!(
+                        "{name}@{}\tsnapshot\t{}\t{}\t-\t-\t-\t-\t{}\t1700000000\n",
+                        s.name,
+                        s.guid,
+                        s.txg,
+                        s.holds.len()
+                    ));
+                }
+            }
+        }
+        let code = if err.is_empty() { 0 } else { 1 };
+        (out, (Some(code), err))
+    }
+
+    fn get_guid(&self, snap: &str) -> (String, Exit) {
+        match self.find(snap) {
+            Some((_, s)) => (format!("{}\n", s.guid), (Some(0), String::new())),
+            None => (
+                String::new(),
+                fail(format!("cannot open '{snap}': dataset does not exist")),
+            ),
+        }
+    }
+
+    fn find(&self, snap: &str) -> Option<(String, Snap)> {
+        let (ds, name) = snap.split_once('@')?;
+        let m = lock(&self.model);
+        let s = m.datasets.get(ds)?.snaps.iter().find(|s| s.name == name)?;
+        Some((ds.to_string(), s.clone()))
+    }
+
+    fn holds(&self, snaps: &[&str]) -> (String, Exit) {
+        let mut out = String::new();
+        for snap in snaps {
+            match self.find(snap) {
+                Some((_, s)) => {
+                    for t in &s.holds {
+                        out.push_str(&format!("{snap}\t{t}\tThu Nov 26 08:00 2026\n"));
+                    }
+                }
+                None => {
+                    return (
+                        String::new(),
+                        fail(format!("cannot open '{snap}': dataset does not exist")),
+                    )
+                }
+            }
+        }
+        (out, (Some(0), String::new()))
+    }
+
+    /// `zfs hold`/`zfs release`: one snapshot after the other, going on past one that
+    /// fails and exiting 1 if any did, as zfs does.
+    fn hold(&self, tag: &str, snaps: &[&str], place: bool) -> (String, Exit) {
+        let mut m = lock(&self.model);
+        let mut err = String::new();
+        for snap in snaps {
+            let verb = if place { "hold" } else { "release" };
+            if m.refused_holds.contains(*snap) {
+                err.push_str(&format!(
+                    "cannot {verb} snapshot '{snap}': permission denied\n"
+                ));
+                continue;
+            }
+            let found = snap.split_once('@').and_then(|(ds, name)| {
+                m.datasets
+                    .get_mut(ds)?
+                    .snaps
+                    .iter_mut()
+                    .find(|s| s.name == name)
+            });
+            let Some(s) = found else {
+                err.push_str(&format!("cannot open '{snap}': dataset does not exist\n"));
+                continue;
+            };
+            let done = if place {
+                s.holds.insert(tag.to_string())
+            } else {
+                s.holds.remove(tag)
+            };
+            if !done {
+                let why = if place {
+                    "tag already exists on this dataset"
+                } else {
+                    "no such tag on this dataset"
+                };
+                err.push_str(&format!("cannot {verb} snapshot '{snap}': {why}\n"));
+            }
+        }
+        let code = if err.is_empty() { 0 } else { 1 };
+        (String::new(), (Some(code), err))
+    }
+
+    fn create_parent(&self, ds: &str) -> (String, Exit) {
+        let parent = ds.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        if self.exists(ds) {
+            return (
+                String::new(),
+                fail(format!("cannot create '{ds}': dataset already exists")),
+            );
+        }
+        if !self.exists(parent) {
+            return (
+                String::new(),
+                fail(format!("cannot create '{ds}': parent does not exist")),
+            );
+        }
+        self.create(ds);
+        (String::new(), (Some(0), String::new()))
+    }
+
+    /// The stream: a header naming the source snapshot it ends at and the base GUID,
+    /// then one line per snapshot it brings (`name guid`).
+    fn send(&self, args: &[&str]) -> (String, Exit) {
+        let args: Vec<&str> = args.iter().copied().filter(|a| *a != "-w").collect();
+        let (from, to, all, resumed) = match args.as_slice() {
+            ["-t", t] => match token::parse(t) {
+                Ok(t) => {
+                    let from = t
+                        .fromguid
+                        .and_then(|g| self.by_guid(t.toname.dataset().as_str(), g));
+                    let to = t.toname.to_string();
+                    (from, to, false, true)
+                }
+                Err(e) => return (String::new(), fail(format!("bad token: {e}"))),
+            },
+            [to] => (None, to.to_string(), false, false),
+            ["-i", from, to] => (Some(from.to_string()), to.to_string(), false, false),
+            ["-I", from, to] => (Some(from.to_string()), to.to_string(), true, false),
+            _ => return (String::new(), fail("fake: unknown send form")),
+        };
+        let Some((ds, to_snap)) = self.find(&to) else {
+            return (String::new(), fail(format!("cannot open '{to}'")));
+        };
+        let from_snap = match &from {
+            Some(f) => match self.find(f) {
+                Some((_, s)) => Some(s),
+                None => return (String::new(), fail(format!("cannot open '{f}'"))),
+            },
+            None => None,
+        };
+        let m = lock(&self.model);
+        let snaps = &m.datasets[&ds].snaps;
+        let brought: Vec<&Snap> = snaps
+            .iter()
+            .filter(|s| match &from_snap {
+                Some(f) if all => s.txg > f.txg && s.txg <= to_snap.txg,
+                _ => s.txg == to_snap.txg,
+            })
+            .collect();
+        let mut out = format!(
+            "FAKESTREAM {to} from={} resumed={resumed}\n",
+            from_snap.map(|f| f.guid.to_string()).unwrap_or("-".into())
+        );
+        for s in brought {
+            out.push_str(&format!("{} {}\n", s.name, s.guid));
+        }
+        (out, (Some(0), String::new()))
+    }
+
+    fn by_guid(&self, ds: &str, guid: u64) -> Option<String> {
+        let m = lock(&self.model);
+        let s = m.datasets.get(ds)?.snaps.iter().find(|s| s.guid == guid)?;
+        Some(format!("{ds}@{}", s.name))
+    }
+
+    fn receive(&self, target: &str, stream: &str) -> Exit {
+        let mut lines = stream.lines();
+        let Some(header) = lines.next().and_then(|h| h.strip_prefix("FAKESTREAM ")) else {
+            return fail("cannot receive: invalid stream (bad magic number)");
+        };
+        let mut h = header.split(' ');
+        let toname = h.next().unwrap_or_default().to_string();
+        let from: Option<u64> = h
+            .next()
+            .and_then(|f| f.strip_prefix("from="))
+            .and_then(|f| f.parse().ok());
+        let brought: Vec<(String, u64)> = lines
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(n, g)| Some((n.to_string(), g.parse().ok()?)))
+            .collect();
+        let mut m = lock(&self.model);
+        let fault = m.faults.get(target).cloned();
+        if let Some(Fault::Fail(e)) = &fault {
+            return fail(e.clone());
+        }
+        let parent = target.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        match (m.datasets.get(target), from) {
+            (None, Some(_)) => {
+                return fail(format!(
+                    "cannot receive incremental stream: destination '{target}' does not exist"
+                ))
+            }
+            (None, None) if !m.datasets.contains_key(parent) => {
+                return fail(format!(
+                    "cannot receive new filesystem stream: parent of '{target}' does not exist"
+                ))
+            }
+            (Some(d), None) if !d.snaps.is_empty() => {
+                return fail(format!(
+                    "cannot receive new filesystem stream: destination '{target}' exists"
+                ))
+            }
+            (Some(d), Some(f)) if d.snaps.last().map(|s| s.guid) != Some(f) => {
+                return fail(format!(
+                    "cannot receive incremental stream: most recent snapshot of '{target}' does not match incremental source"
+                ))
+            }
+            _ => {}
+        }
+        if fault == Some(Fault::StaysPartial) {
+            let toguid = brought.last().map(|(_, g)| *g).unwrap_or(0);
+            let t = token::build::token(&toname, toguid, from, false);
+            m.txg += 1;
+            let txg = m.txg;
+            let d = m.datasets.entry(target.to_string()).or_insert_with(|| Ds {
+                guid: new_guid(),
+                txg,
+                ..Ds::default()
+            });
+            d.token = Some(t);
+            return (Some(0), String::new());
+        }
+        for (name, guid) in brought {
+            m.txg += 1;
+            let txg = m.txg;
+            let guid = if fault == Some(Fault::WrongGuid) {
+                new_guid()
+            } else {
+                guid
+            };
+            let d = m.datasets.entry(target.to_string()).or_insert_with(|| Ds {
+                guid: new_guid(),
+                txg,
+                ..Ds::default()
+            });
+            d.token = None;
+            d.snaps.push(Snap {
+                name,
+                guid,
+                txg,
+                holds: BTreeSet::new(),
+            });
+        }
+        (Some(0), String::new())
+    }
+}

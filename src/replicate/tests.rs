@@ -1,0 +1,477 @@
+//! The replicator's decisions as scenarios against fake hosts (`host::fake`): what a run
+//! reports, what the target ends up with, and which commands went to which side.
+
+use super::*;
+use crate::config::Kind;
+use crate::host::fake::Fake;
+use crate::host::{Host, SshTarget};
+use crate::report::DatasetReport;
+use crate::zfs::token;
+use std::sync::Arc;
+
+const TAG: &str = "zferry:job";
+
+fn ds(n: &str) -> Dataset {
+    Dataset::new(n).expect("a valid test dataset name")
+}
+
+/// A pull job from host `client` into `backup`: `tank/x` lands at `backup/client/tank/x`.
+fn job(datasets: &[&str]) -> Job {
+    Job {
+        kind: Kind::Pull,
+        ssh: SshTarget {
+            host: "client".into(),
+            ..SshTarget::default()
+        },
+        datasets: datasets.iter().map(|d| ds(d)).collect(),
+        destination: ds("backup"),
+        name: None,
+        strip_prefix: None,
+        raw: Default::default(),
+        on_divergence: Default::default(),
+        hold_tag: None,
+        max_snapshot_age: None,
+        bwlimit: None,
+    }
+}
+
+/// A source with `datasets` and a target with only the destination root.
+fn hosts(datasets: &[(&str, &[&str])]) -> (Arc<Fake>, Arc<Fake>) {
+    (
+        Arc::new(Fake::new(datasets)),
+        Arc::new(Fake::new(&[("backup", &[])])),
+    )
+}
+
+async fn run(job: &Job, src: &Arc<Fake>, dst: &Arc<Fake>) -> Vec<DatasetReport> {
+    let sides = Sides {
+        source: Host::Fake(src.clone()),
+        target: Host::Fake(dst.clone()),
+    };
+    run_datasets("job", job, &sides, RunOptions::default())
+        .await
+        .expect("the run itself does not fail")
+}
+
+fn report<'a>(reports: &'a [DatasetReport], source: &str) -> &'a DatasetReport {
+    reports
+        .iter()
+        .find(|r| r.source == source)
+        .expect("a report for every source dataset")
+}
+
+fn position(commands: &[String], cmd: &str) -> usize {
+    commands
+        .iter()
+        .position(|c| c == cmd)
+        .unwrap_or_else(|| panic!("'{cmd}' was not run; ran: {commands:#?}"))
+}
+
+#[tokio::test]
+async fn a_first_run_copies_every_dataset_with_its_guids_and_holds_both_ends() {
+    let (src, dst) = hosts(&[("tank/a", &["s1", "s2"]), ("tank/a/kid", &["s1"])]);
+    let reps = run(&job(&["tank/a"]), &src, &dst).await;
+    assert_eq!(reps.len(), 2);
+    for r in &reps {
+        assert_eq!(r.action, Action::Full, "{r:?}");
+        assert_eq!(r.error, None);
+    }
+    assert_eq!(
+        dst.snapshots("backup/client/tank/a"),
+        src.snapshots("tank/a")
+    );
+    assert_eq!(
+        dst.snapshots("backup/client/tank/a/kid"),
+        src.snapshots("tank/a/kid")
+    );
+    assert!(dst.exists("backup/client/tank"), "placeholder parent");
+    assert_eq!(src.held("tank/a", TAG), ["s2"]);
+    assert_eq!(dst.held("backup/client/tank/a", TAG), ["s2"]);
+}
+
+/// `tank/a@s1` half received into `backup/client/tank/a`: the target has a resume token
+/// for the full stream and no snapshot yet.
+fn interrupted_full_receive() -> (Arc<Fake>, Arc<Fake>) {
+    let (src, dst) = hosts(&[("tank/a", &["s1"])]);
+    for d in [
+        "backup/client",
+        "backup/client/tank",
+        "backup/client/tank/a",
+    ] {
+        dst.create(d);
+    }
+    let toguid = src.guid("tank/a", "s1");
+    dst.set_token(
+        "backup/client/tank/a",
+        &token::build::token("tank/a@s1", toguid, None, false),
+    );
+    (src, dst)
+}
+
+#[tokio::test]
+async fn a_receive_that_keeps_leaving_a_token_is_given_up_naming_the_target() {
+    let (src, dst) = interrupted_full_receive();
+    dst.receive_stays_partial("backup/client/tank/a");
+    let reps = run(&job(&["tank/a"]), &src, &dst).await;
+    let r = report(&reps, "tank/a");
+    assert_eq!(r.action, Action::Failed);
+    let err = r.error.as_deref().unwrap_or_default();
+    assert!(
+        err.contains(&format!(
+            "resuming into backup/client/tank/a did not complete after {MAX_RESUMES} tries"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("zfs receive -A backup/client/tank/a"), "{err}");
+    let resumes = src
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("zfs send -t "))
+        .count();
+    assert_eq!(resumes, MAX_RESUMES, "one stream per try, then it stops");
+    assert!(dst.held("backup/client/tank/a", TAG).is_empty());
+}
+
+#[tokio::test]
+async fn a_resume_that_completes_is_reported_as_a_resume_and_verified() {
+    let (src, dst) = interrupted_full_receive();
+    let toguid = src.guid("tank/a", "s1");
+    let reps = run(&job(&["tank/a"]), &src, &dst).await;
+    let r = report(&reps, "tank/a");
+    assert_eq!((r.action, r.error.as_deref()), (Action::Resume, None));
+    assert_eq!(
+        dst.snapshots("backup/client/tank/a"),
+        vec![("s1".to_string(), toguid)]
+    );
+}
+
+#[tokio::test]
+async fn a_child_whose_parent_failed_is_not_attempted() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/a/kid", &["s1"])]);
+    dst.fail_receive("backup/client/tank/a", "cannot receive: out of space");
+    let reps = run(&job(&["tank/a"]), &src, &dst).await;
+    let parent = report(&reps, "tank/a");
+    assert_eq!(parent.action, Action::Failed);
+    assert!(parent
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("cannot receive: out of space")));
+    let kid = report(&reps, "tank/a/kid");
+    assert_eq!(kid.action, Action::Failed);
+    assert_eq!(
+        kid.error.as_deref(),
+        Some("not attempted: its parent backup/client/tank/a failed above")
+    );
+    assert!(
+        !dst.commands().iter().any(|c| c.contains("tank/a/kid")),
+        "nothing was tried for the child: {:#?}",
+        dst.commands()
+    );
+    assert!(src.held("tank/a/kid", TAG).is_empty());
+}
+
+#[tokio::test]
+async fn a_received_copy_with_another_guid_fails_naming_both_guids() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"])]);
+    dst.receive_wrong_guid("backup/client/tank/a");
+    let reps = run(&job(&["tank/a"]), &src, &dst).await;
+    let r = report(&reps, "tank/a");
+    assert_eq!(r.action, Action::Failed);
+    let got = dst.guid("backup/client/tank/a", "s1");
+    let want = src.guid("tank/a", "s1");
+    assert_ne!(got, want);
+    let err = r.error.as_deref().unwrap_or_default();
+    assert!(
+        err.contains(&format!(
+            "backup/client/tank/a@s1 on fake has GUID {got} but the source's @s1 has GUID {want}"
+        )),
+        "{err}"
+    );
+    assert!(
+        r.base.is_none(),
+        "a copy that is not the source's is no base"
+    );
+    assert!(src.held("tank/a", TAG).is_empty());
+    assert!(dst.held("backup/client/tank/a", TAG).is_empty());
+}
+
+#[tokio::test]
+async fn the_new_hold_is_placed_before_the_old_one_is_released_on_both_sides() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"])]);
+    let j = job(&["tank/a"]);
+    run(&j, &src, &dst).await;
+    src.snapshot("tank/a", "s2");
+    src.clear_log();
+    dst.clear_log();
+    let reps = run(&j, &src, &dst).await;
+    assert_eq!(report(&reps, "tank/a").action, Action::Incremental);
+    assert!(report(&reps, "tank/a").holds_changed);
+    for (host, ds) in [(&src, "tank/a"), (&dst, "backup/client/tank/a")] {
+        let cmds = host.commands();
+        let hold = position(&cmds, &format!("zfs hold {TAG} {ds}@s2"));
+        let release = position(&cmds, &format!("zfs release {TAG} {ds}@s1"));
+        assert!(hold < release, "{cmds:#?}");
+        assert_eq!(host.held(ds, TAG), ["s2"]);
+    }
+}
+
+#[tokio::test]
+async fn one_failing_dataset_does_not_stop_the_others() {
+    let (src, dst) = hosts(&[
+        ("tank/a", &["s1"]),
+        ("tank/b", &["s1"]),
+        ("tank/c", &["s1"]),
+    ]);
+    dst.fail_receive("backup/client/tank/b", "cannot receive: I/O error");
+    let reps = run(&job(&["tank/a", "tank/b", "tank/c"]), &src, &dst).await;
+    assert_eq!(report(&reps, "tank/b").action, Action::Failed);
+    for ok in ["tank/a", "tank/c"] {
+        let r = report(&reps, ok);
+        assert_eq!((r.action, r.error.as_deref()), (Action::Full, None));
+        assert_eq!(
+            dst.snapshots(&format!("backup/client/{ok}")),
+            src.snapshots(ok)
+        );
+        assert_eq!(src.held(ok, TAG), ["s1"]);
+    }
+    assert!(!dst.exists("backup/client/tank/b"));
+}
+
+/// The commands of a run after a first one, per side, for `n` datasets of which the
+/// first got one new snapshot when `one_new` (a no-op run otherwise).
+async fn second_run_commands(n: usize, one_new: bool) -> (Vec<String>, Vec<String>) {
+    let names: Vec<String> = (0..n).map(|i| format!("tank/d{i}")).collect();
+    let spec: Vec<(&str, &[&str])> = names.iter().map(|d| (d.as_str(), &["s1"][..])).collect();
+    let (src, dst) = hosts(&spec);
+    let j = job(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&j, &src, &dst).await;
+    if one_new {
+        src.snapshot("tank/d0", "s2");
+    }
+    src.clear_log();
+    dst.clear_log();
+    let reps = run(&j, &src, &dst).await;
+    assert!(reps.iter().all(|r| !r.failed()), "{reps:#?}");
+    (src.commands(), dst.commands())
+}
+
+/// `zfs list -Hp`, `zfs send -i`, ...: a command's verb and its first argument. The
+/// `zfs send -nP` size estimate for the progress bar is left out: it depends on the
+/// log level, a process-wide setting other tests may change.
+fn verbs(commands: &[String]) -> Vec<String> {
+    commands
+        .iter()
+        .filter(|c| !c.starts_with("zfs send -nP"))
+        .map(|c| c.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_no_op_run_costs_the_same_few_commands_however_many_datasets() {
+    let one = second_run_commands(1, false).await;
+    let many = second_run_commands(8, false).await;
+    assert_eq!((one.0.len(), one.1.len()), (many.0.len(), many.1.len()));
+    assert_eq!(verbs(&many.0), ["zfs list -Hp", "zfs holds -H"]);
+    // The job's subtrees, and the chain from the destination down to them.
+    assert_eq!(
+        verbs(&many.1),
+        ["zfs list -Hp", "zfs list -Hp", "zfs holds -H"]
+    );
+}
+
+#[tokio::test]
+async fn one_new_snapshot_costs_one_stream_one_check_and_one_hold_move() {
+    let (src, dst) = second_run_commands(4, true).await;
+    assert_eq!(
+        verbs(&src),
+        [
+            "zfs list -Hp",
+            "zfs holds -H",
+            "zfs send -I",
+            "zfs hold zferry:job",
+            "zfs release zferry:job"
+        ]
+    );
+    assert_eq!(
+        verbs(&dst),
+        [
+            "zfs list -Hp",
+            "zfs list -Hp",
+            "zfs holds -H",
+            "zfs receive -u",
+            "zfs get -Hp",
+            "zfs hold zferry:job",
+            "zfs release zferry:job"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_target_listing_reads_only_what_the_job_owns() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/a/kid", &["s1"])]);
+    dst.create("backup/other");
+    dst.create("backup/other/big");
+    dst.snapshot("backup/other/big", "x");
+    let j = job(&["tank/a", "tank/a/kid"]);
+    run(&j, &src, &dst).await;
+    dst.clear_log();
+    run(&j, &src, &dst).await;
+    let listings: Vec<String> = dst
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("zfs list"))
+        .map(|c| c.split(" -o ").nth(1).unwrap_or_default().to_string())
+        .map(|c| {
+            c.split_once(' ')
+                .map(|(_, roots)| roots.to_string())
+                .unwrap_or(c)
+        })
+        .collect();
+    assert_eq!(
+        listings,
+        [
+            "-r backup/client/tank/a",
+            "-d 0 backup backup/client backup/client/tank"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_destination_fails_the_run_naming_it() {
+    let src = Arc::new(Fake::new(&[("tank/a", &["s1"])]));
+    let dst = Arc::new(Fake::new(&[("elsewhere", &[])]));
+    let sides = Sides {
+        source: Host::Fake(src.clone()),
+        target: Host::Fake(dst.clone()),
+    };
+    let err = run_datasets("job", &job(&["tank/a"]), &sides, RunOptions::default())
+        .await
+        .expect_err("no destination, no run");
+    assert!(
+        format!("{err:#}")
+            .starts_with("destination backup does not exist on fake; create it first"),
+        "{err:#}"
+    );
+    assert!(!dst
+        .commands()
+        .iter()
+        .any(|c| c.starts_with("zfs receive") || c.starts_with("zfs create")));
+}
+
+#[tokio::test]
+async fn the_planner_still_sees_a_targets_children_and_missing_parents() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    for d in [
+        "backup/client",
+        "backup/client/tank",
+        "backup/client/tank/a",
+        "backup/client/tank/a/extra",
+    ] {
+        dst.create(d);
+    }
+    dst.snapshot("backup/client/tank/a", "s0");
+    let mut j = job(&["tank/a", "tank/b"]);
+    j.on_divergence = plan::OnDivergence::DestroyTargetAndResend;
+    let reps = run(&j, &src, &dst).await;
+    let a = report(&reps, "tank/a");
+    assert_eq!(a.action, Action::Refused);
+    assert!(
+        a.error
+            .as_deref()
+            .is_some_and(|e| e.contains("child datasets (backup/client/tank/a/extra)")),
+        "{a:?}"
+    );
+    assert_eq!(
+        dst.snapshots("backup/client/tank/a").len(),
+        1,
+        "not destroyed"
+    );
+    assert_eq!(report(&reps, "tank/b").action, Action::Full);
+    assert!(
+        !dst.commands().iter().any(|c| c.starts_with("zfs create")),
+        "the parents exist and were seen: {:#?}",
+        dst.commands()
+    );
+}
+
+#[tokio::test]
+async fn holds_move_with_one_hold_and_one_release_per_side_however_many_datasets() {
+    let names: Vec<String> = (0..5).map(|i| format!("tank/d{i}")).collect();
+    let spec: Vec<(&str, &[&str])> = names.iter().map(|d| (d.as_str(), &["s1"][..])).collect();
+    let (src, dst) = hosts(&spec);
+    let j = job(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&j, &src, &dst).await;
+    for d in &names {
+        src.snapshot(d, "s2");
+    }
+    src.clear_log();
+    dst.clear_log();
+    let reps = run(&j, &src, &dst).await;
+    assert!(reps
+        .iter()
+        .all(|r| r.holds_changed && r.warnings.is_empty()));
+    for (host, prefix) in [(&src, ""), (&dst, "backup/client/")] {
+        let cmds = host.commands();
+        let hold = position(
+            &cmds,
+            &format!(
+                "zfs hold {TAG} {}",
+                names
+                    .iter()
+                    .map(|d| format!("{prefix}{d}@s2"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
+        let release = cmds
+            .iter()
+            .position(|c| c.starts_with("zfs release"))
+            .expect("the old holds are released");
+        assert!(hold < release);
+        assert_eq!(
+            verbs(&cmds)
+                .iter()
+                .filter(|v| v.starts_with("zfs hold "))
+                .count(),
+            1
+        );
+        assert_eq!(
+            verbs(&cmds)
+                .iter()
+                .filter(|v| v.starts_with("zfs release"))
+                .count(),
+            1
+        );
+        for d in &names {
+            assert_eq!(host.held(&format!("{prefix}{d}"), TAG), ["s2"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hold_refused_on_one_snapshot_warns_for_its_dataset_and_keeps_its_old_hold() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    let j = job(&["tank/a", "tank/b"]);
+    run(&j, &src, &dst).await;
+    src.snapshot("tank/a", "s2");
+    src.snapshot("tank/b", "s2");
+    dst.refuse_holds("backup/client/tank/a@s2");
+    let reps = run(&j, &src, &dst).await;
+    let a = report(&reps, "tank/a");
+    assert_eq!((a.action, a.error.as_deref()), (Action::Incremental, None));
+    assert!(
+        a.warnings
+            .iter()
+            .any(|w| w.contains("hold zferry:job not placed") && w.contains("permission denied")),
+        "{a:?}"
+    );
+    assert_eq!(
+        dst.held("backup/client/tank/a", TAG),
+        ["s1"],
+        "the old base stays held"
+    );
+    assert_eq!(src.held("tank/a", TAG), ["s2"]);
+    let b = report(&reps, "tank/b");
+    assert!(b.warnings.is_empty(), "{b:?}");
+    assert_eq!(dst.held("backup/client/tank/b", TAG), ["s2"]);
+}
