@@ -91,9 +91,19 @@ def fetch():
     want = [f"{n}=={v}" for n, v in WHEELS.items()]
     if any(not glob.glob(os.path.join(pypi, f"{n.replace('-', '_')}-{v}-*.whl")) for n, v in WHEELS.items()):
         log("pip download " + " ".join(want))
-        run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", pypi] + want)
+        run(host_pip() + ["download", "-q", "--only-binary=:all:", "-d", pypi] + want)
     debs = {p: sorted(glob.glob(os.path.join(deb, f"{p}_*.deb")))[-1] for p in DEBS}
     return debs, pypi, want
+
+
+def host_pip():
+    """pip on the host: this python's, else a venv's (setup installs python3-venv, which brings pip)."""
+    if run([sys.executable, "-m", "pip", "--version"], check=False, capture_output=True).returncode == 0:
+        return [sys.executable, "-m", "pip"]
+    venv = os.path.join(CACHE, "host-venv")
+    if not os.path.exists(os.path.join(venv, "bin", "pip")):
+        run([sys.executable, "-m", "venv", venv])
+    return [os.path.join(venv, "bin", "pip")]
 
 
 def stage(zferry, debs, pypi, want, cfg):
