@@ -298,8 +298,11 @@ def render(res, out):
         "`dstpool/zferry`), `push-full` / `push-empty` / `bulk` (kind push, strip_prefix srcpool); defaults otherwise.",
         "- zfs-autobackup selects by the property `autobackup:KIND=true` on `srcpool/KIND`; `--other-snapshots` because the "
         "snapshots are not its own, `--no-snapshot` because it must not take any, `--exclude-received` because copies on the "
-        "same host carry the property. It scans every dataset of the host for the property, so the other tools' copies "
-        "present at that moment are listed too (its design).",
+        "same host carry the property; `--ssh-config` with `ControlMaster auto`, `ControlPersist 3600` as its wiki's "
+        "\"Speeding up SSH\" recommends (otherwise every zfs command is a new ssh connection). It scans every dataset of "
+        "the host for the property, so the other tools' copies present at that moment are listed too (its design).",
+        "- After every run, ssh control masters left behind (zfs-autobackup's and bzfs's ControlPersist) are ended, so "
+        "every run of every tool starts with a cold ssh connection.",
         "- syncoid and bzfs: their defaults otherwise (syncoid: lzop compression, mbuffer, pv; receives mount; bzfs: "
         "`zfs send --raw --compressed`, zstd, mbuffer, pv). zferry: no compression, receives `-u`.",
         "",

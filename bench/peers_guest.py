@@ -27,6 +27,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 VENV = "/opt/bench-venv"
 ZFERRY_CONF = os.path.join(BENCH, "zferry.toml")
 ZFERRY_STATE = os.path.join(BENCH, "zferry-state")
+ZAB_SSH_CONFIG = os.path.join(BENCH, "zab-ssh.config")
 LOGS = os.path.join(BENCH, "logs")
 TOOLS = ["zferry", "syncoid", "bzfs", "zab"]
 PEERS = ["syncoid", "bzfs", "zab"]
@@ -109,6 +110,22 @@ def newest(root):
         if ds not in best or txg > best[ds][1]:
             best[ds] = (guid, txg, snap)
     return best
+
+
+def close_masters():
+    """Ends ssh control masters a run left behind (zfs-autobackup's ControlPersist 3600, bzfs's
+    ControlPersist), so every run of every tool starts with a cold ssh connection."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if comm == "ssh" and ppid == 1:
+                os.kill(int(pid), 15)
+        except (OSError, ValueError):
+            pass
 
 
 def write_file(path, kib):
@@ -206,6 +223,8 @@ def zferry_config():
         if kind == "push":
             out.append('strip_prefix = "srcpool"')
         out.append("")
+    with open(ZAB_SSH_CONFIG, "w") as f:
+        f.write("Host *\n    ControlPath ~/.ssh/control-master-%r@%h:%p\n    ControlMaster auto\n    ControlPersist 3600\n")
     with open(ZFERRY_CONF, "w") as f:
         f.write("\n".join(out))
     sh(["zferry", "check", "--config", ZFERRY_CONF])
@@ -222,8 +241,10 @@ def command(tool, kind):
     if tool == "zab":
         # selects srcpool/KIND and children by the property autobackup:KIND=true (set on the
         # source root); --exclude-received because the copies on this same host carry it too.
-        return [VENV + "/bin/zfs-autobackup", "--ssh-source", "root@localhost", "--no-snapshot",
-                "--other-snapshots", "--exclude-received", kind, "dstpool/zab"]
+        # --ssh-config: its wiki's "Speeding up SSH" (ControlMaster auto, ControlPersist 3600);
+        # without it every zfs command is a new ssh connection.
+        return [VENV + "/bin/zfs-autobackup", "--ssh-config", ZAB_SSH_CONFIG, "--ssh-source", "root@localhost",
+                "--no-snapshot", "--other-snapshots", "--exclude-received", kind, "dstpool/zab"]
     raise ValueError(tool)
 
 
@@ -293,6 +314,7 @@ class Bench:
             except subprocess.TimeoutExpired:
                 rc = "timeout"
             dt = time.monotonic() - t0
+        close_masters()
         sh(["zpool", "sync"])  # untimed: the next run starts with no dirty data of this one
         return dt, rc, path
 
@@ -496,6 +518,7 @@ class Bench:
                 time.sleep(0.2)
             dt = time.monotonic() - t0
         rc = p.returncode
+        close_masters()
         sh(["zpool", "sync"])
         tvtext = open(tv).read()
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", tvtext)
