@@ -398,7 +398,7 @@ def render(res, out):
         if a and b:
             noise = max(0.10 * b["median"], b["max"] - b["min"], a["max"] - a["min"])
             d = a["median"] - b["median"]
-            L.append(f"| push into full ≈ into empty ({step[5:]}; |Δ median| ≤ max(10 %, either spread)) | {a['median']:.2f} s vs {b['median']:.2f} s (Δ {d:+.2f} s, noise {noise:.2f} s) | {'PASS' if abs(d) <= noise else 'FAIL'} |")
+            L.append(f"| push into full ≈ into empty ({step[5:]}; Δ of medians within max(10 % of empty, either spread)) | {a['median']:.2f} s vs {b['median']:.2f} s (Δ {d:+.2f} s, noise {noise:.2f} s) | {'PASS' if abs(d) <= noise else 'FAIL'} |")
     if bulk and bulk[0] and bulk[1]:
         z, p, rss, tv = bulk
         r = z["median"] / p["median"]
