@@ -50,6 +50,12 @@ lab-down:
 bench:
 	cargo bench --locked --bench engine
 
+# zferry vs syncoid, bzfs and zfs-autobackup in one lab VM (issue 12 item 4): bench/peers.md.
+# Hours under TCG; BENCH_SCALE=small is a smoke run of the harness (bench/peers-small.md).
+.PHONY: bench-peers
+bench-peers: setup
+	bench/peers.py
+
 # zferry.zfs: static musl module binaries for x86_64 and aarch64, placed in the collection.
 ansible-build: setup
 	ansible/build.sh
