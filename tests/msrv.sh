@@ -27,10 +27,12 @@ if [[ ! -x $sysroot/usr/bin/cargo ]]; then
   rm -rf "$partial"
   mkdir -p "$partial/debs"
   # The toolchain and the shared libraries it loads that a build host may lack.
-  (cd "$partial/debs" && apt-get download -q \
-    "rustc-web=$version" "cargo-web=$version" "libstd-rust-web-dev=$version" \
-    "libstd-rust-web-${msrv}=$version" libllvm19 libpcre3 libhttp-parser2.9) || {
-    echo "msrv: apt-get download failed; run 'apt-get update' (tests/lab/setup-host.sh does)" >&2
+  debs=("rustc-web=$version" "cargo-web=$version" "libstd-rust-web-dev=$version"
+    "libstd-rust-web-${msrv}=$version" libllvm19 libpcre3 libhttp-parser2.9)
+  # Package lists older than the archive's current versions: refresh them once.
+  (cd "$partial/debs" && { apt-get download -q "${debs[@]}" ||
+    { apt-get update -qq && apt-get download -q "${debs[@]}"; }; }) || {
+    echo "msrv: apt-get download of ${debs[*]} failed (is deb.debian.org bookworm reachable?)" >&2
     exit 1
   }
   for deb in "$partial"/debs/*.deb; do
