@@ -171,7 +171,6 @@ pub fn run(module: Module, text: &str) -> Outcome {
         let mut pool = Pool::default();
         let opts = RunOptions {
             dry_run: a.check_mode,
-            ..RunOptions::default()
         };
         let report = run_job(&name, &job, opts, &mut pool).await;
         pool.close().await;

@@ -557,10 +557,7 @@ fn single(job: Job, c: &Common) -> Result<Selection> {
     Ok(Selection {
         jobs: vec![(name, job)],
         state: Config::default(),
-        opts: RunOptions {
-            dry_run: c.dry_run,
-            ..RunOptions::default()
-        },
+        opts: RunOptions { dry_run: c.dry_run },
         json: c.json,
     })
 }
@@ -589,7 +586,6 @@ fn from_config(a: RunArgs, plan: bool) -> Result<Selection> {
         state: cfg,
         opts: RunOptions {
             dry_run: plan || a.dry_run,
-            ..RunOptions::default()
         },
         json: a.json,
     })

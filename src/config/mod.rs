@@ -269,6 +269,11 @@ impl Job {
         self.name.as_deref().unwrap_or(&self.ssh.host)
     }
 
+    /// Where each of the job's configured datasets lands: the roots of its copies.
+    pub fn target_roots(&self) -> Result<Vec<Dataset>, MappingError> {
+        self.datasets.iter().map(|d| self.target_of(d)).collect()
+    }
+
     /// Where the copy of `source` goes: `destination/<name>/<source>` for a pull,
     /// `destination/<source minus strip_prefix>` for a push.
     pub fn target_of(&self, source: &Dataset) -> Result<Dataset, MappingError> {

@@ -30,8 +30,6 @@ const MAX_RESUMES: usize = 3;
 pub struct RunOptions {
     /// Plan and estimate only; change nothing.
     pub dry_run: bool,
-    /// Bytes per second for each stream (set from the job's `bwlimit` by [`run_job`]).
-    pub bwlimit: Option<u64>,
 }
 
 /// Runs one job over the run's connections and reports; never panics on a remote
@@ -50,10 +48,6 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -
         Err(e) => report.error = Some(format!("{e:#}")),
         Ok(remote) => {
             let sides = job.kind.sides(&remote);
-            let opts = RunOptions {
-                bwlimit: report.bwlimit,
-                ..opts
-            };
             match run_datasets(name, job, &sides, opts).await {
                 Ok(ds) => report.datasets = ds,
                 Err(e) => report.error = Some(format!("{e:#}")),
@@ -72,11 +66,7 @@ async fn run_datasets(
 ) -> Result<Vec<DatasetReport>> {
     // Every target lies under its root's target, so these are known before the
     // source is listed, and the two sides (different hosts) are listed at once.
-    let target_roots = job
-        .datasets
-        .iter()
-        .map(|d| job.target_of(d))
-        .collect::<Result<Vec<_>, _>>()?;
+    let target_roots = job.target_roots()?;
     let (src, dst) = tokio::join!(
         list(&sides.source, &job.datasets),
         list_owned(&sides.target, &job.destination, &target_roots)
@@ -97,6 +87,7 @@ async fn run_datasets(
     };
     let plans = plan::plan_job(&src_list, &dst_list, &mapping, &job.destination, popts);
     let tag = job.hold_tag(name);
+    let limit = job.bwlimit.map(BwLimit::bytes_per_sec);
     let (mut src_holds, mut dst_holds) = tokio::join!(
         HoldBook::load(&sides.source, &src_list, &tag),
         HoldBook::load(&sides.target, &dst_list, &tag)
@@ -123,7 +114,7 @@ async fn run_datasets(
                 )),
                 ..DatasetReport::default()
             },
-            None => execute_dataset(sides, &src_list, p, popts, opts).await,
+            None => execute_dataset(sides, &src_list, p, popts, opts, limit).await,
         };
         rep.base_creation = rep.base.as_ref().and_then(|b| {
             let snaps = &src_list.get(&p_source)?.snapshots;
@@ -182,6 +173,7 @@ async fn execute_dataset(
     mut plan: DatasetPlan,
     popts: Options,
     opts: RunOptions,
+    limit: Option<u64>,
 ) -> DatasetReport {
     let started = Instant::now();
     let mut rep = DatasetReport {
@@ -203,7 +195,7 @@ async fn execute_dataset(
         let result = if opts.dry_run {
             estimate(sides, &plan, &mut rep).await
         } else {
-            execute_steps(sides, &plan, opts, &mut rep).await
+            execute_steps(sides, &plan, limit, &mut rep).await
         };
         if let Err(e) = result {
             rep.action = Action::Failed;
@@ -294,7 +286,7 @@ async fn estimate(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetReport) ->
 async fn execute_steps(
     sides: &Sides,
     plan: &DatasetPlan,
-    opts: RunOptions,
+    limit: Option<u64>,
     rep: &mut DatasetReport,
 ) -> Result<()> {
     let target = &sides.target;
@@ -365,18 +357,14 @@ async fn execute_steps(
                 let recv = cmd::receive(t);
                 let mut progress =
                     Progress::new(t.as_str(), estimate_bytes(sides, span, *raw).await);
-                if let Some(l) = opts.bwlimit {
+                if let Some(l) = limit {
                     log::debug!("{t}: at most {}/s (bwlimit)", human_bytes(l));
                 }
-                rep.bytes += stream::transfer(
-                    &sides.source,
-                    &send,
-                    target,
-                    &recv,
-                    opts.bwlimit,
-                    &mut |n| progress.add(n),
-                )
-                .await?;
+                rep.bytes +=
+                    stream::transfer(&sides.source, &send, target, &recv, limit, &mut |n| {
+                        progress.add(n)
+                    })
+                    .await?;
                 rep.snapshots.extend(snapshots.iter().cloned());
             }
         }
@@ -413,15 +401,18 @@ async fn verify(sides: &Sides, plan: &DatasetPlan, src_list: &Listing) -> Result
             .ok_or_else(|| anyhow!("{}@{base} is gone from the source", plan.source))?,
     };
     let snap = plan.target.snapshot(base)?;
-    let check = shell_quote(&[
-        "zfs",
-        "list",
-        "-t",
-        "snapshot",
-        "-o",
-        "name,guid",
-        plan.target.as_str(),
-    ]);
+    // The command a user runs to look, named only when something is wrong.
+    let check = || {
+        shell_quote(&[
+            "zfs",
+            "list",
+            "-t",
+            "snapshot",
+            "-o",
+            "name,guid",
+            plan.target.as_str(),
+        ])
+    };
     let got = match sides.target.run_ok(&cmd::get_guid(&snap)).await {
         Ok(out) => cmd::parse_guid(&out.stdout).map_err(|e| {
             anyhow!(
@@ -430,14 +421,16 @@ async fn verify(sides: &Sides, plan: &DatasetPlan, src_list: &Listing) -> Result
             )
         })?,
         Err(e) => bail!(
-            "after receiving, {snap} cannot be read on {}: {e:#}; check '{check}'",
-            sides.target.label()
+            "after receiving, {snap} cannot be read on {}: {e:#}; check '{}'",
+            sides.target.label(),
+            check()
         ),
     };
     if got != want {
         bail!(
-            "after receiving, {snap} on {} has GUID {got} but the source's @{base} has GUID {want}; check '{check}'",
-            sides.target.label()
+            "after receiving, {snap} on {} has GUID {got} but the source's @{base} has GUID {want}; check '{}'",
+            sides.target.label(),
+            check()
         );
     }
     Ok(())

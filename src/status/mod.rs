@@ -186,11 +186,7 @@ pub fn side_from(listing: &Listing) -> Side {
 pub async fn live(job: &Job, pool: &mut Pool) -> Result<Live> {
     let remote = pool.get(&job.ssh).await?;
     let sides = job.kind.sides(&remote);
-    let target_roots: Vec<Dataset> = job
-        .datasets
-        .iter()
-        .filter_map(|d| job.target_of(d).ok())
-        .collect();
+    let target_roots = job.target_roots()?;
     // Missing roots are fine here (a gone source, a never-replicated target).
     let (source, target) = tokio::join!(
         list(&sides.source, &job.datasets),
