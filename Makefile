@@ -1,5 +1,5 @@
 # The two commands the README names: `make demo` and `make test`.
-.PHONY: bench setup build demo test lint unit sinks lab-down lab24 ansible-build ansible-install ansible-check molecule package
+.PHONY: bench bench-peers setup build demo test lint unit sinks lab-down lab24 ansible-build ansible-install ansible-check molecule package
 
 setup:
 	tests/lab/setup-host.sh
@@ -52,7 +52,6 @@ bench:
 
 # zferry vs syncoid, bzfs and zfs-autobackup in one lab VM (issue 12 item 4): bench/peers.md.
 # Hours under TCG; BENCH_SCALE=small is a smoke run of the harness (bench/peers-small.md).
-.PHONY: bench-peers
 bench-peers: setup
 	bench/peers.py
 

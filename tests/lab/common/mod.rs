@@ -31,6 +31,21 @@ pub struct Out {
     pub stderr: String,
 }
 
+impl Out {
+    /// The trimmed stdout of a command that must have succeeded; panics with both
+    /// streams and `what` (the VM and the command) otherwise.
+    pub fn expect_ok(self, what: &str) -> String {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{what} failed\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self.stdout.trim().to_string()
+    }
+}
+
 /// The running lab.
 pub struct Lab {
     script: PathBuf,
@@ -79,17 +94,22 @@ impl Lab {
             .unwrap()
     }
 
-    /// Runs `script` with `sh -euc` in `vm` as `user`.
-    pub fn sh_as(&self, vm: &str, user: &str, script: &str) -> Out {
-        let o = lab_cmd(
-            &self.script,
-            &["ssh", vm, "--user", user, "--", "sh", "-euc", script],
-        );
+    /// Runs `argv` in `vm` as `user`. Each argument arrives intact: nothing is
+    /// interpolated into a shell script (the lab script quotes each one for the far shell).
+    pub fn run_as(&self, vm: &str, user: &str, argv: &[&str]) -> Out {
+        let mut args = vec!["ssh", vm, "--user", user, "--"];
+        args.extend(argv);
+        let o = lab_cmd(&self.script, &args);
         Out {
             code: o.status.code(),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
+    }
+
+    /// Runs `script` with `sh -euc` in `vm` as `user`.
+    pub fn sh_as(&self, vm: &str, user: &str, script: &str) -> Out {
+        self.run_as(vm, user, &["sh", "-euc", script])
     }
 
     /// Runs `script` as root in `vm`.
@@ -99,28 +119,13 @@ impl Lab {
 
     /// Runs `script` as root and returns its trimmed stdout; panics with both streams on failure.
     pub fn ok(&self, vm: &str, script: &str) -> String {
-        let o = self.sh(vm, script);
-        assert_eq!(
-            o.code,
-            Some(0),
-            "[{vm}] failed: {script}\nstdout: {}\nstderr: {}",
-            o.stdout,
-            o.stderr
-        );
-        o.stdout.trim().to_string()
+        self.sh(vm, script).expect_ok(&format!("[{vm}] {script}"))
     }
 
     /// Same as [`Lab::ok`] as the unprivileged user.
     pub fn ok_as(&self, vm: &str, user: &str, script: &str) -> String {
-        let o = self.sh_as(vm, user, script);
-        assert_eq!(
-            o.code,
-            Some(0),
-            "[{vm} as {user}] failed: {script}\nstdout: {}\nstderr: {}",
-            o.stdout,
-            o.stderr
-        );
-        o.stdout.trim().to_string()
+        self.sh_as(vm, user, script)
+            .expect_ok(&format!("[{vm} as {user}] {script}"))
     }
 
     /// Copies the test's zferry binary in and makes the unprivileged user on every VM.
@@ -135,30 +140,14 @@ impl Lab {
         );
     }
 
-    /// Runs `argv` as root in `vm`. Each argument arrives intact: nothing is interpolated
-    /// into a shell script (the lab script quotes each one for the far shell).
+    /// Runs `argv` as root in `vm` (see [`Lab::run_as`]).
     pub fn run(&self, vm: &str, argv: &[&str]) -> Out {
-        let mut args = vec!["ssh", vm, "--"];
-        args.extend(argv);
-        let o = lab_cmd(&self.script, &args);
-        Out {
-            code: o.status.code(),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        self.run_as(vm, "root", argv)
     }
 
     /// [`Lab::run`] that must succeed; returns the trimmed stdout.
     pub fn run_ok(&self, vm: &str, argv: &[&str]) -> String {
-        let o = self.run(vm, argv);
-        assert_eq!(
-            o.code,
-            Some(0),
-            "[{vm}] failed: {argv:?}\nstdout: {}\nstderr: {}",
-            o.stdout,
-            o.stderr
-        );
-        o.stdout.trim().to_string()
+        self.run(vm, argv).expect_ok(&format!("[{vm}] {argv:?}"))
     }
 
     /// Runs the constant `script` (`sh -euc`) as root with `args` as `$1`, `$2`, ...:
