@@ -386,7 +386,7 @@ fn jobs_to_the_same_host_share_one_ssh_connection() {
 #[test]
 fn bwlimit_paces_the_stream_in_the_relay() {
     let lab = lab();
-    let (c, s) = ("e9c", "e9s");
+    let (c, s) = ("e10c", "e10s");
     lab.pool("client", c);
     lab.pool("server", s);
     lab.run_ok("client", &["zfs", "create", &format!("{c}/data")]);
