@@ -3,9 +3,17 @@
 
 use crate::human::human_bytes;
 use crate::log;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// One set of bars for the process: a job's datasets stream at once (`parallel`), and
+/// each bar keeps its own line instead of overwriting the others'.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
 
 /// Plain lines at most this often.
 const LINE_EVERY: Duration = Duration::from_secs(10);
@@ -30,10 +38,10 @@ impl Progress {
     /// Starts showing progress of the stream into `label`; `total` is the estimate.
     pub fn new(label: &str, total: Option<u64>) -> Progress {
         let bar = (wanted() && std::io::stderr().is_terminal()).then(|| {
-            let b = match total {
-                Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
-                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-            };
+            let b = bars().add(ProgressBar::with_draw_target(
+                total,
+                ProgressDrawTarget::hidden(),
+            ));
             let tmpl = if total.is_some() {
                 "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
             } else {
@@ -103,6 +111,7 @@ impl Drop for Progress {
     fn drop(&mut self) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
+            bars().remove(&b);
         }
     }
 }

@@ -122,6 +122,31 @@ fn a_bad_bwlimit_is_refused_naming_the_flag() {
 }
 
 #[test]
+fn a_bad_parallel_is_refused_naming_the_job_and_the_flag() {
+    for (n, needle) in [
+        ("0", "job 'pull-h': parallel = 0 would replicate nothing"),
+        ("9", "job 'pull-h': parallel = 9 is more than 8"),
+        ("-1", "--parallel"),
+        ("many", "--parallel"),
+    ] {
+        refused(
+            &[
+                "pull",
+                "--host",
+                "h",
+                "--datasets",
+                "t/a",
+                "--destination",
+                "b",
+                &format!("--parallel={n}"),
+            ],
+            &[],
+            needle,
+        );
+    }
+}
+
+#[test]
 fn config_errors_name_the_file_and_the_problem() {
     refused(
         &["run", "--config", "/nonexistent/zferry.toml"],

@@ -31,6 +31,7 @@ pub const SPEC: &[Opt] = &[
     ]),
     Opt::new("hold_tag", Type::Str),
     Opt::new("bwlimit", Type::Str),
+    Opt::new("parallel", Type::Int),
     Opt::new("job_name", Type::Str),
 ];
 
@@ -70,6 +71,7 @@ fn check_values(fields: &serde_json::Map<String, Value>) -> Result<(), String> {
             "destination" | "strip_prefix" => is::<Dataset>(v),
             "datasets" => is::<Vec<Dataset>>(v),
             "port" => is::<u16>(v),
+            "parallel" => is::<usize>(v),
             _ => Ok(()),
         }
         .map_err(|e| format!("option '{k}': {e}"))?;
@@ -260,6 +262,16 @@ mod tests {
                 json!({"host": "h", "datasets": ["t/a"], "destination": "b", "bwlimit": "fast"}),
                 Module::Pull,
                 "job 'pull-h': bwlimit 'fast' is not a size",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "parallel": 0}),
+                Module::Pull,
+                "job 'pull-h': parallel = 0 would replicate nothing",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "parallel": -3}),
+                Module::Pull,
+                "job 'pull-h': option 'parallel'",
             ),
             (
                 json!({"host": "h", "datasets": ["t/a"], "destination": "b", "on_divergence": "yolo"}),

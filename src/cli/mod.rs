@@ -405,6 +405,9 @@ struct Common {
     /// Bandwidth limit, bytes per second: 1048576, 512K, 10M, 1.5G.
     #[arg(long, value_name = "RATE")]
     bwlimit: Option<BwLimit>,
+    /// Datasets replicated at once, children after their parents (default 4, at most 8).
+    #[arg(long, value_name = "N")]
+    parallel: Option<usize>,
     /// Name used for the hold tag and reports.
     #[arg(long)]
     job_name: Option<String>,
@@ -509,6 +512,7 @@ fn job_from(kind: Kind, remote: Remote, c: &Common) -> Job {
         hold_tag: c.hold_tag.clone(),
         max_snapshot_age: None,
         bwlimit: c.bwlimit,
+        parallel: c.parallel,
     }
 }
 

@@ -59,7 +59,7 @@ impl Kind {
 /// Written as bytes (`1048576`) or with a binary unit (`"512K"`, `"10M"`, `"1.5G"`), in
 /// the config, on the command line and in the modules alike; zero and negative values are
 /// refused (leave `bwlimit` out for no limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(into = "u64")]
 pub struct BwLimit(u64);
 
@@ -123,6 +123,25 @@ impl<'de> Deserialize<'de> for BwLimit {
     }
 }
 
+/// A job's own value, at most the host's; the host's when the job has none.
+fn capped<T: Ord>(job: Option<T>, host: Option<T>) -> Option<T> {
+    match (job, host) {
+        (Some(j), Some(h)) => Some(j.min(h)),
+        (j, h) => j.or(h),
+    }
+}
+
+/// `parallel` is at least 1 and at most [`MAX_PARALLEL`].
+fn check_parallel(parallel: Option<usize>) -> Result<()> {
+    match parallel {
+        Some(0) => bail!("parallel = 0 would replicate nothing; use 1 for one dataset at a time"),
+        Some(n) if n > MAX_PARALLEL => bail!(
+            "parallel = {n} is more than {MAX_PARALLEL}: each dataset in flight holds an SSH session on the host's one master and sshd allows 10 sessions per master (MaxSessions)"
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// One job's options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "JobFields")]
@@ -156,10 +175,22 @@ pub struct Job {
     /// sync it is (default: the config's `max_snapshot_age`, else `stale_after`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_snapshot_age: Option<u64>,
-    /// Bytes per second the job's streams may move (no limit when absent).
+    /// Bytes per second the job's streams may move together (no limit when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<BwLimit>,
+    /// Datasets replicated at once, children after their parents (default
+    /// [`DEFAULT_PARALLEL`], at most [`MAX_PARALLEL`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<usize>,
 }
+
+/// Datasets a job replicates at once unless it says otherwise (`parallel`).
+pub const DEFAULT_PARALLEL: usize = 4;
+
+/// The most datasets a job replicates at once: each dataset in flight holds one session
+/// on the remote host's one SSH connection (its stream, else its next command), and sshd
+/// allows 10 per connection (`MaxSessions`).
+pub const MAX_PARALLEL: usize = 8;
 
 /// [`Job`] as it is written: flat, so a bad value's error names its field and line
 /// (serde's `flatten` reports every error at the table instead).
@@ -192,6 +223,8 @@ struct JobFields {
     max_snapshot_age: Option<u64>,
     #[serde(default)]
     bwlimit: Option<BwLimit>,
+    #[serde(default)]
+    parallel: Option<usize>,
 }
 
 impl From<JobFields> for Job {
@@ -214,6 +247,7 @@ impl From<JobFields> for Job {
             hold_tag: f.hold_tag,
             max_snapshot_age: f.max_snapshot_age,
             bwlimit: f.bwlimit,
+            parallel: f.parallel,
         }
     }
 }
@@ -228,6 +262,7 @@ impl Job {
         if self.datasets.is_empty() {
             bail!("job '{job_name}': datasets is empty; name at least one source dataset");
         }
+        check_parallel(self.parallel).with_context(|| format!("job '{job_name}'"))?;
         match self.kind {
             Kind::Push => {
                 if self.raw == RawMode::Never {
@@ -262,6 +297,11 @@ impl Job {
         check_hold_tag(&self.hold_tag(job_name))
             .with_context(|| format!("job '{job_name}': hold_tag"))?;
         Ok(())
+    }
+
+    /// How many datasets this job replicates at once.
+    pub fn parallel(&self) -> usize {
+        self.parallel.unwrap_or(DEFAULT_PARALLEL)
     }
 
     /// The directory under the destination for a pull.
@@ -408,6 +448,22 @@ pub struct Config {
     /// Retention (`zferry prune`), by policy name.
     #[serde(default)]
     pub prune: BTreeMap<String, crate::prune::PrunePolicy>,
+    /// Defaults and caps for every job that reaches a host, by the jobs' `host`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, HostLimits>,
+}
+
+/// `[hosts."name"]`: the default and the cap for every job whose `host` is `name`. Jobs
+/// run one after another, so a cap on each job is a cap on the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostLimits {
+    /// Datasets at once for the host's jobs: their default, and the most they may ask.
+    #[serde(default)]
+    pub parallel: Option<usize>,
+    /// Bytes per second for the host's jobs: their default, and the most they may ask.
+    #[serde(default)]
+    pub bwlimit: Option<BwLimit>,
 }
 
 impl Config {
@@ -446,6 +502,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config> {
         let mut cfg: Config = toml::from_str(text)?;
         cfg.default_strip_prefix();
+        cfg.apply_host_limits()?;
         for (name, set) in &cfg.snapshots {
             if set.datasets.is_empty() || set.periods.is_empty() {
                 bail!("snapshot set '{name}': datasets and periods must both name at least one");
@@ -488,6 +545,29 @@ impl Config {
                     if who == "the config" { who.to_string() } else { format!("job '{who}'") },
                     shortest.as_str(),
                     shortest.longest()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Caps each job by its host's `[hosts]` entry; an entry no job reaches is a typo
+    /// that would leave a host unlimited, so it is refused.
+    fn apply_host_limits(&mut self) -> Result<()> {
+        for (host, limits) in &self.hosts {
+            check_parallel(limits.parallel).with_context(|| format!("hosts.{host:?}"))?;
+            let mut used = false;
+            for job in self.jobs.values_mut().filter(|j| &j.ssh.host == host) {
+                used = true;
+                job.parallel = capped(job.parallel, limits.parallel);
+                job.bwlimit = capped(job.bwlimit, limits.bwlimit);
+            }
+            if !used {
+                let reached: std::collections::BTreeSet<&str> =
+                    self.jobs.values().map(|j| j.ssh.host.as_str()).collect();
+                bail!(
+                    "hosts.{host:?} matches no job's host; the jobs reach: {}",
+                    reached.into_iter().collect::<Vec<_>>().join(", ")
                 );
             }
         }
@@ -684,9 +764,55 @@ mod tests {
             ("[jobs.a]\nkind='pull'\nhost=\"h\\nx\"\nname='n'\ndatasets=['t/a']\ndestination='b'\n", "host 'h\\nx'"),
             ("[jobs.a]\nkind='pull'\nhost='u@h'\ndatasets=['t/a']\ndestination='b'\n", "the user goes in user"),
             ("[jobs.a]\nkind='pull'\nhost='h'\nuser='-lroot'\ndatasets=['t/a']\ndestination='b'\n", "user '-lroot' is not a login name"),
+            ("[jobs.a]\nkind='pull'\nhost='h'\ndatasets=['t/a']\ndestination='b'\nparallel=0\n", "job 'a': parallel = 0 would replicate nothing"),
+            ("[jobs.a]\nkind='pull'\nhost='h'\ndatasets=['t/a']\ndestination='b'\nparallel=9\n", "job 'a': parallel = 9 is more than 8"),
+            ("[jobs.a]\nkind='pull'\nhost='h'\ndatasets=['t/a']\ndestination='b'\nparallel=-2\n", "parallel=-2"),
         ] {
             let e = format!("{:#}", Config::parse(text).unwrap_err());
             assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_hosts_limits_are_its_jobs_default_and_cap() {
+        let cfg = Config::parse(&format!(
+            "[hosts.client]\nparallel = 2\nbwlimit = '1M'\n[jobs.a]\n{}\n[jobs.b]\n{}\n[jobs.c]\n{}",
+            pull_job("parallel = 8\nbwlimit = '512K'\nname = 'a'"),
+            pull_job("name = 'b'"),
+            pull_job("name = 'c'\nhost = 'other'").replace("host = \"client\"\n", ""),
+        ))
+        .unwrap();
+        let lim = |j: &str| {
+            let j = &cfg.jobs[j];
+            (j.parallel(), j.bwlimit.map(BwLimit::bytes_per_sec))
+        };
+        assert_eq!(
+            lim("a"),
+            (2, Some(512 << 10)),
+            "capped, and its own lower limit kept"
+        );
+        assert_eq!(lim("b"), (2, Some(1 << 20)), "the host's as default");
+        assert_eq!(
+            lim("c"),
+            (DEFAULT_PARALLEL, None),
+            "another host: untouched"
+        );
+        for (hosts, needle) in [
+            (
+                "[hosts.clinet]\nparallel = 2\n",
+                "hosts.\"clinet\" matches no job's host; the jobs reach: client",
+            ),
+            (
+                "[hosts.client]\nparallel = 0\n",
+                "hosts.\"client\": parallel = 0",
+            ),
+            ("[hosts.client]\nbwlimit = '0'\n", "bwlimit 0"),
+            ("[hosts.client]\nspeed = 2\n", "unknown field `speed`"),
+        ] {
+            let e = Config::parse(&format!("{hosts}[jobs.a]\n{}", pull_job("")))
+                .map(|_| String::new())
+                .unwrap_or_else(|e| format!("{e:#}"));
+            assert!(e.contains(needle), "{hosts}: {e}");
         }
     }
 

@@ -12,7 +12,7 @@ use super::shell_quote;
 use crate::zfs::list::LIST_PROPS;
 use crate::zfs::token;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -64,6 +64,9 @@ struct Model {
 pub struct Fake {
     model: Mutex<Model>,
     log: Mutex<Vec<Vec<String>>>,
+    /// Receives running now, and the most that ever ran at once.
+    receiving: AtomicUsize,
+    most_receiving: AtomicUsize,
 }
 
 /// A finished fake command.
@@ -157,6 +160,11 @@ impl Fake {
         lock(&self.model).refused_holds.insert(snap.to_string());
     }
 
+    /// The most receives that ran at once.
+    pub fn most_receiving(&self) -> usize {
+        self.most_receiving.load(Ordering::SeqCst)
+    }
+
     /// `(name, guid)` of `ds`'s snapshots, oldest first; empty if it does not exist.
     pub fn snapshots(&self, ds: &str) -> Vec<(String, u64)> {
         lock(&self.model)
@@ -224,11 +232,20 @@ impl Fake {
             ["zfs", "send", "-nP", ..] => ("size\t4096\n".to_string(), (Some(0), String::new())),
             ["zfs", "send", rest @ ..] => self.send(rest),
             ["zfs", "receive", "-u", "-s", "-o", "canmount=noauto", target] => {
+                let now = self.receiving.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most_receiving.fetch_max(now, Ordering::SeqCst);
                 let mut stream = String::new();
-                if let Some(mut i) = stdin {
-                    if let Err(e) = i.read_to_string(&mut stream).await {
-                        return fail(format!("reading the stream: {e}"));
-                    }
+                let read = match stdin {
+                    Some(mut i) => i.read_to_string(&mut stream).await.map(|_| ()),
+                    None => Ok(()),
+                };
+                // A receive takes a while: other datasets' streams may start meanwhile.
+                for _ in 0..20 {
+                    tokio::task::yield_now().await;
+                }
+                self.receiving.fetch_sub(1, Ordering::SeqCst);
+                if let Err(e) = read {
+                    return fail(format!("reading the stream: {e}"));
                 }
                 (String::new(), self.receive(target, &stream))
             }

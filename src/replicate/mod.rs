@@ -20,7 +20,10 @@ use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
+use futures_util::future::join_all;
 use std::time::Instant;
+use stream::Pace;
+use tokio::sync::{watch, Semaphore};
 
 /// A resume that keeps failing is given up after this many tries in one run.
 const MAX_RESUMES: usize = 3;
@@ -87,44 +90,35 @@ async fn run_datasets(
     };
     let plans = plan::plan_job(&src_list, &dst_list, &mapping, &job.destination, popts);
     let tag = job.hold_tag(name);
-    let limit = job.bwlimit.map(BwLimit::bytes_per_sec);
+    let pace = job.bwlimit.map(|b| Pace::new(b.bytes_per_sec()));
     let (mut src_holds, mut dst_holds) = tokio::join!(
         HoldBook::load(&sides.source, &src_list, &tag),
         HoldBook::load(&sides.target, &dst_list, &tag)
     );
-    let mut reports: Vec<DatasetReport> = Vec::new();
+    log::debug!(
+        "{name}: {} datasets, {} at once",
+        plans.len(),
+        job.parallel()
+    );
+    let mut reports = run_plans(
+        plans,
+        job.parallel(),
+        |p| execute_dataset(sides, &src_list, p, popts, opts, pace.as_ref()),
+        |parent| !dst_list.datasets.contains_key(parent),
+    )
+    .await;
     // (dataset, new base) per side, and the report each move belongs to.
     let (mut src_moves, mut dst_moves, mut moved) = (Vec::new(), Vec::new(), Vec::new());
-    for p in plans {
-        let p_source = p.source.clone();
-        // A child cannot arrive where its parent failed to; say so instead of trying.
-        let parent_failed = reports.iter().find(|r| {
-            r.failed()
-                && p.target.as_str().starts_with(&format!("{}/", r.target))
-                && !dst_list.datasets.keys().any(|d| d.as_str() == r.target)
-        });
-        let mut rep = match parent_failed {
-            Some(parent) => DatasetReport {
-                source: p.source.to_string(),
-                target: p.target.to_string(),
-                action: Action::Failed,
-                error: Some(format!(
-                    "not attempted: its parent {} failed above",
-                    parent.target
-                )),
-                ..DatasetReport::default()
-            },
-            None => execute_dataset(sides, &src_list, p, popts, opts, limit).await,
-        };
+    for (i, rep) in reports.iter_mut().enumerate() {
         rep.base_creation = rep.base.as_ref().and_then(|b| {
-            let snaps = &src_list.get(&p_source)?.snapshots;
+            let snaps = &src_list.get(&Dataset::new(&rep.source).ok()?)?.snapshots;
             Some(snaps.iter().find(|s| &s.name == b)?.creation)
         });
         if !opts.dry_run && !rep.failed() {
             if let Some(base) = rep.base.clone() {
                 src_moves.push((Dataset::new(&rep.source)?, base.clone()));
                 dst_moves.push((Dataset::new(&rep.target)?, base));
-                moved.push(reports.len());
+                moved.push(i);
             }
         }
         log::debug!(
@@ -137,7 +131,6 @@ async fn run_datasets(
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
         );
-        reports.push(rep);
     }
     // The holds of the whole run move together, a few commands per side however many
     // datasets: until then each old base stays held, and it is still a common base.
@@ -154,6 +147,66 @@ async fn run_datasets(
         }
     }
     Ok(reports)
+}
+
+/// Runs `plans` (parents before children) with `execute`, at most `parallel` at once,
+/// and returns their reports in the plans' order.
+///
+/// A plan starts once every plan for a dataset above its target is done; when one of
+/// those failed and its target does not exist (`missing`), the child is not attempted:
+/// it could not arrive there. A permit is taken only after that wait, so a waiting child
+/// never holds one its parent needs.
+async fn run_plans<F, Fut>(
+    plans: Vec<DatasetPlan>,
+    parallel: usize,
+    execute: F,
+    missing: impl Fn(&Dataset) -> bool,
+) -> Vec<DatasetReport>
+where
+    F: Fn(DatasetPlan) -> Fut,
+    Fut: std::future::Future<Output = DatasetReport>,
+{
+    let targets: Vec<Dataset> = plans.iter().map(|p| p.target.clone()).collect();
+    let done: Vec<_> = targets
+        .iter()
+        .map(|_| watch::channel(None::<bool>))
+        .collect();
+    let permits = Semaphore::new(parallel.max(1));
+    let (execute, missing, targets, done, permits) =
+        (&execute, &missing, &targets, &done, &permits);
+    join_all(plans.into_iter().enumerate().map(|(i, plan)| async move {
+        let mut failed_parent = None;
+        for (a, above) in targets[..i].iter().enumerate() {
+            if !plan.target.is_within(above) || &plan.target == above {
+                continue;
+            }
+            let mut rx = done[a].1.clone();
+            // The sender lives in `done` until every plan is finished.
+            let failed = rx
+                .wait_for(Option::is_some)
+                .await
+                .map_or(true, |v| *v == Some(true));
+            if failed && failed_parent.is_none() && missing(above) {
+                failed_parent = Some(above);
+            }
+        }
+        let rep = match failed_parent {
+            Some(parent) => DatasetReport {
+                source: plan.source.to_string(),
+                target: plan.target.to_string(),
+                action: Action::Failed,
+                error: Some(format!("not attempted: its parent {parent} failed above")),
+                ..DatasetReport::default()
+            },
+            None => {
+                let _permit = permits.acquire().await.expect("never closed");
+                execute(plan).await
+            }
+        };
+        done[i].0.send_replace(Some(rep.failed()));
+        rep
+    }))
+    .await
 }
 
 fn action_of(v: &Verdict) -> Action {
@@ -173,7 +226,7 @@ async fn execute_dataset(
     mut plan: DatasetPlan,
     popts: Options,
     opts: RunOptions,
-    limit: Option<u64>,
+    pace: Option<&Pace>,
 ) -> DatasetReport {
     let started = Instant::now();
     let mut rep = DatasetReport {
@@ -195,7 +248,7 @@ async fn execute_dataset(
         let result = if opts.dry_run {
             estimate(sides, &plan, &mut rep).await
         } else {
-            execute_steps(sides, &plan, limit, &mut rep).await
+            execute_steps(sides, &plan, pace, &mut rep).await
         };
         if let Err(e) = result {
             rep.action = Action::Failed;
@@ -286,7 +339,7 @@ async fn estimate(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetReport) ->
 async fn execute_steps(
     sides: &Sides,
     plan: &DatasetPlan,
-    limit: Option<u64>,
+    pace: Option<&Pace>,
     rep: &mut DatasetReport,
 ) -> Result<()> {
     let target = &sides.target;
@@ -357,11 +410,11 @@ async fn execute_steps(
                 let recv = cmd::receive(t);
                 let mut progress =
                     Progress::new(t.as_str(), estimate_bytes(sides, span, *raw).await);
-                if let Some(l) = limit {
-                    log::debug!("{t}: at most {}/s (bwlimit)", human_bytes(l));
+                if let Some(p) = pace {
+                    log::debug!("{t}: at most {}/s (bwlimit)", human_bytes(p.limit()));
                 }
                 rep.bytes +=
-                    stream::transfer(&sides.source, &send, target, &recv, limit, &mut |n| {
+                    stream::transfer(&sides.source, &send, target, &recv, pace, &mut |n| {
                         progress.add(n)
                     })
                     .await?;

@@ -2,6 +2,7 @@
 
 use crate::host::{shell_quote, Host};
 use anyhow::{bail, Result};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -9,20 +10,28 @@ use tokio::time::Instant;
 /// Relay buffer: big enough to keep ssh busy, small enough that memory stays flat.
 const BUF: usize = 256 * 1024;
 
-/// Keeps a stream at or below `limit` bytes per second, on average since it started:
-/// after each chunk it waits until the bytes so far would have taken that long. The
-/// stream already passes through the relay, so no `pv` or `mbuffer` is needed on a host.
-struct Pace {
+/// Keeps streams at or below `limit` bytes per second together: each chunk is given
+/// the next free slot of a shared schedule, so concurrent streams of one job split the
+/// limit, and time nobody used is not saved up for a burst. The stream already passes
+/// through the relay, so no `pv` or `mbuffer` is needed on a host.
+pub struct Pace {
     limit: u64,
-    start: Instant,
+    /// When the next chunk may go.
+    next: Mutex<Option<Instant>>,
 }
 
 impl Pace {
-    fn new(limit: u64) -> Pace {
+    /// A schedule of `limit` bytes per second.
+    pub fn new(limit: u64) -> Pace {
         Pace {
             limit: limit.max(1),
-            start: Instant::now(),
+            next: Mutex::new(None),
         }
+    }
+
+    /// Bytes per second.
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 
     /// Chunks of about 1/8 s of data: at low limits a 256 KiB chunk would go in bursts.
@@ -30,15 +39,21 @@ impl Pace {
         (self.limit / 8).clamp(4096, BUF as u64) as usize
     }
 
-    /// Waits until `total` bytes are due.
-    async fn after(&self, total: u64) {
-        let due = Duration::from_secs_f64(total as f64 / self.limit as f64);
-        tokio::time::sleep_until(self.start + due).await;
+    /// Waits for the slot of a chunk of `n` bytes.
+    async fn take(&self, n: usize) {
+        let slot = {
+            let mut next = self.next.lock().expect("no panic while held");
+            let now = Instant::now();
+            let slot = next.map_or(now, |t| t.max(now));
+            *next = Some(slot + Duration::from_secs_f64(n as f64 / self.limit as f64));
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
     }
 }
 
-/// Streams `send` on `src` into `recv` on `dst` and returns the bytes moved, at most
-/// `limit` bytes per second when given.
+/// Streams `send` on `src` into `recv` on `dst` and returns the bytes moved, paced by
+/// `pace` when given.
 ///
 /// The stream passes through this process in fixed-size chunks (never buffered whole),
 /// which also counts the bytes; `progress` is told each chunk's size. When a side
@@ -48,21 +63,17 @@ pub async fn transfer(
     send: &[String],
     dst: &Host,
     recv: &[String],
-    limit: Option<u64>,
+    pace: Option<&Pace>,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64> {
     let mut receiver = dst.spawn(recv, true, false).await?;
     let mut sender = src.spawn(send, false, true).await?;
     let mut from = sender.stdout.take().expect("piped");
     let mut to = receiver.stdin.take().expect("piped");
-    let pace = limit.map(Pace::new);
-    let mut buf = vec![0u8; pace.as_ref().map_or(BUF, Pace::chunk)];
+    let mut buf = vec![0u8; pace.map_or(BUF, Pace::chunk)];
     let mut bytes = 0u64;
     let mut relay_err = None;
     loop {
-        if let Some(p) = &pace {
-            p.after(bytes).await;
-        }
         let n = match from.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
@@ -71,6 +82,9 @@ pub async fn transfer(
                 break;
             }
         };
+        if let Some(p) = pace {
+            p.take(n).await;
+        }
         if let Err(e) = to.write_all(&buf[..n]).await {
             relay_err = Some(format!("writing to the receiver: {e}"));
             break;
@@ -126,23 +140,25 @@ fn stderr_suffix(s: &str) -> String {
 mod tests {
     use super::*;
 
-    /// Relays `total` bytes in the relay's chunks, paced, on tokio's paused clock.
-    async fn paced(limit: u64, total: u64) -> Duration {
-        let pace = Pace::new(limit);
+    /// Relays `total` bytes in the relay's chunks through `pace`, on tokio's paused clock.
+    async fn paced(pace: &Pace, total: u64) -> Duration {
+        let start = Instant::now();
         let chunk = pace.chunk() as u64;
         let mut sent = 0;
         while sent < total {
-            pace.after(sent).await;
-            sent += chunk.min(total - sent);
+            let n = chunk.min(total - sent);
+            pace.take(n as usize).await;
+            sent += n;
         }
-        pace.start.elapsed()
+        start.elapsed()
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_paced_stream_never_runs_ahead_of_its_limit() {
         // 10 MiB at 1 MiB/s: the last chunk may start once 10 MiB minus one chunk are due.
-        let took = paced(1 << 20, 10 << 20).await;
-        let chunk = Pace::new(1 << 20).chunk() as f64 / (1 << 20) as f64;
+        let pace = Pace::new(1 << 20);
+        let took = paced(&pace, 10 << 20).await;
+        let chunk = pace.chunk() as f64 / (1 << 20) as f64;
         assert!(
             took.as_secs_f64() >= 10.0 - chunk - 1e-6 && took.as_secs_f64() <= 10.0,
             "{took:?}"
@@ -151,5 +167,26 @@ mod tests {
         assert_eq!(Pace::new(64 << 10).chunk(), 8 << 10);
         assert_eq!(Pace::new(1 << 30).chunk(), BUF);
         assert_eq!(Pace::new(1).chunk(), 4096);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_streams_share_one_limit() {
+        // Two streams of 4 MiB at 1 MiB/s together: 8 s, not the 4 s each would take alone.
+        let pace = Pace::new(1 << 20);
+        let (a, b) = tokio::join!(paced(&pace, 4 << 20), paced(&pace, 4 << 20));
+        let chunk = pace.chunk() as f64 / (1 << 20) as f64;
+        let took = a.max(b).as_secs_f64();
+        assert!(took >= 8.0 - chunk - 1e-6 && took <= 8.0, "{a:?} {b:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_time_is_not_saved_up_for_a_burst() {
+        let pace = Pace::new(1 << 20);
+        paced(&pace, 1 << 20).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        // After a minute idle, 2 MiB still take their 2 s (less the last chunk).
+        let took = paced(&pace, 2 << 20).await.as_secs_f64();
+        let chunk = pace.chunk() as f64 / (1 << 20) as f64;
+        assert!(took >= 2.0 - chunk - 1e-6, "{took}");
     }
 }

@@ -32,6 +32,7 @@ fn job(datasets: &[&str]) -> Job {
         hold_tag: None,
         max_snapshot_age: None,
         bwlimit: None,
+        parallel: None,
     }
 }
 
@@ -168,6 +169,68 @@ async fn a_child_whose_parent_failed_is_not_attempted() {
         dst.commands()
     );
     assert!(src.held("tank/a/kid", TAG).is_empty());
+}
+
+#[tokio::test]
+async fn parallel_runs_at_most_n_datasets_at_once_and_reports_in_order() {
+    let names: Vec<String> = (0..7).map(|i| format!("tank/d{i}")).collect();
+    let spec: Vec<(&str, &[&str])> = names.iter().map(|d| (d.as_str(), &["s1"][..])).collect();
+    let sources: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut outcomes = Vec::new();
+    for parallel in [1, 3] {
+        let (src, dst) = hosts(&spec);
+        let j = Job {
+            parallel: Some(parallel),
+            ..job(&sources)
+        };
+        let reps = run(&j, &src, &dst).await;
+        assert_eq!(dst.most_receiving(), parallel, "at most {parallel} at once");
+        let order: Vec<&str> = reps.iter().map(|r| r.source.as_str()).collect();
+        assert_eq!(order, sources, "reports in the datasets' order");
+        for d in &sources {
+            let copy = dst.snapshots(&format!("backup/client/{d}"));
+            assert_eq!(copy, src.snapshots(d));
+            assert_eq!(src.held(d, TAG), ["s1"], "one hold per dataset");
+        }
+        outcomes.push(
+            reps.iter()
+                .map(|r| (r.action, r.error.clone(), r.base.clone()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        outcomes[0], outcomes[1],
+        "parallel changes nothing but time"
+    );
+}
+
+#[tokio::test]
+async fn in_parallel_a_child_starts_only_after_its_parent_is_checked() {
+    let (src, dst) = hosts(&[
+        ("tank/a", &["s1"]),
+        ("tank/a/k1", &["s1"]),
+        ("tank/a/k2", &["s1"]),
+        ("tank/b", &["s1"]),
+    ]);
+    let j = Job {
+        parallel: Some(4),
+        ..job(&["tank/a", "tank/b"])
+    };
+    let reps = run(&j, &src, &dst).await;
+    assert!(reps.iter().all(|r| r.action == Action::Full), "{reps:?}");
+    let cmds = dst.commands();
+    let checked = position(&cmds, "zfs get -Hp -o value guid backup/client/tank/a@s1");
+    for kid in ["k1", "k2"] {
+        let recv = position(
+            &cmds,
+            &format!("zfs receive -u -s -o canmount=noauto backup/client/tank/a/{kid}"),
+        );
+        assert!(
+            checked < recv,
+            "{kid} before its parent was done: {cmds:#?}"
+        );
+    }
+    assert!(dst.most_receiving() >= 2, "tank/a and tank/b went at once");
 }
 
 #[tokio::test]

@@ -432,3 +432,106 @@ fn bwlimit_paces_the_stream_in_the_relay() {
         lab.guids("client", &src)
     );
 }
+
+#[test]
+fn parallel_datasets_match_a_sequential_run_and_a_failure_stays_its_own() {
+    let lab = lab();
+    let (c, s) = ("e11c", "e11s");
+    lab.pool("client", c);
+    lab.pool("server", s);
+    let kids: Vec<String> = (0..6).map(|i| format!("{c}/t/k{i}")).collect();
+    // Every dataset gets two snapshots, taken at once over the tree.
+    lab.script(
+        "client",
+        r#"t="$1"; shift
+           zfs create "$t"
+           for k in "$@"; do zfs create "$k"; done
+           for s in s1 s2; do
+             for d in "$t" "$@"; do head -c 65536 /dev/urandom > "/$d/$s.bin"; done
+             zfs snapshot -r "$t@$s"
+           done
+           zfs allow -l -u zferry send,hold,release "$t"
+           for k in "$@"; do
+             [ "$k" = "$t/k3" ] || zfs allow -u zferry send,hold,release "$k"
+           done"#,
+        &[&[format!("{c}/t")], kids.as_slice()]
+            .concat()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    // k3 cannot be sent (no delegation on it): a real failure of one dataset.
+    let mut runs = Vec::new();
+    for (dest, parallel) in [("seq", 1), ("par", 4)] {
+        lab.create_allowed("server", &format!("{s}/{dest}"), DST_PERMS);
+        let r = zferry(
+            lab,
+            "server",
+            &format!(
+                "-v pull {} --name client --datasets {c}/t --destination {s}/{dest} --job-name {dest} --parallel {parallel}",
+                remote(lab, "client")
+            ),
+        );
+        assert_eq!(r.code, Some(1), "k3 failed: {r:?}");
+        assert!(
+            r.stderr
+                .contains(&format!("7 datasets, {parallel} at once")),
+            "{}",
+            r.stderr
+        );
+        runs.push((dest, r));
+    }
+    let outcome = |r: &crate::common::zferry::Run| -> Vec<(String, String, bool)> {
+        r.report["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["source"].as_str().unwrap().to_string(),
+                    d["action"].as_str().unwrap().to_string(),
+                    d["error"].is_string(),
+                )
+            })
+            .collect()
+    };
+    let (seq, par) = (outcome(&runs[0].1), outcome(&runs[1].1));
+    assert_eq!(seq, par, "the same reports, in the same order");
+    for (src, action, failed) in &par {
+        let k3 = src == &format!("{c}/t/k3");
+        assert_eq!(*failed, k3, "only k3 fails: {src} {action}");
+        assert_eq!(action, if k3 { "failed" } else { "full" }, "{src}");
+    }
+    assert!(
+        runs[1].1.dataset(&format!("{c}/t/k3"))["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("permission denied")),
+        "{:?}",
+        runs[1].1
+    );
+    for src in [format!("{c}/t")].iter().chain(&kids) {
+        let k3 = src == &format!("{c}/t/k3");
+        let want = if k3 { vec![] } else { lab.guids("client", src) };
+        for (dest, _) in &runs {
+            let copy = format!("{s}/{dest}/client/{src}");
+            if k3 {
+                assert_eq!(lab.run("server", &["zfs", "list", &copy]).code, Some(1));
+                continue;
+            }
+            assert_eq!(lab.guids("server", &copy), want, "{copy}");
+            let held = lab.run_ok("server", &["zfs", "holds", "-H", &format!("{copy}@s2")]);
+            assert_eq!(held.lines().count(), 1, "one hold per copy: {held}");
+        }
+        // On the source, one hold per job on the base, none on k3.
+        let held = lab.run_ok("client", &["zfs", "holds", "-H", &format!("{src}@s2")]);
+        let tags: Vec<&str> = held.lines().filter_map(|l| l.split('\t').nth(1)).collect();
+        let want: &[&str] = if k3 {
+            &[]
+        } else {
+            &["zferry:par", "zferry:seq"]
+        };
+        let mut tags = tags;
+        tags.sort();
+        assert_eq!(tags, want, "{src}");
+    }
+}

@@ -73,8 +73,14 @@ options:
     description:
       - Bandwidth limit for the job's streams, bytes per second, enforced in zferry's own
         relay. Plain bytes (V(1048576)) or a binary unit (V(512K), V(10M), V(1.5G)).
-      - No limit when omitted; V(0) is refused.
+      - No limit when omitted; V(0) is refused. The job's concurrent streams share it.
     type: str
+  parallel:
+    description:
+      - Datasets replicated at once; a child starts after its parent is done. Reports stay
+        per dataset, in order. At most V(8) (sshd allows 10 sessions per connection).
+    type: int
+    default: 4
   job_name:
     description:
       - Name of the job, used for the default hold tag and in the results
