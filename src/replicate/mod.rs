@@ -21,6 +21,7 @@ use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
 use futures_util::future::join_all;
+use std::collections::HashMap;
 use std::time::Instant;
 use stream::Pace;
 use tokio::sync::{watch, Semaphore};
@@ -152,10 +153,11 @@ async fn run_datasets(
 /// Runs `plans` (parents before children) with `execute`, at most `parallel` at once,
 /// and returns their reports in the plans' order.
 ///
-/// A plan starts once every plan for a dataset above its target is done; when one of
-/// those failed and its target does not exist (`missing`), the child is not attempted:
-/// it could not arrive there. A permit is taken only after that wait, so a waiting child
-/// never holds one its parent needs.
+/// A plan starts once the plan for the nearest dataset above its target is done (which
+/// itself waited for those above it). When that one failed and its target does not exist
+/// (`missing`), the child is not attempted: it could not arrive there; the report names
+/// the dataset where it started. A permit is taken only after that wait, so a waiting
+/// child never holds one its parent needs.
 async fn run_plans<F, Fut>(
     plans: Vec<DatasetPlan>,
     parallel: usize,
@@ -166,36 +168,46 @@ where
     F: Fn(DatasetPlan) -> Fut,
     Fut: std::future::Future<Output = DatasetReport>,
 {
-    let targets: Vec<Dataset> = plans.iter().map(|p| p.target.clone()).collect();
-    let done: Vec<_> = targets
+    let index: HashMap<Dataset, usize> = plans
         .iter()
-        .map(|_| watch::channel(None::<bool>))
+        .enumerate()
+        .map(|(i, p)| (p.target.clone(), i))
+        .collect();
+    let parent: Vec<Option<usize>> = plans
+        .iter()
+        .map(|p| {
+            p.target
+                .ancestors()
+                .iter()
+                .rev()
+                .find_map(|a| index.get(a).copied())
+        })
+        .collect();
+    // Per plan, once done: the missing dataset that blocks its children, if any.
+    let done: Vec<_> = plans
+        .iter()
+        .map(|_| watch::channel(None::<Option<Dataset>>))
         .collect();
     let permits = Semaphore::new(parallel.max(1));
-    let (execute, missing, targets, done, permits) =
-        (&execute, &missing, &targets, &done, &permits);
+    let (execute, missing, parent, done, permits) = (&execute, &missing, &parent, &done, &permits);
     join_all(plans.into_iter().enumerate().map(|(i, plan)| async move {
-        let mut failed_parent = None;
-        for (a, above) in targets[..i].iter().enumerate() {
-            if !plan.target.is_within(above) || &plan.target == above {
-                continue;
-            }
-            let mut rx = done[a].1.clone();
+        let target = plan.target.clone();
+        let blocked = match parent[i] {
+            None => None,
             // The sender lives in `done` until every plan is finished.
-            let failed = rx
+            Some(a) => done[a]
+                .1
+                .clone()
                 .wait_for(Option::is_some)
                 .await
-                .map_or(true, |v| *v == Some(true));
-            if failed && failed_parent.is_none() && missing(above) {
-                failed_parent = Some(above);
-            }
-        }
-        let rep = match failed_parent {
-            Some(parent) => DatasetReport {
+                .map_or(None, |v| v.clone().flatten()),
+        };
+        let rep = match &blocked {
+            Some(origin) => DatasetReport {
                 source: plan.source.to_string(),
                 target: plan.target.to_string(),
                 action: Action::Failed,
-                error: Some(format!("not attempted: its parent {parent} failed above")),
+                error: Some(format!("not attempted: its parent {origin} failed above")),
                 ..DatasetReport::default()
             },
             None => {
@@ -203,7 +215,8 @@ where
                 execute(plan).await
             }
         };
-        done[i].0.send_replace(Some(rep.failed()));
+        let blocks = blocked.or_else(|| (rep.failed() && missing(&target)).then_some(target));
+        done[i].0.send_replace(Some(blocks));
         rep
     }))
     .await

@@ -148,7 +148,11 @@ async fn a_resume_that_completes_is_reported_as_a_resume_and_verified() {
 
 #[tokio::test]
 async fn a_child_whose_parent_failed_is_not_attempted() {
-    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/a/kid", &["s1"])]);
+    let (src, dst) = hosts(&[
+        ("tank/a", &["s1"]),
+        ("tank/a/kid", &["s1"]),
+        ("tank/a/kid/grandkid", &["s1"]),
+    ]);
     dst.fail_receive("backup/client/tank/a", "cannot receive: out of space");
     let reps = run(&job(&["tank/a"]), &src, &dst).await;
     let parent = report(&reps, "tank/a");
@@ -157,12 +161,15 @@ async fn a_child_whose_parent_failed_is_not_attempted() {
         .error
         .as_deref()
         .is_some_and(|e| e.contains("cannot receive: out of space")));
-    let kid = report(&reps, "tank/a/kid");
-    assert_eq!(kid.action, Action::Failed);
-    assert_eq!(
-        kid.error.as_deref(),
-        Some("not attempted: its parent backup/client/tank/a failed above")
-    );
+    for below in ["tank/a/kid", "tank/a/kid/grandkid"] {
+        let r = report(&reps, below);
+        assert_eq!(r.action, Action::Failed);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("not attempted: its parent backup/client/tank/a failed above"),
+            "names where it started"
+        );
+    }
     assert!(
         !dst.commands().iter().any(|c| c.contains("tank/a/kid")),
         "nothing was tried for the child: {:#?}",

@@ -440,27 +440,25 @@ fn parallel_datasets_match_a_sequential_run_and_a_failure_stays_its_own() {
     lab.pool("client", c);
     lab.pool("server", s);
     let kids: Vec<String> = (0..6).map(|i| format!("{c}/t/k{i}")).collect();
-    // Every dataset gets two snapshots, taken at once over the tree.
+    // Every dataset gets two snapshots, taken at once over the tree; `u` too, but only
+    // `t` is delegated: sending `u` fails (permission denied), a real failure of one
+    // dataset while the others run.
     lab.script(
         "client",
-        r#"t="$1"; shift
-           zfs create "$t"
+        r#"t="$1"; u="$2"; shift 2
+           zfs create "$t"; zfs create "$u"
            for k in "$@"; do zfs create "$k"; done
            for s in s1 s2; do
-             for d in "$t" "$@"; do head -c 65536 /dev/urandom > "/$d/$s.bin"; done
-             zfs snapshot -r "$t@$s"
+             for d in "$t" "$u" "$@"; do head -c 65536 /dev/urandom > "/$d/$s.bin"; done
+             zfs snapshot -r "$t@$s"; zfs snapshot "$u@$s"
            done
-           zfs allow -l -u zferry send,hold,release "$t"
-           for k in "$@"; do
-             [ "$k" = "$t/k3" ] || zfs allow -u zferry send,hold,release "$k"
-           done"#,
-        &[&[format!("{c}/t")], kids.as_slice()]
+           zfs allow -u zferry send,hold,release "$t""#,
+        &[&[format!("{c}/t"), format!("{c}/u")], kids.as_slice()]
             .concat()
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
     );
-    // k3 cannot be sent (no delegation on it): a real failure of one dataset.
     let mut runs = Vec::new();
     for (dest, parallel) in [("seq", 1), ("par", 4)] {
         lab.create_allowed("server", &format!("{s}/{dest}"), DST_PERMS);
@@ -468,14 +466,14 @@ fn parallel_datasets_match_a_sequential_run_and_a_failure_stays_its_own() {
             lab,
             "server",
             &format!(
-                "-v pull {} --name client --datasets {c}/t --destination {s}/{dest} --job-name {dest} --parallel {parallel}",
+                "-v pull {} --name client --datasets {c}/t {c}/u --destination {s}/{dest} --job-name {dest} --parallel {parallel}",
                 remote(lab, "client")
             ),
         );
-        assert_eq!(r.code, Some(1), "k3 failed: {r:?}");
+        assert_eq!(r.code, Some(1), "u failed: {r:?}");
         assert!(
             r.stderr
-                .contains(&format!("7 datasets, {parallel} at once")),
+                .contains(&format!("8 datasets, {parallel} at once")),
             "{}",
             r.stderr
         );
@@ -498,23 +496,23 @@ fn parallel_datasets_match_a_sequential_run_and_a_failure_stays_its_own() {
     let (seq, par) = (outcome(&runs[0].1), outcome(&runs[1].1));
     assert_eq!(seq, par, "the same reports, in the same order");
     for (src, action, failed) in &par {
-        let k3 = src == &format!("{c}/t/k3");
-        assert_eq!(*failed, k3, "only k3 fails: {src} {action}");
-        assert_eq!(action, if k3 { "failed" } else { "full" }, "{src}");
+        let u = src == &format!("{c}/u");
+        assert_eq!(*failed, u, "only u fails: {src} {action}");
+        assert_eq!(action, if u { "failed" } else { "full" }, "{src}");
     }
     assert!(
-        runs[1].1.dataset(&format!("{c}/t/k3"))["error"]
+        runs[1].1.dataset(&format!("{c}/u"))["error"]
             .as_str()
             .is_some_and(|e| e.contains("permission denied")),
         "{:?}",
         runs[1].1
     );
-    for src in [format!("{c}/t")].iter().chain(&kids) {
-        let k3 = src == &format!("{c}/t/k3");
-        let want = if k3 { vec![] } else { lab.guids("client", src) };
+    for src in [format!("{c}/t"), format!("{c}/u")].iter().chain(&kids) {
+        let u = src == &format!("{c}/u");
+        let want = if u { vec![] } else { lab.guids("client", src) };
         for (dest, _) in &runs {
             let copy = format!("{s}/{dest}/client/{src}");
-            if k3 {
+            if u {
                 assert_eq!(lab.run("server", &["zfs", "list", &copy]).code, Some(1));
                 continue;
             }
@@ -522,10 +520,10 @@ fn parallel_datasets_match_a_sequential_run_and_a_failure_stays_its_own() {
             let held = lab.run_ok("server", &["zfs", "holds", "-H", &format!("{copy}@s2")]);
             assert_eq!(held.lines().count(), 1, "one hold per copy: {held}");
         }
-        // On the source, one hold per job on the base, none on k3.
+        // On the source, one hold per job on the base, none on u.
         let held = lab.run_ok("client", &["zfs", "holds", "-H", &format!("{src}@s2")]);
         let tags: Vec<&str> = held.lines().filter_map(|l| l.split('\t').nth(1)).collect();
-        let want: &[&str] = if k3 {
+        let want: &[&str] = if u {
             &[]
         } else {
             &["zferry:par", "zferry:seq"]
