@@ -101,6 +101,10 @@ async fn run_datasets(
         plans.len(),
         job.parallel()
     );
+    let pairs: Vec<(Dataset, Dataset)> = plans
+        .iter()
+        .map(|p| (p.source.clone(), p.target.clone()))
+        .collect();
     let mut reports = run_plans(
         plans,
         job.parallel(),
@@ -110,15 +114,15 @@ async fn run_datasets(
     .await;
     // (dataset, new base) per side, and the report each move belongs to.
     let (mut src_moves, mut dst_moves, mut moved) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, rep) in reports.iter_mut().enumerate() {
+    for (i, (rep, (source, target))) in reports.iter_mut().zip(pairs).enumerate() {
         rep.base_creation = rep.base.as_ref().and_then(|b| {
-            let snaps = &src_list.get(&Dataset::new(&rep.source).ok()?)?.snapshots;
+            let snaps = &src_list.get(&source)?.snapshots;
             Some(snaps.iter().find(|s| &s.name == b)?.creation)
         });
         if !opts.dry_run && !rep.failed() {
             if let Some(base) = rep.base.clone() {
-                src_moves.push((Dataset::new(&rep.source)?, base.clone()));
-                dst_moves.push((Dataset::new(&rep.target)?, base));
+                src_moves.push((source, base.clone()));
+                dst_moves.push((target, base));
                 moved.push(i);
             }
         }
