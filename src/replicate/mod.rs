@@ -16,7 +16,7 @@ use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::cache::JobCache;
 use crate::sides::holds::HoldBook;
-use crate::sides::{list, list_cached, list_owned, relist, Cached, Sides};
+use crate::sides::{list_cached, list_owned, relist, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
@@ -94,19 +94,7 @@ struct Lists {
 async fn list_sides(job: &Job, sides: &Sides, cache: Option<&JobCache>) -> Result<Lists> {
     let target_roots = job.target_roots()?;
     let (src, dst) = tokio::join!(
-        async {
-            match cache {
-                Some(c) => list_cached(&sides.source, &job.datasets, &c.source).await,
-                None => list(&sides.source, &job.datasets)
-                    .await
-                    .map(|(listing, missing)| Cached {
-                        listing,
-                        missing,
-                        fresh: Default::default(),
-                        reused: 0,
-                    }),
-            }
-        },
+        list_cached(&sides.source, &job.datasets, cache.map(|c| &c.source)),
         list_owned(
             &sides.target,
             &job.destination,
@@ -168,7 +156,6 @@ async fn run_datasets(
     if lists.reused > 0 && plans.iter().any(needs_fresh_listing) {
         log::debug!("{name}: a plan destroys or refuses: listing both sides in full");
         lists = list_sides(job, sides, None).await?;
-        lists.fresh = None;
         plans = plan_all(&lists)?;
     }
     let Lists {
@@ -195,7 +182,6 @@ async fn run_datasets(
         .iter()
         .map(|p| (p.source.clone(), p.target.clone()))
         .collect();
-    let touched = pairs.clone();
     let mut reports = run_plans(
         plans,
         job.parallel(),
@@ -205,15 +191,15 @@ async fn run_datasets(
     .await;
     // (dataset, new base) per side, and the report each move belongs to.
     let (mut src_moves, mut dst_moves, mut moved) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, (rep, (source, target))) in reports.iter_mut().zip(pairs).enumerate() {
+    for (i, (rep, (source, target))) in reports.iter_mut().zip(&pairs).enumerate() {
         rep.base_creation = rep.base.as_ref().and_then(|b| {
-            let snaps = &src_list.get(&source)?.snapshots;
+            let snaps = &src_list.get(source)?.snapshots;
             Some(snaps.iter().find(|s| &s.name == b)?.creation)
         });
         if !opts.dry_run && !rep.failed() {
             if let Some(base) = rep.base.clone() {
-                src_moves.push((source, base.clone()));
-                dst_moves.push((target, base));
+                src_moves.push((source.clone(), base.clone()));
+                dst_moves.push((target.clone(), base));
                 moved.push(i);
             }
         }
@@ -244,7 +230,7 @@ async fn run_datasets(
     }
     if let Some(c) = cache {
         *c = fresh.unwrap_or_default();
-        for (r, (source, target)) in reports.iter().zip(&touched) {
+        for (r, (source, target)) in reports.iter().zip(&pairs) {
             if r.action != Action::UpToDate || r.holds_changed || !r.warnings.is_empty() {
                 c.forget(source, target);
             }

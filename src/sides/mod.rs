@@ -46,25 +46,33 @@ pub(crate) struct Cached {
     pub reused: usize,
 }
 
-/// Lists `roots` on `host` like [`list`], but snapshots only of the datasets `cache`
-/// does not describe any more: one filesystem listing, then (if any changed) one
-/// snapshot listing of those datasets alone.
+/// [`list`] as a [`Cached`] that keeps nothing.
+async fn uncached(host: &Host, roots: &[Dataset]) -> Result<Cached> {
+    let (listing, missing) = list(host, roots).await?;
+    Ok(Cached {
+        listing,
+        missing,
+        fresh: SideCache::default(),
+        reused: 0,
+    })
+}
+
+/// Lists `roots` on `host` like [`list`], but with a `cache` snapshots only of the
+/// datasets it does not describe any more: one filesystem listing, then (if any
+/// changed) one snapshot listing of those datasets alone.
 pub(crate) async fn list_cached(
     host: &Host,
     roots: &[Dataset],
-    cache: &SideCache,
+    cache: Option<&SideCache>,
 ) -> Result<Cached> {
+    let Some(cache) = cache else {
+        return uncached(host, roots).await;
+    };
     let label = host.label();
     let out = host.run(&list_argv_at(roots, Depth::Filesystems)).await?;
     if !out.ok() && out.stderr.contains(SNAPSHOTS_CHANGED) {
         log::debug!("{label} has no {SNAPSHOTS_CHANGED} (OpenZFS < 2.2): listing every snapshot");
-        let (listing, missing) = list(host, roots).await?;
-        return Ok(Cached {
-            listing,
-            missing,
-            fresh: SideCache::default(),
-            reused: 0,
-        });
+        return uncached(host, roots).await;
     }
     let missing = if out.ok() {
         Vec::new()
@@ -145,26 +153,13 @@ pub(crate) async fn list_owned(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let (owned, chain) = tokio::join!(
-        async {
-            match cache {
-                Some(c) => list_cached(host, &roots, c).await,
-                None => list(host, &roots).await.map(|(listing, missing)| Cached {
-                    listing,
-                    missing,
-                    fresh: SideCache::default(),
-                    reused: 0,
-                }),
-            }
-        },
-        async {
-            if chain.is_empty() {
-                Ok((Listing::default(), Vec::new()))
-            } else {
-                list_at(host, &chain, Depth::Only).await
-            }
+    let (owned, chain) = tokio::join!(list_cached(host, &roots, cache), async {
+        if chain.is_empty() {
+            Ok((Listing::default(), Vec::new()))
+        } else {
+            list_at(host, &chain, Depth::Only).await
         }
-    );
+    });
     let (mut owned, (chain, chain_missing)) = (owned?, chain?);
     owned.listing.datasets.extend(chain.datasets);
     owned.missing.extend(chain_missing);
