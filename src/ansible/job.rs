@@ -174,7 +174,7 @@ pub fn run(module: Module, text: &str) -> Outcome {
         let opts = RunOptions {
             dry_run: a.check_mode,
         };
-        let report = run_job(&name, &job, opts, &mut pool).await;
+        let report = run_job(&name, &job, opts, &mut pool, None).await;
         pool.close().await;
         report
     });

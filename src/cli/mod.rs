@@ -602,14 +602,16 @@ async fn run_all(sel: &Selection, mut cycle: Option<&mut Cycle>) -> Vec<RunRepor
     let mut pool = Pool::default();
     for (name, job) in &sel.jobs {
         let Some(c) = cycle.as_deref_mut() else {
-            reports.push(run_job(name, job, sel.opts, &mut pool).await);
+            reports.push(run_job(name, job, sel.opts, &mut pool, None).await);
             continue;
         };
         let r = match c.begin(name, job) {
             Begin::Skip => continue,
             Begin::Wedged(r) => r,
             Begin::Run(_lock) => {
-                let r = run_job(name, job, sel.opts, &mut pool).await;
+                let mut cache = c.cache(name);
+                let r = run_job(name, job, sel.opts, &mut pool, Some(&mut cache)).await;
+                c.save_cache(name, &cache);
                 // Saved while the lock is still held, so the next run reads it.
                 c.finish(&r);
                 reports.push(r);

@@ -176,13 +176,17 @@ impl Policy {
         let mut checked = Checked::Run;
         let expected: Vec<String> = match (self.mode, a.as_slice()) {
             (_, ["zfs", "list", .., "-r", _]) | (_, ["zfs", "list", "-Hp", ..]) => {
-                // Recursive (`-r`), or the datasets alone (`-d 0`); the rebuilt argv
-                // must then match word for word.
+                // Recursive (`-r`, everything or filesystems only), the datasets alone
+                // (`-d 0`) or their own snapshots (`-d 1`); the rebuilt argv must then
+                // match word for word.
+                let fs_only = a.windows(2).any(|w| w == ["-t", "filesystem,volume"]);
                 let (depth, r) = match a.iter().position(|x| *x == "-r") {
+                    Some(i) if fs_only => (Depth::Filesystems, i + 1),
                     Some(i) => (Depth::Recursive, i + 1),
-                    None => match a.windows(2).position(|w| w == ["-d", "0"]) {
-                        Some(i) => (Depth::Only, i + 2),
-                        None => (Depth::Recursive, a.len()),
+                    None => match a.windows(2).position(|w| w[0] == "-d") {
+                        Some(i) if a[i + 1] == "0" => (Depth::Only, i + 2),
+                        Some(i) if a[i + 1] == "1" => (Depth::Snapshots, i + 2),
+                        _ => (Depth::Recursive, a.len()),
                     },
                 };
                 let roots = a[r..]
@@ -396,6 +400,17 @@ mod tests {
         let only = |d: &str| list_argv_at(&[Dataset::new(d).unwrap()], Depth::Only);
         assert!(ok(&p, &only("tank/data/x")));
         assert!(!ok(&p, &only("tank/other")));
+        // The cached run's two listings: filesystems, then some datasets' snapshots.
+        for depth in [Depth::Filesystems, Depth::Snapshots] {
+            let at = |d: &str| list_argv_at(&[Dataset::new(d).unwrap()], depth);
+            assert!(ok(&p, &at("tank/data/x")), "{depth:?}");
+            assert!(!ok(&p, &at("tank/other")), "{depth:?}");
+        }
+        let two = [
+            Dataset::new("tank/data/x").unwrap(),
+            Dataset::new("tank/data/y").unwrap(),
+        ];
+        assert!(ok(&p, &list_argv_at(&two, Depth::Snapshots)));
         assert!(!ok(&p, &cmd::get_guid(&s("tank/other@a"))));
         assert!(!ok(
             &p,
@@ -548,7 +563,7 @@ mod tests {
 
         /// One extra word anywhere in an allowed command makes it a refused one.
         #[test]
-        fn extra_words_are_rejected(extra in "[ -~]{1,10}", pos in 0usize..8, which in 0usize..5) {
+        fn extra_words_are_rejected(extra in "[ -~]{1,10}", pos in 0usize..8, which in 0usize..7) {
             let mut p = policy(Mode::Receive);
             p.allow_destroy = true;
             p.allow_rollback = true;
@@ -559,6 +574,8 @@ mod tests {
                 cmd::rollback(&s("tank/data/x@a")),
                 list_argv(std::slice::from_ref(&d)),
                 cmd::get_guid(&s("tank/data/x@a")),
+                list_argv_at(std::slice::from_ref(&d), Depth::Filesystems),
+                list_argv_at(std::slice::from_ref(&d), Depth::Snapshots),
             ][which].clone();
             prop_assert!(p.check(&argv).is_ok());
             argv.insert(pos.min(argv.len()), extra);
@@ -568,7 +585,7 @@ mod tests {
         /// Every command zferry builds passes its key; replacing any one word of it by
         /// another dataset, flag, tag or token is refused.
         #[test]
-        fn any_single_mutation_is_refused(which in 0usize..9, pos in 0usize..20, with in 0usize..8) {
+        fn any_single_mutation_is_refused(which in 0usize..11, pos in 0usize..20, with in 0usize..8) {
             use crate::zfs::token::build::token;
             let send_side = raw_only(Mode::Send);
             let mut recv_side = raw_only(Mode::Receive);
@@ -585,7 +602,9 @@ mod tests {
                 5 => (&send_side, list_argv(std::slice::from_ref(&d))),
                 6 => (&recv_side, cmd::receive(&d)),
                 7 => (&recv_side, cmd::create_parent(&d)),
-                _ => (&recv_side, cmd::rollback(&s("tank/data/x@a"))),
+                8 => (&recv_side, cmd::rollback(&s("tank/data/x@a"))),
+                9 => (&send_side, list_argv_at(std::slice::from_ref(&d), Depth::Filesystems)),
+                _ => (&recv_side, list_argv_at(std::slice::from_ref(&d), Depth::Snapshots)),
             };
             prop_assert!(p.check(&argv).is_ok(), "{:?}", argv);
             let replacements = [

@@ -9,7 +9,7 @@
 //! small text description of the snapshots they bring, so `stream::transfer` runs as is.
 
 use super::shell_quote;
-use crate::zfs::list::LIST_PROPS;
+use crate::zfs::list::{LIST_PROPS, SNAPSHOTS_CHANGED};
 use crate::zfs::token;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -262,17 +262,25 @@ impl Fake {
         exit
     }
 
+    /// `zfs list` in the forms zferry builds (`list_argv_at`): every type or only
+    /// filesystems (with `snapshots_changed`) or only snapshots, `-r`, `-d 0` or `-d 1`.
     fn list(&self, args: &[&str]) -> (String, Exit) {
         let mut roots = Vec::new();
-        let mut recursive = false;
+        let (mut recursive, mut depth, mut types, mut changed) = (false, None, "", false);
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match *a {
-                "-t" | "-s" | "-d" => {
+                "-s" => {
                     it.next();
                 }
+                "-t" => types = it.next().copied().unwrap_or_default(),
+                "-d" => depth = it.next().and_then(|d| d.parse::<u32>().ok()),
                 "-o" => {
-                    if it.next() != Some(&LIST_PROPS.join(",").as_str()) {
+                    let cols = it.next().copied().unwrap_or_default();
+                    let plain = LIST_PROPS.join(",");
+                    if cols == format!("{plain},{SNAPSHOTS_CHANGED}") {
+                        changed = true;
+                    } else if cols != plain {
                         return (String::new(), fail("fake: zfs list with other columns"));
                     }
                 }
@@ -281,6 +289,7 @@ impl Fake {
                 r => roots.push(r),
             }
         }
+        let (fs, snaps) = (types.contains("filesystem"), types.contains("snapshot"));
         let m = lock(&self.model);
         let mut out = String::new();
         let mut err = String::new();
@@ -294,12 +303,28 @@ impl Fake {
                 if name != root && !(recursive && name.starts_with(&under)) {
                     continue;
                 }
-                out.push_str(&format!(
-                    "{name}\tfilesystem\t{}\t{}\toff\t-\t0\t{}\t-\t1700000000\n",
-                    d.guid,
-                    d.txg,
-                    d.token.as_deref().unwrap_or("-")
-                ));
+                if fs && depth != Some(1) {
+                    out.push_str(&format!(
+                        "{name}\tfilesystem\t{}\t{}\toff\t-\t0\t{}\t-\t1700000000",
+                        d.guid,
+                        d.txg,
+                        d.token.as_deref().unwrap_or("-")
+                    ));
+                    if changed {
+                        // Moves whenever a snapshot comes or goes, as the real one does.
+                        let stamp = d
+                            .snaps
+                            .iter()
+                            .map(|s| s.txg)
+                            .max()
+                            .map(|t| (1_000_000 + t * 1000 + d.snaps.len() as u64).to_string());
+                        out.push_str(&format!("\t{}", stamp.as_deref().unwrap_or("-")));
+                    }
+                    out.push('\n');
+                }
+                if !snaps || depth == Some(0) {
+                    continue;
+                }
                 for s in &d.snaps {
                     out.push_str(&format!(
                         "{name}@{}\tsnapshot\t{}\t{}\t-\t-\t-\t-\t{}\t1700000000\n",

@@ -18,6 +18,8 @@ fn snap(name: &str, guid: u64, txg: u64) -> Point {
 
 fn info(name: &str, snaps: Vec<Point>) -> DatasetInfo {
     DatasetInfo {
+        guid: 0,
+        snapshots_changed: None,
         name: ds(name),
         encrypted: true,
         keystatus: Some("available".into()),

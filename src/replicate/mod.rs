@@ -14,8 +14,9 @@ use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
 use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
+use crate::sides::cache::JobCache;
 use crate::sides::holds::HoldBook;
-use crate::sides::{list, list_owned, relist, Sides};
+use crate::sides::{list_cached, list_owned, relist, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
@@ -38,7 +39,17 @@ pub struct RunOptions {
 
 /// Runs one job over the run's connections and reports; never panics on a remote
 /// failure, never returns early without saying why.
-pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -> RunReport {
+///
+/// With `cache` (the job's snapshots at its last run, see [`crate::sides::cache`]),
+/// snapshots are listed only where they changed, and `cache` is updated for the next
+/// run; it is left empty when the run failed as a whole.
+pub async fn run_job(
+    name: &str,
+    job: &Job,
+    opts: RunOptions,
+    pool: &mut Pool,
+    mut cache: Option<&mut JobCache>,
+) -> RunReport {
     let mut report = RunReport {
         job: name.to_string(),
         kind: job.kind,
@@ -52,9 +63,14 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -
         Err(e) => report.error = Some(format!("{e:#}")),
         Ok(remote) => {
             let sides = job.kind.sides(&remote);
-            match run_datasets(name, job, &sides, opts).await {
+            match run_datasets(name, job, &sides, opts, cache.as_deref_mut()).await {
                 Ok(ds) => report.datasets = ds,
-                Err(e) => report.error = Some(format!("{e:#}")),
+                Err(e) => {
+                    if let Some(c) = cache {
+                        *c = JobCache::default();
+                    }
+                    report.error = Some(format!("{e:#}"))
+                }
             }
         }
     }
@@ -62,34 +78,95 @@ pub async fn run_job(name: &str, job: &Job, opts: RunOptions, pool: &mut Pool) -
     report
 }
 
-async fn run_datasets(
-    name: &str,
-    job: &Job,
-    sides: &Sides,
-    opts: RunOptions,
-) -> Result<Vec<DatasetReport>> {
-    // Every target lies under its root's target, so these are known before the
-    // source is listed, and the two sides (different hosts) are listed at once.
+/// Both sides listed for one run.
+struct Lists {
+    src: Listing,
+    dst: Listing,
+    /// The entries to keep for the next run, when listed through a cache.
+    fresh: Option<JobCache>,
+    /// Datasets whose snapshots came from the cache, both sides.
+    reused: usize,
+}
+
+/// Lists both sides at once (different hosts): the source's datasets, and what the job
+/// owns on the target. Every target lies under its root's target, so those are known
+/// before the source is listed.
+async fn list_sides(job: &Job, sides: &Sides, cache: Option<&JobCache>) -> Result<Lists> {
     let target_roots = job.target_roots()?;
     let (src, dst) = tokio::join!(
-        list(&sides.source, &job.datasets),
-        list_owned(&sides.target, &job.destination, &target_roots)
+        list_cached(&sides.source, &job.datasets, cache.map(|c| &c.source)),
+        list_owned(
+            &sides.target,
+            &job.destination,
+            &target_roots,
+            cache.map(|c| &c.target)
+        )
     );
-    let (src_list, _) = src?;
-    let (dst_list, missing) = dst?;
-    if missing.iter().any(|m| m == job.destination.as_str()) {
+    let (src, dst) = (src?, dst?);
+    if dst.missing.iter().any(|m| m == job.destination.as_str()) {
         bail!(
             "destination {} does not exist on {}; create it first (encrypted, if the copies should be), zferry never creates the backup root",
             job.destination,
             sides.target.label()
         );
     }
-    let mapping = plan::expand(&src_list, &job.datasets, |s| job.target_of(s))?;
+    Ok(Lists {
+        reused: src.reused + dst.reused,
+        fresh: cache.map(|_| JobCache {
+            saved: now(),
+            source: src.fresh,
+            target: dst.fresh,
+        }),
+        src: src.listing,
+        dst: dst.listing,
+    })
+}
+
+/// A plan that destroys or refuses is made from a full listing, never from the cache.
+fn needs_fresh_listing(p: &DatasetPlan) -> bool {
+    matches!(p.verdict, Verdict::Refuse(_))
+        || p.steps
+            .iter()
+            .any(|s| matches!(s, Step::Rollback { .. } | Step::DestroyTarget { .. }))
+}
+
+async fn run_datasets(
+    name: &str,
+    job: &Job,
+    sides: &Sides,
+    opts: RunOptions,
+    cache: Option<&mut JobCache>,
+) -> Result<Vec<DatasetReport>> {
     let popts = Options {
         raw: job.raw_mode(),
         on_divergence: job.on_divergence,
     };
-    let plans = plan::plan_job(&src_list, &dst_list, &mapping, &job.destination, popts);
+    let plan_all = |l: &Lists| -> Result<Vec<DatasetPlan>> {
+        let mapping = plan::expand(&l.src, &job.datasets, |s| job.target_of(s))?;
+        Ok(plan::plan_job(
+            &l.src,
+            &l.dst,
+            &mapping,
+            &job.destination,
+            popts,
+        ))
+    };
+    let mut lists = list_sides(job, sides, cache.as_deref()).await?;
+    let mut plans = plan_all(&lists)?;
+    if lists.reused > 0 && plans.iter().any(needs_fresh_listing) {
+        log::debug!("{name}: a plan destroys or refuses: listing both sides in full");
+        lists = list_sides(job, sides, None).await?;
+        plans = plan_all(&lists)?;
+    }
+    let Lists {
+        src: src_list,
+        dst: dst_list,
+        fresh,
+        reused,
+    } = lists;
+    if cache.is_some() {
+        log::debug!("{name}: snapshots of {reused} datasets taken from the last run's listing");
+    }
     let tag = job.hold_tag(name);
     let pace = job.bwlimit.map(|b| Pace::new(b.bytes_per_sec()));
     let (mut src_holds, mut dst_holds) = tokio::join!(
@@ -114,15 +191,15 @@ async fn run_datasets(
     .await;
     // (dataset, new base) per side, and the report each move belongs to.
     let (mut src_moves, mut dst_moves, mut moved) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, (rep, (source, target))) in reports.iter_mut().zip(pairs).enumerate() {
+    for (i, (rep, (source, target))) in reports.iter_mut().zip(&pairs).enumerate() {
         rep.base_creation = rep.base.as_ref().and_then(|b| {
-            let snaps = &src_list.get(&source)?.snapshots;
+            let snaps = &src_list.get(source)?.snapshots;
             Some(snaps.iter().find(|s| &s.name == b)?.creation)
         });
         if !opts.dry_run && !rep.failed() {
             if let Some(base) = rep.base.clone() {
-                src_moves.push((source, base.clone()));
-                dst_moves.push((target, base));
+                src_moves.push((source.clone(), base.clone()));
+                dst_moves.push((target.clone(), base));
                 moved.push(i);
             }
         }
@@ -148,6 +225,14 @@ async fn run_datasets(
             match r {
                 Ok(changed) => reports[i].holds_changed |= changed,
                 Err(e) => reports[i].warnings.push(format!("{e:#}")),
+            }
+        }
+    }
+    if let Some(c) = cache {
+        *c = fresh.unwrap_or_default();
+        for (r, (source, target)) in reports.iter().zip(&pairs) {
+            if r.action != Action::UpToDate || r.holds_changed || !r.warnings.is_empty() {
+                c.forget(source, target);
             }
         }
     }

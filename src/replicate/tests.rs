@@ -6,6 +6,7 @@ use crate::config::Kind;
 use crate::host::fake::Fake;
 use crate::host::{Host, SshTarget};
 use crate::report::DatasetReport;
+use crate::sides::cache::JobCache;
 use crate::zfs::token;
 use std::sync::Arc;
 
@@ -49,7 +50,7 @@ async fn run(job: &Job, src: &Arc<Fake>, dst: &Arc<Fake>) -> Vec<DatasetReport> 
         source: Host::Fake(src.clone()),
         target: Host::Fake(dst.clone()),
     };
-    run_datasets("job", job, &sides, RunOptions::default())
+    run_datasets("job", job, &sides, RunOptions::default(), None)
         .await
         .expect("the run itself does not fail")
 }
@@ -414,9 +415,15 @@ async fn a_missing_destination_fails_the_run_naming_it() {
         source: Host::Fake(src.clone()),
         target: Host::Fake(dst.clone()),
     };
-    let err = run_datasets("job", &job(&["tank/a"]), &sides, RunOptions::default())
-        .await
-        .expect_err("no destination, no run");
+    let err = run_datasets(
+        "job",
+        &job(&["tank/a"]),
+        &sides,
+        RunOptions::default(),
+        None,
+    )
+    .await
+    .expect_err("no destination, no run");
     assert!(
         format!("{err:#}")
             .starts_with("destination backup does not exist on fake; create it first"),
@@ -544,4 +551,108 @@ async fn a_hold_refused_on_one_snapshot_warns_for_its_dataset_and_keeps_its_old_
     let b = report(&reps, "tank/b");
     assert!(b.warnings.is_empty(), "{b:?}");
     assert_eq!(dst.held("backup/client/tank/b", TAG), ["s2"]);
+}
+
+/// A run with the job's listing cache, as `zferry run` makes it.
+async fn run_cached(
+    job: &Job,
+    src: &Arc<Fake>,
+    dst: &Arc<Fake>,
+    cache: &mut JobCache,
+) -> Vec<DatasetReport> {
+    let sides = Sides {
+        source: Host::Fake(src.clone()),
+        target: Host::Fake(dst.clone()),
+    };
+    run_datasets("job", job, &sides, RunOptions::default(), Some(cache))
+        .await
+        .expect("the run itself does not fail")
+}
+
+/// The snapshot listings a host was asked for, as the datasets they name.
+fn snapshot_listings(commands: &[String]) -> Vec<String> {
+    commands
+        .iter()
+        .filter(|c| c.starts_with("zfs list -Hp -t snapshot,bookmark"))
+        .map(|c| {
+            c.rsplit_once(" -d 1 ")
+                .map_or(c.clone(), |(_, n)| n.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn with_the_cache_snapshots_are_listed_only_where_they_changed() {
+    let names: Vec<String> = (0..5).map(|i| format!("tank/d{i}")).collect();
+    let spec: Vec<(&str, &[&str])> = names.iter().map(|d| (d.as_str(), &["s1"][..])).collect();
+    let (src, dst) = hosts(&spec);
+    let j = job(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut cache = JobCache::default();
+    // First run copies everything and keeps nothing of what it touched; the second
+    // lists everything once more and keeps it all.
+    run_cached(&j, &src, &dst, &mut cache).await;
+    assert!(cache.source.datasets.is_empty(), "{cache:?}");
+    let reps = run_cached(&j, &src, &dst, &mut cache).await;
+    assert!(reps.iter().all(|r| r.action == Action::UpToDate));
+    assert_eq!(cache.source.datasets.len(), 5);
+    // A no-op run: filesystems only, on both sides.
+    src.clear_log();
+    dst.clear_log();
+    let reps = run_cached(&j, &src, &dst, &mut cache).await;
+    assert!(reps.iter().all(|r| r.action == Action::UpToDate));
+    assert_eq!(snapshot_listings(&src.commands()), Vec::<String>::new());
+    assert_eq!(snapshot_listings(&dst.commands()), Vec::<String>::new());
+    assert_eq!(verbs(&src.commands()), ["zfs list -Hp", "zfs holds -H"]);
+    // One new snapshot: only that dataset's snapshots are listed, and it is sent.
+    src.snapshot("tank/d3", "s2");
+    src.clear_log();
+    dst.clear_log();
+    let reps = run_cached(&j, &src, &dst, &mut cache).await;
+    assert_eq!(report(&reps, "tank/d3").action, Action::Incremental);
+    assert_eq!(snapshot_listings(&src.commands()), ["tank/d3"]);
+    assert_eq!(snapshot_listings(&dst.commands()), Vec::<String>::new());
+    assert_eq!(
+        dst.snapshots("backup/client/tank/d3"),
+        src.snapshots("tank/d3")
+    );
+    assert!(
+        !cache.source.datasets.contains_key(&ds("tank/d3")),
+        "touched: forgotten"
+    );
+    assert_eq!(cache.source.datasets.len(), 4);
+}
+
+#[tokio::test]
+async fn a_plan_that_would_refuse_from_the_cache_is_made_again_from_a_full_listing() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"])]);
+    let j = job(&["tank/a"]);
+    let mut cache = JobCache::default();
+    run_cached(&j, &src, &dst, &mut cache).await;
+    run_cached(&j, &src, &dst, &mut cache).await;
+    // A stale (or lied-about) entry: the copy seems to hold a snapshot the source never
+    // had, which is a divergence the planner refuses.
+    let entry = cache
+        .target
+        .datasets
+        .get_mut(&ds("backup/client/tank/a"))
+        .expect("cached");
+    let mut extra = entry.snapshots[0].clone();
+    extra.name = "foreign".into();
+    extra.guid = 42;
+    extra.createtxg += 1000;
+    entry.snapshots.push(extra);
+    dst.clear_log();
+    let reps = run_cached(&j, &src, &dst, &mut cache).await;
+    assert_eq!(
+        (reps[0].action, reps[0].error.as_deref()),
+        (Action::UpToDate, None),
+        "decided from the real listing"
+    );
+    assert!(
+        dst.commands()
+            .iter()
+            .any(|c| c.starts_with("zfs list -Hp -t filesystem,volume,snapshot,bookmark")),
+        "{:#?}",
+        dst.commands()
+    );
 }

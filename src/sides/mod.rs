@@ -5,14 +5,19 @@
 //! Below `replicate`, `status` and `prune`, which all read a side the same way, so a
 //! status costs the same listing a run makes and goes through the same SSH guard.
 
+pub mod cache;
 pub mod holds;
 
+use crate::clock::now;
 use crate::host::Host;
+use crate::log;
 use crate::zfs::list::{
-    list_argv_at, missing_from_stderr, parse_listing, DatasetInfo, Depth, Listing,
+    list_argv_at, missing_from_stderr, parse_filesystems, parse_listing, DatasetInfo, Depth,
+    Listing, SNAPSHOTS_CHANGED,
 };
 use crate::zfs::name::Dataset;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
+use cache::SideCache;
 use std::collections::BTreeSet;
 
 /// Both ends of a job.
@@ -26,6 +31,88 @@ pub(crate) struct Sides {
 /// Lists `roots` on `host`; roots that do not exist are returned apart.
 pub(crate) async fn list(host: &Host, roots: &[Dataset]) -> Result<(Listing, Vec<String>)> {
     list_at(host, roots, Depth::Recursive).await
+}
+
+/// A side's listing through its cache.
+pub(crate) struct Cached {
+    /// Everything under the roots, as [`list`] gives it.
+    pub listing: Listing,
+    /// Roots that do not exist.
+    pub missing: Vec<String>,
+    /// The entries to keep for the next run (none when the host has no
+    /// `snapshots_changed`).
+    pub fresh: SideCache,
+    /// Datasets whose snapshots came from the cache.
+    pub reused: usize,
+}
+
+/// [`list`] as a [`Cached`] that keeps nothing.
+async fn uncached(host: &Host, roots: &[Dataset]) -> Result<Cached> {
+    let (listing, missing) = list(host, roots).await?;
+    Ok(Cached {
+        listing,
+        missing,
+        fresh: SideCache::default(),
+        reused: 0,
+    })
+}
+
+/// Lists `roots` on `host` like [`list`], but with a `cache` snapshots only of the
+/// datasets it does not describe any more: one filesystem listing, then (if any
+/// changed) one snapshot listing of those datasets alone.
+pub(crate) async fn list_cached(
+    host: &Host,
+    roots: &[Dataset],
+    cache: Option<&SideCache>,
+) -> Result<Cached> {
+    let Some(cache) = cache else {
+        return uncached(host, roots).await;
+    };
+    let label = host.label();
+    let out = host.run(&list_argv_at(roots, Depth::Filesystems)).await?;
+    if !out.ok() && out.stderr.contains(SNAPSHOTS_CHANGED) {
+        log::debug!("{label} has no {SNAPSHOTS_CHANGED} (OpenZFS < 2.2): listing every snapshot");
+        return uncached(host, roots).await;
+    }
+    let missing = if out.ok() {
+        Vec::new()
+    } else {
+        missing_from_stderr(&out.stderr).map_err(|e| anyhow!("on {label}: {e}"))?
+    };
+    let mut listing = parse_filesystems(&out.stdout)?;
+    let mut stale = BTreeSet::new();
+    for d in listing.datasets.values_mut() {
+        match cache.valid(label, &d.name, d.guid, d.snapshots_changed) {
+            Some(e) => {
+                d.snapshots = e.snapshots.clone();
+                d.bookmarks = e.bookmarks.clone();
+            }
+            None => {
+                stale.insert(d.name.clone());
+            }
+        }
+    }
+    let reused = listing.datasets.len() - stale.len();
+    if !stale.is_empty() {
+        let names: Vec<Dataset> = stale.iter().cloned().collect();
+        let out = host.run_ok(&list_argv_at(&names, Depth::Snapshots)).await?;
+        for (name, s) in parse_listing(&out.stdout)?.datasets {
+            match listing.datasets.get_mut(&name) {
+                Some(d) if stale.contains(&name) => {
+                    d.snapshots = s.snapshots;
+                    d.bookmarks = s.bookmarks;
+                }
+                _ => bail!("{label} listed snapshots of {name}, which it was not asked for"),
+            }
+        }
+    }
+    let fresh = SideCache::from_listing(label, &listing, now());
+    Ok(Cached {
+        listing,
+        missing,
+        fresh,
+        reused,
+    })
 }
 
 async fn list_at(host: &Host, roots: &[Dataset], depth: Depth) -> Result<(Listing, Vec<String>)> {
@@ -47,7 +134,8 @@ pub(crate) async fn list_owned(
     host: &Host,
     top: &Dataset,
     roots: &[Dataset],
-) -> Result<(Listing, Vec<String>)> {
+    cache: Option<&SideCache>,
+) -> Result<Cached> {
     // A root below another is already in its listing (and would be listed twice).
     let roots: Vec<Dataset> = roots
         .iter()
@@ -65,17 +153,17 @@ pub(crate) async fn list_owned(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let (owned, chain) = tokio::join!(list_at(host, &roots, Depth::Recursive), async {
+    let (owned, chain) = tokio::join!(list_cached(host, &roots, cache), async {
         if chain.is_empty() {
             Ok((Listing::default(), Vec::new()))
         } else {
             list_at(host, &chain, Depth::Only).await
         }
     });
-    let ((mut listing, mut missing), (chain, chain_missing)) = (owned?, chain?);
-    listing.datasets.extend(chain.datasets);
-    missing.extend(chain_missing);
-    Ok((listing, missing))
+    let (mut owned, (chain, chain_missing)) = (owned?, chain?);
+    owned.listing.datasets.extend(chain.datasets);
+    owned.missing.extend(chain_missing);
+    Ok(owned)
 }
 
 /// Lists one dataset again (after a resume), `None` if it does not exist.

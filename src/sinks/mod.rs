@@ -17,6 +17,7 @@ use crate::config::Job;
 use crate::human::human_secs;
 use crate::log;
 use crate::report::RunReport;
+use crate::sides::cache::JobCache;
 use crate::state::lock::{self, Acquire, JobLock, Wedged};
 use crate::state::store;
 use crate::status::classify::Thresholds;
@@ -145,6 +146,26 @@ impl Cycle {
                 job,
                 format!("cannot take the job lock: {e:#}"),
             )),
+        }
+    }
+
+    /// The job's listing cache from its last run (empty when it has none, it is too
+    /// old, or it cannot be read: a full listing then, and a warning for the last).
+    pub fn cache(&self, job: &str) -> JobCache {
+        match store::load_cache(&self.settings.state_dir, job) {
+            Ok(c) => c.unwrap_or_default().usable(now()),
+            Err(e) => {
+                log::warn!("job {job}: listing everything: {e:#}");
+                JobCache::default()
+            }
+        }
+    }
+
+    /// Saves the job's listing cache for its next run; a failure only costs that run a
+    /// full listing, so it is a warning.
+    pub fn save_cache(&self, job: &str, cache: &JobCache) {
+        if let Err(e) = store::save_cache(&self.settings.state_dir, job, cache) {
+            log::warn!("job {job}: the listing cache was not saved: {e:#}");
         }
     }
 

@@ -1,11 +1,13 @@
-//! The state directory: each job's latest run report (`<job>.json`) and the history a
-//! failed run must not erase (`<job>.history.json`: per dataset, the last success).
+//! The state directory: each job's latest run report (`<job>.json`), the history a
+//! failed run must not erase (`<job>.history.json`: per dataset, the last success), and
+//! the snapshots listed at the last run (`<job>.cache.json`, see `sides::cache`).
 //!
 //! Every file is written atomically (temp file, fsync, rename, fsync of the directory),
 //! so a reader never sees half a report and a crash leaves the previous one.
 
 use crate::config::file_stem;
 use crate::report::{Action, RunReport};
+use crate::sides::cache::JobCache;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -119,6 +121,20 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// The job's listing cache (`<job>.cache.json`), if it has one.
+pub fn load_cache(dir: &Path, job: &str) -> Result<Option<JobCache>> {
+    read_json(&job_path(dir, job, ".cache.json"))
+}
+
+/// Saves the job's listing cache.
+pub fn save_cache(dir: &Path, job: &str, cache: &JobCache) -> Result<()> {
+    ensure_dir(dir)?;
+    write_atomic(
+        &job_path(dir, job, ".cache.json"),
+        &serde_json::to_vec(cache).expect("cache serializes"),
+    )
 }
 
 /// The job's latest report, if it ever ran.

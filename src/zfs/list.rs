@@ -2,7 +2,7 @@
 
 use super::name::{Dataset, Snapshot};
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Properties asked for, in column order.
@@ -19,6 +19,10 @@ pub const LIST_PROPS: &[&str] = &[
     "creation",
 ];
 
+/// Property that changes whenever a dataset gains or loses a snapshot (OpenZFS >= 2.2):
+/// asked after [`LIST_PROPS`] in a [`Depth::Filesystems`] listing.
+pub const SNAPSHOTS_CHANGED: &str = "snapshots_changed";
+
 /// How much of each root a listing covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
@@ -26,6 +30,11 @@ pub enum Depth {
     Recursive,
     /// The root alone, without its snapshots (`-d 0`): enough to know it exists.
     Only,
+    /// The root and the filesystems and volumes below it, without snapshots, each with
+    /// its `snapshots_changed` as an extra last column.
+    Filesystems,
+    /// The snapshots and bookmarks of each root alone (`-d 1`), not of its children.
+    Snapshots,
 }
 
 /// argv for the one listing of `roots` and everything below them.
@@ -35,30 +44,31 @@ pub fn list_argv(roots: &[Dataset]) -> Vec<String> {
 
 /// argv for a listing of `roots` to `depth`.
 pub fn list_argv_at(roots: &[Dataset], depth: Depth) -> Vec<String> {
-    let mut argv: Vec<String> = [
-        "zfs",
-        "list",
-        "-Hp",
-        "-t",
-        "filesystem,volume,snapshot,bookmark",
-        "-s",
-        "createtxg",
-        "-o",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    argv.push(LIST_PROPS.join(","));
+    let types = match depth {
+        Depth::Recursive | Depth::Only => "filesystem,volume,snapshot,bookmark",
+        Depth::Filesystems => "filesystem,volume",
+        Depth::Snapshots => "snapshot,bookmark",
+    };
+    let mut argv: Vec<String> = ["zfs", "list", "-Hp", "-t", types, "-s", "createtxg", "-o"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut props = LIST_PROPS.join(",");
+    if depth == Depth::Filesystems {
+        props = format!("{props},{SNAPSHOTS_CHANGED}");
+    }
+    argv.push(props);
     match depth {
-        Depth::Recursive => argv.push("-r".into()),
+        Depth::Recursive | Depth::Filesystems => argv.push("-r".into()),
         Depth::Only => argv.extend(["-d".into(), "0".into()]),
+        Depth::Snapshots => argv.extend(["-d".into(), "1".into()]),
     }
     argv.extend(roots.iter().map(|r| r.to_string()));
     argv
 }
 
 /// A snapshot or bookmark: a point in a dataset's history that streams start or end at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Point {
     /// The part after `@` or `#`.
     pub name: String,
@@ -79,6 +89,12 @@ pub struct Point {
 pub struct DatasetInfo {
     /// Full name.
     pub name: Dataset,
+    /// The dataset's own GUID (a dataset destroyed and made again under the same name
+    /// has another); 0 when it was not listed.
+    pub guid: u64,
+    /// `snapshots_changed` (Unix seconds) from a [`Depth::Filesystems`] listing, `None`
+    /// otherwise or when the host does not track it.
+    pub snapshots_changed: Option<u64>,
     /// `encryption` is not `off`.
     pub encrypted: bool,
     /// `keystatus` (`available`/`unavailable`), `None` when unencrypted.
@@ -97,6 +113,8 @@ impl DatasetInfo {
     fn new(name: Dataset) -> Self {
         DatasetInfo {
             name,
+            guid: 0,
+            snapshots_changed: None,
             encrypted: false,
             keystatus: None,
             written: 0,
@@ -155,16 +173,26 @@ fn num(field: &str, s: &str, line: &str) -> Result<u64> {
     }
 }
 
-/// Parses `zfs list -Hp -o <LIST_PROPS>` output.
+/// Parses `zfs list -Hp -o <LIST_PROPS>` output (any [`Depth`] but
+/// [`Depth::Filesystems`]).
 pub fn parse_listing(out: &str) -> Result<Listing> {
+    parse_columns(out, false)
+}
+
+/// Parses the output of a [`Depth::Filesystems`] listing.
+pub fn parse_filesystems(out: &str) -> Result<Listing> {
+    parse_columns(out, true)
+}
+
+fn parse_columns(out: &str, with_changed: bool) -> Result<Listing> {
+    let want = LIST_PROPS.len() + usize::from(with_changed);
     let mut listing = Listing::default();
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != LIST_PROPS.len() {
+        if f.len() != want {
             bail!(
-                "zfs list line has {} fields, expected {}: {line}",
-                f.len(),
-                LIST_PROPS.len()
+                "zfs list line has {} fields, expected {want}: {line}",
+                f.len()
             );
         }
         match f[1] {
@@ -174,12 +202,18 @@ pub fn parse_listing(out: &str) -> Result<Listing> {
                     .datasets
                     .entry(name.clone())
                     .or_insert_with(|| DatasetInfo::new(name));
+                d.guid = num("guid", f[2], line)?;
+                if with_changed {
+                    d.snapshots_changed = opt(f[10])
+                        .map(|_| num(SNAPSHOTS_CHANGED, f[10], line))
+                        .transpose()?;
+                }
                 d.encrypted = opt(f[4]).is_some_and(|e| e != "off");
                 d.keystatus = opt(f[5]).map(str::to_string);
                 d.written = num("written", f[6], line)?;
                 d.resume_token = opt(f[7]).map(str::to_string);
             }
-            "snapshot" | "bookmark" => {
+            "snapshot" | "bookmark" if !with_changed => {
                 let snap = Snapshot::new(f[0])?;
                 let p = Point {
                     name: snap.short().to_string(),

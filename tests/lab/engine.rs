@@ -533,3 +533,128 @@ fn parallel_datasets_match_a_sequential_run_and_a_failure_stays_its_own() {
         assert_eq!(tags, want, "{src}");
     }
 }
+
+/// The `zfs list` commands a `-v` run traced, with the host they went to.
+fn listings(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("+ [") && l.contains("] zfs list "))
+        .collect()
+}
+
+#[test]
+fn snapshots_changed_moves_with_snapshots_not_with_holds_or_bookmarks() {
+    // What the listing cache relies on (src/sides/cache.rs), on this OpenZFS.
+    let lab = lab();
+    let c = "e12p";
+    lab.pool("client", c);
+    lab.run_ok("client", &["zfs", "create", &format!("{c}/d")]);
+    let changed = || lab.prop("client", &format!("{c}/d"), "snapshots_changed");
+    assert_eq!(changed(), "-", "never snapshotted: not set");
+    let snap = |s: &str| lab.run_ok("client", &["zfs", "snapshot", &format!("{c}/d@{s}")]);
+    snap("s1");
+    let after_s1 = changed();
+    assert!(after_s1.parse::<u64>().is_ok(), "{after_s1}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    snap("s2");
+    let after_s2 = changed();
+    assert_ne!(after_s2, after_s1, "a new snapshot moves it");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    lab.run_ok("client", &["zfs", "hold", "keep", &format!("{c}/d@s2")]);
+    lab.run_ok(
+        "client",
+        &[
+            "zfs",
+            "bookmark",
+            &format!("{c}/d@s1"),
+            &format!("{c}/d#b1"),
+        ],
+    );
+    assert_eq!(changed(), after_s2, "holds and bookmarks leave it");
+    lab.run_ok("client", &["zfs", "destroy", &format!("{c}/d@s1")]);
+    assert_ne!(changed(), after_s2, "a destroyed snapshot moves it");
+}
+
+#[test]
+fn a_cached_run_lists_snapshots_only_where_they_changed() {
+    let lab = lab();
+    let (c, s) = ("e13c", "e13s");
+    lab.pool("client", c);
+    lab.pool("server", s);
+    lab.script(
+        "client",
+        r#"zfs create "$1"; zfs create "$1/k0"; zfs create "$1/k1"
+           zfs snapshot -r "$1@s1"; zfs snapshot -r "$1@s2""#,
+        &[&format!("{c}/data")],
+    );
+    lab.allow("client", SRC_PERMS, c);
+    lab.create_allowed("server", &format!("{s}/backup"), DST_PERMS);
+    let pull = || {
+        let r = zferry(
+            lab,
+            "server",
+            &format!("-v {}", pull_args(lab, c, s, &format!("{c}/data"))),
+        );
+        assert_eq!(r.code, Some(0), "{r:?}");
+        r
+    };
+    // Copies everything; then lists everything once more and keeps it (the copies'
+    // snapshots_changed must be SETTLE seconds old by then to be kept).
+    pull();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let r = pull();
+    assert!(
+        r.stderr
+            .contains("snapshots of 0 datasets taken from the last run's listing"),
+        "{}",
+        r.stderr
+    );
+    // A no-op run: filesystems only, on both sides (the `-d 0` chain has no snapshots).
+    let r = pull();
+    assert_eq!(r.action(&format!("{c}/data/k1")), "up_to_date");
+    let lists = listings(&r.stderr);
+    assert!(
+        lists
+            .iter()
+            .all(|l| l.contains("-t filesystem,volume -s") || l.contains(" -d 0 ")),
+        "{lists:#?}"
+    );
+    assert!(
+        r.stderr
+            .contains("snapshots of 6 datasets taken from the last run's listing"),
+        "{}",
+        r.stderr
+    );
+    // A new snapshot right away: seen, sent, and only its dataset's snapshots listed.
+    lab.run_ok("client", &["zfs", "snapshot", &format!("{c}/data/k1@s3")]);
+    let r = pull();
+    assert_eq!(r.action(&format!("{c}/data/k1")), "incremental", "{r:?}");
+    assert_eq!(r.action(&format!("{c}/data/k0")), "up_to_date");
+    let snapshot_lists: Vec<&str> = listings(&r.stderr)
+        .into_iter()
+        .filter(|l| l.contains("-t snapshot,bookmark"))
+        .collect();
+    assert_eq!(snapshot_lists.len(), 1, "{snapshot_lists:#?}");
+    assert!(
+        snapshot_lists[0].ends_with(&format!(" -d 1 {c}/data/k1")),
+        "{snapshot_lists:#?}"
+    );
+    assert_eq!(
+        lab.guids("server", &format!("{s}/backup/client/{c}/data/k1")),
+        lab.guids("client", &format!("{c}/data/k1"))
+    );
+    // The newest snapshot of a copy destroyed behind zferry's back is seen, and sent
+    // again (a stale cache would call it up to date).
+    let copy = format!("{s}/backup/client/{c}/data/k0@s2");
+    lab.run_ok(
+        "server",
+        &["zfs", "release", &format!("zferry:t-{c}"), &copy],
+    );
+    lab.run_ok("server", &["zfs", "destroy", &copy]);
+    let r = pull();
+    assert_eq!(r.action(&format!("{c}/data/k0")), "incremental", "{r:?}");
+    assert_eq!(
+        lab.guids("server", &format!("{s}/backup/client/{c}/data/k0")),
+        lab.guids("client", &format!("{c}/data/k0"))
+    );
+}
