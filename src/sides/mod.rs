@@ -1,6 +1,7 @@
 //! The two ends of a job and what is read from them: one `zfs list -Hp` of the source
-//! (`list`), one of what the job owns on the target (`list_owned`), and the holds on
-//! the listed snapshots ([`holds`]).
+//! (`list`), one of what the job owns on the target (`list_owned`), the holds on the
+//! listed snapshots ([`holds`]); with the job's [`cache`], filesystems first and then
+//! only the snapshots that changed (`list_cached`).
 //!
 //! Below `replicate`, `status` and `prune`, which all read a side the same way, so a
 //! status costs the same listing a run makes and goes through the same SSH guard.
