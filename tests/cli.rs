@@ -97,6 +97,24 @@ fn invalid_dataset_names_are_refused() {
     );
 }
 
+/// `zferry pull ... --FLAG=VALUE` is refused with `needle`.
+fn pull_refused_with(flag: &str, value: &str, needle: &str) {
+    refused(
+        &[
+            "pull",
+            "--host",
+            "h",
+            "--datasets",
+            "t/a",
+            "--destination",
+            "b",
+            &format!("--{flag}={value}"),
+        ],
+        &[],
+        needle,
+    );
+}
+
 #[test]
 fn a_bad_bwlimit_is_refused_naming_the_flag() {
     for (rate, needle) in [
@@ -104,20 +122,7 @@ fn a_bad_bwlimit_is_refused_naming_the_flag() {
         ("0", "bwlimit 0 would stop every transfer"),
         ("-1M", "'-1M' is not a size"),
     ] {
-        refused(
-            &[
-                "pull",
-                "--host",
-                "h",
-                "--datasets",
-                "t/a",
-                "--destination",
-                "b",
-                &format!("--bwlimit={rate}"),
-            ],
-            &[],
-            needle,
-        );
+        pull_refused_with("bwlimit", rate, needle);
     }
 }
 
@@ -129,20 +134,7 @@ fn a_bad_parallel_is_refused_naming_the_job_and_the_flag() {
         ("-1", "--parallel"),
         ("many", "--parallel"),
     ] {
-        refused(
-            &[
-                "pull",
-                "--host",
-                "h",
-                "--datasets",
-                "t/a",
-                "--destination",
-                "b",
-                &format!("--parallel={n}"),
-            ],
-            &[],
-            needle,
-        );
+        pull_refused_with("parallel", n, needle);
     }
 }
 

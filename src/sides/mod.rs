@@ -10,7 +10,7 @@ pub mod cache;
 pub mod holds;
 
 use crate::clock::now;
-use crate::host::Host;
+use crate::host::{Host, Output};
 use crate::log;
 use crate::zfs::list::{
     list_argv_at, missing_from_stderr, parse_filesystems, parse_listing, DatasetInfo, Depth,
@@ -75,11 +75,7 @@ pub(crate) async fn list_cached(
         log::debug!("{label} has no {SNAPSHOTS_CHANGED} (OpenZFS < 2.2): listing every snapshot");
         return uncached(host, roots).await;
     }
-    let missing = if out.ok() {
-        Vec::new()
-    } else {
-        missing_from_stderr(&out.stderr).map_err(|e| anyhow!("on {label}: {e}"))?
-    };
+    let missing = missing_roots(host, &out)?;
     let mut listing = parse_filesystems(&out.stdout)?;
     let mut stale = BTreeSet::new();
     for d in listing.datasets.values_mut() {
@@ -118,12 +114,17 @@ pub(crate) async fn list_cached(
 
 async fn list_at(host: &Host, roots: &[Dataset], depth: Depth) -> Result<(Listing, Vec<String>)> {
     let out = host.run(&list_argv_at(roots, depth)).await?;
-    let missing = if out.ok() {
-        Vec::new()
-    } else {
-        missing_from_stderr(&out.stderr).map_err(|e| anyhow!("on {}: {e}", host.label()))?
-    };
+    let missing = missing_roots(host, &out)?;
     Ok((parse_listing(&out.stdout)?, missing))
+}
+
+/// The listed roots that do not exist, from a listing's exit and stderr; any other
+/// failure is an error naming the host.
+fn missing_roots(host: &Host, out: &Output) -> Result<Vec<String>> {
+    if out.ok() {
+        return Ok(Vec::new());
+    }
+    missing_from_stderr(&out.stderr).map_err(|e| anyhow!("on {}: {e}", host.label()))
 }
 
 /// Lists what a job owns on its target: each of `roots` (the job's datasets, mapped)
