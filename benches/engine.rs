@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 use zferry::host::Host;
 use zferry::plan::{self, Options};
+use zferry::replicate::stream::Wire;
 use zferry::zfs::list::parse_listing;
 use zferry::zfs::name::Dataset;
 
@@ -107,10 +108,12 @@ fn bench_relay(out: &mut String) {
             &send,
             &Host::Local,
             &recv,
-            None,
+            &Wire::default(),
+            false,
             &mut |_| {},
         ))
-        .unwrap();
+        .unwrap()
+        .bytes;
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(bytes, gib);
     writeln!(

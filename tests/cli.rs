@@ -127,6 +127,16 @@ fn a_bad_bwlimit_is_refused_naming_the_flag() {
 }
 
 #[test]
+fn an_unknown_compression_is_refused_naming_the_flag() {
+    for (how, needle) in [
+        ("lz4", "compress 'lz4' is not known"),
+        ("zstd:20", "the zstd level must be 1 to 19"),
+    ] {
+        pull_refused_with("compress", how, needle);
+    }
+}
+
+#[test]
 fn a_bad_parallel_is_refused_naming_the_job_and_the_flag() {
     for (n, needle) in [
         ("0", "job 'pull-h': parallel = 0 would replicate nothing"),

@@ -32,6 +32,7 @@ pub const SPEC: &[Opt] = &[
     Opt::new("hold_tag", Type::Str),
     Opt::new("bwlimit", Type::Str),
     Opt::new("parallel", Type::Int),
+    Opt::new("compress", Type::Str),
     Opt::new("job_name", Type::Str),
 ];
 
@@ -262,6 +263,16 @@ mod tests {
                 json!({"host": "h", "datasets": ["t/a"], "destination": "b", "bwlimit": "fast"}),
                 Module::Pull,
                 "job 'pull-h': bwlimit 'fast' is not a size",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "compress": "lz4"}),
+                Module::Pull,
+                "job 'pull-h': compress 'lz4' is not known",
+            ),
+            (
+                json!({"host": "h", "datasets": ["t/a"], "destination": "b", "strip_prefix": "t", "compress": "zstd"}),
+                Module::Push,
+                "job 'push-h': compress = \"zstd:3\" would compress nothing: a push",
             ),
             (
                 json!({"host": "h", "datasets": ["t/a"], "destination": "b", "parallel": 0}),

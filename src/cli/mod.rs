@@ -1,7 +1,7 @@
 //! The command line: a thin door over `config`, `replicate`, `status` and `sinks`, and
 //! the one place outcomes become exit codes.
 
-use crate::config::{BwLimit, Config, Job, Kind, Overrides};
+use crate::config::{BwLimit, Compress, Config, Job, Kind, Overrides};
 use crate::host::Pool;
 use crate::host::SshTarget;
 use crate::log;
@@ -408,6 +408,10 @@ struct Common {
     /// Datasets replicated at once, children after their parents (default 4, at most 8).
     #[arg(long, value_name = "N")]
     parallel: Option<usize>,
+    /// Wire compression of plain (non-raw) streams: zstd, zstd:LEVEL (1-19) or none;
+    /// the far side needs the zstd program.
+    #[arg(long, value_name = "HOW", default_value_t = Compress::None)]
+    compress: Compress,
     /// Name used for the hold tag and reports.
     #[arg(long)]
     job_name: Option<String>,
@@ -513,6 +517,7 @@ fn job_from(kind: Kind, remote: Remote, c: &Common) -> Job {
         max_snapshot_age: None,
         bwlimit: c.bwlimit,
         parallel: c.parallel,
+        compress: c.compress,
     }
 }
 

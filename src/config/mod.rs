@@ -123,6 +123,87 @@ impl<'de> Deserialize<'de> for BwLimit {
     }
 }
 
+/// Wire compression of a job's plain (non-raw) streams (`compress`): `"zstd"` (level
+/// [`Compress::DEFAULT_LEVEL`]), `"zstd:LEVEL"` (1..=19) or `"none"`, the default.
+///
+/// The far side compresses (`zfs send ... | zstd -c -LEVEL`, so it needs the `zstd`
+/// program) and zferry's relay decompresses. Raw streams are never compressed: an
+/// encrypted raw stream is noise to a compressor, so a job whose streams are all raw
+/// (push, `raw = "always"`) refuses the option instead of ignoring it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compress {
+    /// Streams cross as they are.
+    #[default]
+    None,
+    /// zstd at this level.
+    Zstd(u8),
+}
+
+impl Compress {
+    /// zstd's own default level: fast, and most of the gain on typical data.
+    pub const DEFAULT_LEVEL: u8 = 3;
+    /// The highest level (see [`crate::zfs::cmd::ZSTD_MAX_LEVEL`]).
+    pub const MAX_LEVEL: u8 = crate::zfs::cmd::ZSTD_MAX_LEVEL;
+
+    /// True for `none`.
+    pub fn is_none(&self) -> bool {
+        *self == Compress::None
+    }
+}
+
+impl std::fmt::Display for Compress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compress::None => f.write_str("none"),
+            Compress::Zstd(l) => write!(f, "zstd:{l}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Compress {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let level = match s.split_once(':') {
+            None if s == "none" => return Ok(Compress::None),
+            None if s == "zstd" => Compress::DEFAULT_LEVEL,
+            Some(("zstd", l)) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|l| (1..=Compress::MAX_LEVEL).contains(l))
+                .ok_or_else(|| {
+                    format!(
+                        "compress '{}': the zstd level must be 1 to {}",
+                        s.escape_debug(),
+                        Compress::MAX_LEVEL
+                    )
+                })?,
+            _ => {
+                return Err(format!(
+                "compress '{}' is not known: use \"zstd\", \"zstd:LEVEL\" (1 to {}) or \"none\"",
+                s.escape_debug(),
+                Compress::MAX_LEVEL
+            ))
+            }
+        };
+        Ok(Compress::Zstd(level))
+    }
+}
+
+impl Serialize for Compress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Compress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// A job's own value, at most the host's; the host's when the job has none.
 fn capped<T: Ord>(job: Option<T>, host: Option<T>) -> Option<T> {
     match (job, host) {
@@ -182,6 +263,9 @@ pub struct Job {
     /// [`DEFAULT_PARALLEL`], at most [`MAX_PARALLEL`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel: Option<usize>,
+    /// Wire compression of plain streams (default none).
+    #[serde(default, skip_serializing_if = "Compress::is_none")]
+    pub compress: Compress,
 }
 
 /// Datasets a job replicates at once unless it says otherwise (`parallel`).
@@ -225,6 +309,8 @@ struct JobFields {
     bwlimit: Option<BwLimit>,
     #[serde(default)]
     parallel: Option<usize>,
+    #[serde(default)]
+    compress: Compress,
 }
 
 impl From<JobFields> for Job {
@@ -248,6 +334,7 @@ impl From<JobFields> for Job {
             max_snapshot_age: f.max_snapshot_age,
             bwlimit: f.bwlimit,
             parallel: f.parallel,
+            compress: f.compress,
         }
     }
 }
@@ -293,6 +380,16 @@ impl Job {
                     format!("job '{job_name}': name must be a valid dataset component")
                 })?;
             }
+        }
+        if !self.compress.is_none() && self.raw_mode() == RawMode::Always {
+            bail!(
+                "job '{job_name}': compress = \"{}\" would compress nothing: {} sends only raw streams (zfs send -w), and encrypted raw streams do not compress; remove compress",
+                self.compress,
+                match self.kind {
+                    Kind::Push => "a push",
+                    Kind::Pull => "a pull with raw = \"always\"",
+                }
+            );
         }
         check_hold_tag(&self.hold_tag(job_name))
             .with_context(|| format!("job '{job_name}': hold_tag"))?;
@@ -839,6 +936,45 @@ mod tests {
             // toml shows the line, so the job's table and the field are in the message.
             assert!(e.contains(needle) && e.contains("bwlimit="), "{v}: {e}");
         }
+    }
+
+    #[test]
+    fn compress_is_zstd_with_a_level_or_none_and_only_where_streams_can_be_plain() {
+        let job = |kind: &str, extra: &str| {
+            let strip = if kind == "push" {
+                "strip_prefix='t'"
+            } else {
+                ""
+            };
+            Config::parse(&format!(
+                "[jobs.a]\nkind='{kind}'\nhost='h'\ndatasets=['t/a']\ndestination='b'\n{strip}\n{extra}\n"
+            ))
+            .map(|c| c.jobs["a"].compress)
+            .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(job("pull", ""), Ok(Compress::None));
+        assert_eq!(job("pull", "compress='none'"), Ok(Compress::None));
+        assert_eq!(job("pull", "compress='zstd'"), Ok(Compress::Zstd(3)));
+        assert_eq!(job("pull", "compress='zstd:19'"), Ok(Compress::Zstd(19)));
+        assert_eq!(
+            job("pull", "compress='zstd:1'\nraw='never'"),
+            Ok(Compress::Zstd(1))
+        );
+        for (kind, v, needle) in [
+            ("pull", "compress='lz4'", "compress 'lz4' is not known: use \"zstd\""),
+            ("pull", "compress='zstd:0'", "the zstd level must be 1 to 19"),
+            ("pull", "compress='zstd:22'", "the zstd level must be 1 to 19"),
+            ("pull", "compress='zstd:'", "the zstd level must be 1 to 19"),
+            ("pull", "compress=3", "expected a string"),
+            ("pull", "compress='zstd'\nraw='always'", "job 'a': compress = \"zstd:3\" would compress nothing: a pull with raw = \"always\""),
+            ("push", "compress='zstd:2'", "job 'a': compress = \"zstd:2\" would compress nothing: a push sends only raw streams"),
+        ] {
+            let e = job(kind, v).unwrap_err();
+            assert!(e.contains(needle), "{v}: {e}");
+        }
+        // Written back as it was read: `zferry run --dry-run` shows the job this way.
+        assert_eq!(Compress::Zstd(7).to_string().parse(), Ok(Compress::Zstd(7)));
+        assert_eq!(Compress::None.to_string().parse(), Ok(Compress::None));
     }
 
     #[test]

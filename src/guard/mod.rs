@@ -81,19 +81,38 @@ fn bare(c: char) -> bool {
 /// Splits a command line produced by `shell_quote` back into argv. Anything else is
 /// rejected: it never needs to understand a shell, only zferry's own quoting.
 pub fn tokenize(line: &str) -> Result<Vec<String>, Rejected> {
+    match <[_; 1]>::try_from(tokenize_pipeline(line)?) {
+        Ok([argv]) => Ok(argv),
+        Err(_) => reject("a pipe ('|') where zferry sends none"),
+    }
+}
+
+/// Splits a command line produced by `shell_pipeline` into its stages' argvs: an
+/// unquoted `|` word separates two stages; the rest is [`tokenize`]'s grammar.
+pub fn tokenize_pipeline(line: &str) -> Result<Vec<Vec<String>>, Rejected> {
     if line.chars().any(|c| c.is_control()) {
         return reject("control character (newline, tab, ...) in command");
     }
+    let mut stages = Vec::new();
     let mut argv = Vec::new();
     let mut chars = line.chars().peekable();
     loop {
         let mut word = String::new();
         let mut started = false;
+        let mut pipe = false;
         while let Some(&c) = chars.peek() {
             if c == ' ' {
                 break;
             }
             chars.next();
+            if c == '|' && !started {
+                pipe = true;
+                started = true;
+                if chars.peek().is_some_and(|&n| n != ' ') {
+                    return reject("'|' must stand alone between two commands");
+                }
+                continue;
+            }
             started = true;
             if bare(c) {
                 word.push(c);
@@ -120,14 +139,25 @@ pub fn tokenize(line: &str) -> Result<Vec<String>, Rejected> {
         if !started {
             return reject("empty word or doubled space");
         }
-        argv.push(word);
+        if pipe {
+            if argv.is_empty() {
+                return reject("'|' with no command before it");
+            }
+            stages.push(std::mem::take(&mut argv));
+        } else {
+            argv.push(word);
+        }
         match chars.next() {
             None => break,
             Some(' ') => continue,
             Some(c) => return reject(format!("unexpected {c:?}")),
         }
     }
-    Ok(argv)
+    if argv.is_empty() {
+        return reject("'|' with no command after it");
+    }
+    stages.push(argv);
+    Ok(stages)
 }
 
 impl Policy {
@@ -169,6 +199,60 @@ impl Policy {
         Ok(tag)
     }
 
+    /// Accepts a command line's stages: one command as [`Policy::check`] does, or the
+    /// one pipeline zferry builds, `zfs send ... | zstd -c -LEVEL` on the send side of a
+    /// key that may send plain streams (raw streams are never compressed). Returns what
+    /// must be confirmed first and, for the pipeline, the compressor's argv.
+    pub fn check_pipeline(
+        &self,
+        stages: &[Vec<String>],
+    ) -> Result<(Checked, Option<Vec<String>>), Rejected> {
+        let (send, zstd) = match stages {
+            [argv] => return Ok((self.check(argv)?, None)),
+            [send, zstd] if self.mode == Mode::Send => (send, zstd),
+            _ => {
+                return reject(format!(
+                    "'{}' is not a pipeline zferry sends in {:?} mode",
+                    crate::host::shell_pipeline(
+                        &stages.iter().map(Vec::as_slice).collect::<Vec<_>>()
+                    ),
+                    self.mode
+                ))
+            }
+        };
+        if self.raw_only {
+            return reject("this key sends raw only, and raw streams are never compressed");
+        }
+        let level = match zstd.as_slice() {
+            [z, c, l] if z == "zstd" && c == "-c" => l
+                .strip_prefix('-')
+                .and_then(|l| l.parse::<u8>().ok())
+                .filter(|l| (1..=cmd::ZSTD_MAX_LEVEL).contains(l)),
+            _ => None,
+        };
+        let Some(level) = level.filter(|l| cmd::zstd_compress(*l) == *zstd) else {
+            return reject(format!(
+                "'{}' is not the compressor zferry sends (zstd -c -LEVEL, 1 to {})",
+                crate::host::shell_quote(zstd),
+                cmd::ZSTD_MAX_LEVEL
+            ));
+        };
+        let a: Vec<&str> = send.iter().map(String::as_str).collect();
+        if !matches!(a.as_slice(), ["zfs", "send", ..]) || a.contains(&"-nP") || a.contains(&"-w") {
+            return reject("only a plain zfs send (no -w, no -nP) is piped through a compressor");
+        }
+        let checked = self.check(send)?;
+        if let Checked::Token(t) = &checked {
+            if t.raw {
+                return reject(format!(
+                    "resume token for {} asks for a raw stream, and raw streams are never compressed",
+                    t.toname
+                ));
+            }
+        }
+        Ok((checked, Some(cmd::zstd_compress(level))))
+    }
+
     /// Accepts `argv` only if zferry's own builders produce exactly it for allowed
     /// datasets, and says what must still be confirmed before it runs.
     pub fn check(&self, argv: &[String]) -> Result<Checked, Rejected> {
@@ -199,6 +283,7 @@ impl Policy {
                 }
                 list_argv_at(&roots, depth)
             }
+            (Mode::Send, ["zstd", "-V"]) => cmd::zstd_version(),
             (_, ["zfs", "get", "-Hp", "-o", "value", "guid", snap]) => {
                 cmd::get_guid(&self.snap(snap)?)
             }
@@ -549,6 +634,103 @@ mod tests {
         assert!(!ok(&p, &cmd::release("zferry:job", &a)));
     }
 
+    /// The stages of `line` as the guard judges them.
+    fn piped(p: &Policy, line: &str) -> Result<(Checked, Option<Vec<String>>), Rejected> {
+        p.check_pipeline(&tokenize_pipeline(line)?)
+    }
+
+    #[test]
+    fn a_plain_send_may_be_piped_through_zferrys_compressor_and_nothing_else() {
+        use crate::host::shell_pipeline;
+        use crate::zfs::token::build::token;
+        let p = policy(Mode::Send);
+        let full = cmd::send(
+            &SendSpan::Full {
+                to: s("tank/data/a@1"),
+            },
+            false,
+            false,
+        );
+        let line = |send: &[String], z: &[String]| shell_pipeline(&[send, z]);
+        for level in [1, 3, 19] {
+            let z = cmd::zstd_compress(level);
+            assert_eq!(piped(&p, &line(&full, &z)), Ok((Checked::Run, Some(z))));
+        }
+        // The probe, and only on the send side.
+        assert!(ok(&p, &cmd::zstd_version()));
+        assert!(!ok(&policy(Mode::Receive), &cmd::zstd_version()));
+        // A plain resume may be compressed (its token still checked); a raw one not.
+        let plain = resume(token("tank/data/a@2", 7, None, false));
+        let z3 = cmd::zstd_compress(3);
+        assert!(matches!(
+            piped(&p, &line(&plain, &z3)),
+            Ok((Checked::Token(_), Some(_)))
+        ));
+        let raw = resume(token("tank/data/a@2", 7, None, true));
+        assert!(piped(&p, &line(&raw, &z3)).is_err());
+        let elsewhere = resume(token("tank/secret@2", 7, None, false));
+        assert!(piped(&p, &line(&elsewhere, &z3)).is_err());
+        let rawsend = cmd::send(
+            &SendSpan::Full {
+                to: s("tank/data/a@1"),
+            },
+            true,
+            false,
+        );
+        let dry = cmd::send(
+            &SendSpan::Full {
+                to: s("tank/data/a@1"),
+            },
+            false,
+            true,
+        );
+        let other = cmd::send(
+            &SendSpan::Full {
+                to: s("tank/other@1"),
+            },
+            false,
+            false,
+        );
+        let w = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        for bad in [
+            line(&rawsend, &z3),
+            line(&dry, &z3),
+            line(&other, &z3),
+            line(&full, &w(&["zstd", "-c", "-20"])),
+            line(&full, &w(&["zstd", "-c", "-0"])),
+            line(&full, &w(&["zstd", "-c", "-03"])),
+            line(&full, &w(&["zstd", "-c", "-3", "-o", "/etc/passwd"])),
+            line(&full, &w(&["zstd", "-d"])),
+            line(&full, &w(&["sh", "-c", "-3"])),
+            line(&z3, &full),
+            line(&w(&["zfs", "list", "-Hp", "-r", "tank/data"]), &z3),
+            format!(
+                "{} | {} | {}",
+                shell_quote(&full),
+                shell_quote(&z3),
+                shell_quote(&z3)
+            ),
+            format!("{} |{}", shell_quote(&full), shell_quote(&z3)),
+            format!("{} || {}", shell_quote(&full), shell_quote(&z3)),
+            format!("{} | ", shell_quote(&full)),
+            format!("| {}", shell_quote(&full)),
+        ] {
+            assert!(piped(&p, &bad).is_err(), "{bad}");
+        }
+        // A quoted '|' is a word, not a pipe.
+        assert_eq!(
+            tokenize_pipeline("zfs hold '|' x").unwrap(),
+            [w(&["zfs", "hold", "|", "x"])]
+        );
+        // A raw-only key never compresses; a receiving key takes no pipeline at all.
+        assert!(piped(&raw_only(Mode::Send), &line(&full, &z3)).is_err());
+        let recv = cmd::receive(&Dataset::new("tank/data/a").unwrap());
+        let unzstd = w(&["zstd", "-dc"]);
+        assert!(piped(&policy(Mode::Receive), &line(&unzstd, &recv)).is_err());
+        // One command alone still has no pipe.
+        assert!(tokenize(&line(&full, &z3)).is_err());
+    }
+
     #[test]
     fn newline_is_rejected_even_inside_quotes() {
         assert!(tokenize("zfs hold 'a\nb' tank/data@x").is_err());
@@ -559,6 +741,15 @@ mod tests {
         #[test]
         fn tokenize_inverts_shell_quote(args in proptest::collection::vec("[ -~]{1,12}", 1..6)) {
             prop_assert_eq!(tokenize(&shell_quote(&args)).unwrap(), args);
+        }
+
+        /// ... and tokenize_pipeline inverts shell_pipeline.
+        #[test]
+        fn tokenize_pipeline_inverts_shell_pipeline(
+            stages in proptest::collection::vec(proptest::collection::vec("[ -~]{1,12}", 1..4), 1..4)
+        ) {
+            let line = crate::host::shell_pipeline(&stages.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            prop_assert_eq!(tokenize_pipeline(&line).unwrap(), stages);
         }
 
         /// One extra word anywhere in an allowed command makes it a refused one.

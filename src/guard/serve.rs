@@ -3,7 +3,7 @@
 //! (by `exec`, or through a relay when the head had to be read first). Rejections go
 //! to stderr and syslog, escaped, with the client's address.
 
-use super::{tokenize, Checked, Policy, Rejected};
+use super::{tokenize_pipeline, Checked, Policy, Rejected};
 use crate::zfs::begin::{self, Head};
 use crate::zfs::token::ResumeToken;
 use std::ffi::OsString;
@@ -37,11 +37,16 @@ pub fn run(policy: &Policy, command: Option<OsString>) -> Result<i32, ServeError
             escape(&raw.to_string_lossy())
         ))
     })?;
-    let argv = tokenize(&line)?;
-    match policy.check(&argv)? {
+    let stages = tokenize_pipeline(&line)?;
+    let (checked, compressor) = policy.check_pipeline(&stages)?;
+    let argv = &stages[0];
+    match checked {
         Checked::Run => {}
         Checked::Token(t) => confirm_token(&t, &list_points(&t)?)?,
-        Checked::RawReceive => return relay_raw(&argv),
+        Checked::RawReceive => return relay_raw(argv),
+    }
+    if let Some(zstd) = compressor {
+        return piped(argv, &zstd);
     }
     let err = Command::new(&argv[0]).args(&argv[1..]).exec();
     Err(ServeError::Failed(format!("cannot run {}: {err}", argv[0])))
@@ -135,6 +140,35 @@ fn relay_raw(argv: &[String]) -> Result<i32, ServeError> {
         .wait()
         .map_err(|e| ServeError::Failed(format!("waiting for {}: {e}", argv[0])))?;
     Ok(status.code().unwrap_or(1))
+}
+
+/// Runs `send | compressor` without a shell: the send's stdout into the compressor,
+/// whose stdout is the SSH channel. The exit code is the send's when it failed (a shell
+/// would report only the compressor's), else the compressor's.
+fn piped(send: &[String], compressor: &[String]) -> Result<i32, ServeError> {
+    let mut sender = Command::new(&send[0])
+        .args(&send[1..])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| ServeError::Failed(format!("cannot run {}: {e}", send[0])))?;
+    let stream = sender.stdout.take().expect("piped");
+    let compressed = Command::new(&compressor[0])
+        .args(&compressor[1..])
+        .stdin(stream)
+        .status();
+    // Without its reader the send ends on SIGPIPE; wait so it is not left behind.
+    let sent = sender.wait();
+    let zstd = compressed.map_err(|e| {
+        ServeError::Failed(format!(
+            "cannot run {}: {e}; install it on this host or leave compress out",
+            compressor[0]
+        ))
+    })?;
+    let sent = sent.map_err(|e| ServeError::Failed(format!("waiting for {}: {e}", send[0])))?;
+    Ok(match (sent.code(), zstd.code()) {
+        (Some(0), z) => z.unwrap_or(1),
+        (s, _) => s.unwrap_or(1),
+    })
 }
 
 /// Escapes everything but printable ASCII, so a log line cannot be forged or reordered

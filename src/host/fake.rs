@@ -8,11 +8,11 @@
 //! models and the commands. Streams are real byte streams (in-memory pipes) carrying a
 //! small text description of the snapshots they bring, so `stream::transfer` runs as is.
 
-use super::shell_quote;
+use super::shell_pipeline;
 use crate::zfs::list::{LIST_PROPS, SNAPSHOTS_CHANGED};
 use crate::zfs::token;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -67,6 +67,12 @@ pub struct Fake {
     /// Receives running now, and the most that ever ran at once.
     receiving: AtomicUsize,
     most_receiving: AtomicUsize,
+    /// What `zfs send -nP` says a stream is (bytes; 0: 4096).
+    send_size: AtomicU64,
+    /// `zstd` is not installed here.
+    no_zstd: AtomicBool,
+    /// Bytes this host wrote through `zstd -c` (what crossed the wire compressed).
+    zstd_out: AtomicU64,
 }
 
 /// A finished fake command.
@@ -160,6 +166,21 @@ impl Fake {
         lock(&self.model).refused_holds.insert(snap.to_string());
     }
 
+    /// Makes `zfs send -nP` estimate every stream at `bytes`.
+    pub fn set_send_size(&self, bytes: u64) {
+        self.send_size.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Takes `zstd` away from this host (`zstd -V` fails as a shell says so).
+    pub fn remove_zstd(&self) {
+        self.no_zstd.store(true, Ordering::SeqCst);
+    }
+
+    /// Bytes written through `zstd -c` so far.
+    pub fn zstd_out(&self) -> u64 {
+        self.zstd_out.load(Ordering::SeqCst)
+    }
+
     /// The most receives that ran at once.
     pub fn most_receiving(&self) -> usize {
         self.most_receiving.load(Ordering::SeqCst)
@@ -205,7 +226,10 @@ impl Fake {
 
     /// Every command run so far, quoted as it would be pasted, in order.
     pub fn commands(&self) -> Vec<String> {
-        lock(&self.log).iter().map(|a| shell_quote(a)).collect()
+        lock(&self.log)
+            .iter()
+            .map(|a| shell_pipeline(&a.split(|w| w == "|").collect::<Vec<_>>()))
+            .collect()
     }
 
     /// Forgets the commands run so far (the model stays).
@@ -221,15 +245,41 @@ impl Fake {
         stdout: Option<DuplexStream>,
     ) -> Exit {
         lock(&self.log).push(argv.clone());
-        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        // A pipeline: the one zferry builds pipes a send through `zstd -c -LEVEL`.
+        let mut stages = argv.split(|w| w == "|");
+        let first = stages.next().expect("split yields one");
+        let level = match (stages.next(), stages.next()) {
+            (None, _) => None,
+            (Some([z, c, l]), None) if z == "zstd" && c == "-c" => {
+                match l.strip_prefix('-').and_then(|l| l.parse::<i32>().ok()) {
+                    Some(l) if !self.no_zstd.load(Ordering::SeqCst) => Some(l),
+                    _ => return (Some(127), "sh: 1: zstd: not found".into()),
+                }
+            }
+            _ => return fail(format!("fake: unknown pipeline {}", argv.join(" "))),
+        };
+        let a: Vec<&str> = first.iter().map(String::as_str).collect();
         let (out, exit) = match a.as_slice() {
+            ["zstd", "-V"] if self.no_zstd.load(Ordering::SeqCst) => {
+                (String::new(), (Some(127), "sh: 1: zstd: not found".into()))
+            }
+            ["zstd", "-V"] => (
+                "*** Zstandard CLI (64-bit) v1.5.4, by Yann Collet ***\n".into(),
+                (Some(0), String::new()),
+            ),
             ["zfs", "list", rest @ ..] => self.list(rest),
             ["zfs", "get", "-Hp", "-o", "value", "guid", snap] => self.get_guid(snap),
             ["zfs", "holds", "-H", snaps @ ..] => self.holds(snaps),
             ["zfs", "hold", tag, snaps @ ..] => self.hold(tag, snaps, true),
             ["zfs", "release", tag, snaps @ ..] => self.hold(tag, snaps, false),
             ["zfs", "create", "-u", "-o", "canmount=off", ds] => self.create_parent(ds),
-            ["zfs", "send", "-nP", ..] => ("size\t4096\n".to_string(), (Some(0), String::new())),
+            ["zfs", "send", "-nP", ..] => {
+                let size = match self.send_size.load(Ordering::SeqCst) {
+                    0 => 4096,
+                    n => n,
+                };
+                (format!("size\t{size}\n"), (Some(0), String::new()))
+            }
             ["zfs", "send", rest @ ..] => self.send(rest),
             ["zfs", "receive", "-u", "-s", "-o", "canmount=noauto", target] => {
                 let now = self.receiving.fetch_add(1, Ordering::SeqCst) + 1;
@@ -254,9 +304,22 @@ impl Fake {
                 fail(format!("fake: unknown command {}", argv.join(" "))),
             ),
         };
+        let out = match level {
+            None => out.into_bytes(),
+            Some(l) => {
+                let mut z = Vec::new();
+                let level = async_compression::Level::Precise(l);
+                async_compression::tokio::bufread::ZstdEncoder::with_quality(out.as_bytes(), level)
+                    .read_to_end(&mut z)
+                    .await
+                    .expect("compressing in memory");
+                self.zstd_out.fetch_add(z.len() as u64, Ordering::SeqCst);
+                z
+            }
+        };
         if let Some(mut o) = stdout {
             // A reader that went away is the real pipe's SIGPIPE: the exit says it all.
-            let _ = o.write_all(out.as_bytes()).await;
+            let _ = o.write_all(&out).await;
             let _ = o.shutdown().await;
         }
         exit

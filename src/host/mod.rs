@@ -10,7 +10,7 @@ mod pool;
 mod quote;
 
 pub use pool::Pool;
-pub use quote::shell_quote;
+pub use quote::{shell_pipeline, shell_quote};
 
 use crate::log;
 use anyhow::{anyhow, bail, Context, Result};
@@ -244,12 +244,33 @@ impl Host {
         Ok(out)
     }
 
+    /// True for a host at the other end of a wire (SSH).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Host::Local)
+    }
+
     /// Starts `argv` with stderr captured and stdin/stdout piped when asked.
     pub async fn spawn(&self, argv: &[String], stdin: bool, stdout: bool) -> Result<Proc> {
-        log::command(self.label(), &shell_quote(argv));
+        self.spawn_pipeline(&[argv], stdin, stdout).await
+    }
+
+    /// Starts `stages` as one pipeline (`a | b`), stdin into the first, stdout from the
+    /// last. Only a remote host runs a pipeline, through [`shell_pipeline`]: what this
+    /// machine would pipe, the relay does itself.
+    pub async fn spawn_pipeline(
+        &self,
+        stages: &[&[String]],
+        stdin: bool,
+        stdout: bool,
+    ) -> Result<Proc> {
+        let line = shell_pipeline(stages);
+        log::command(self.label(), &line);
         let pipe = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
         match self {
             Host::Local => {
+                let [argv] = stages else {
+                    bail!("'{line}' is a pipeline: only a remote host runs one");
+                };
                 let (prog, args) = argv.split_first().expect("argv is never empty");
                 let mut child = tokio::process::Command::new(prog)
                     .args(args)
@@ -275,7 +296,7 @@ impl Host {
                         openssh::Stdio::null()
                     }
                 };
-                let mut child = Session::to_raw_command(session.clone(), shell_quote(argv))
+                let mut child = Session::to_raw_command(session.clone(), line)
                     .stdin(ospipe(stdin))
                     .stdout(ospipe(stdout))
                     .stderr(openssh::Stdio::piped())
@@ -297,7 +318,8 @@ impl Host {
                 let (stdin_ours, stdin_theirs) = pipe(stdin).unzip();
                 let (stdout_ours, stdout_theirs) = pipe(stdout).unzip();
                 let fake = fake.clone();
-                let argv = argv.to_vec();
+                // The fake sees a pipeline as one argv with "|" between the stages.
+                let argv = stages.join(&"|".to_string());
                 let task =
                     tokio::spawn(async move { fake.exec(argv, stdin_theirs, stdout_theirs).await });
                 Ok(Proc {

@@ -12,6 +12,16 @@ pub fn shell_quote<S: AsRef<str>>(argv: &[S]) -> String {
         .join(" ")
 }
 
+/// Quotes each stage with [`shell_quote`] and joins them into one pipeline (`a | b`):
+/// the one form of remote command with more than one program (wire compression).
+pub fn shell_pipeline<S: AsRef<str>>(stages: &[&[S]]) -> String {
+    stages
+        .iter()
+        .map(|argv| shell_quote(argv))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 fn quote_one(a: &str) -> String {
     let plain = !a.is_empty()
         && a.chars()
@@ -38,6 +48,25 @@ mod tests {
             shell_quote(&["a b", "", "it's", "$(x)"]),
             r"'a b' '' 'it'\''s' '$(x)'"
         );
+    }
+
+    #[test]
+    fn a_pipeline_is_its_quoted_stages_joined_by_a_pipe() {
+        let send = ["zfs", "send", "t/a b@1"];
+        let zstd = ["zstd", "-c", "-3"];
+        assert_eq!(
+            shell_pipeline(&[&send[..], &zstd[..]]),
+            "zfs send 't/a b@1' | zstd -c -3"
+        );
+        assert_eq!(shell_pipeline(&[&send[..]]), shell_quote(&send));
+        // sh runs it as a pipeline, each stage's words as quoted.
+        let line = shell_pipeline(&[&["printf", "%s|", "a | b"][..], &["tr", "|", "+"][..]]);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "a + b+");
     }
 
     proptest! {

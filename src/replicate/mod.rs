@@ -24,7 +24,7 @@ use anyhow::{anyhow, bail, Result};
 use futures_util::future::join_all;
 use std::collections::HashMap;
 use std::time::Instant;
-use stream::Pace;
+use stream::{Pace, Wire};
 use tokio::sync::{watch, Semaphore};
 
 /// A resume that keeps failing is given up after this many tries in one run.
@@ -56,6 +56,7 @@ pub async fn run_job(
         host: job.ssh.label(),
         dry_run: opts.dry_run,
         bwlimit: job.bwlimit.map(BwLimit::bytes_per_sec),
+        compress: (!job.compress.is_none()).then(|| job.compress.to_string()),
         started: now(),
         ..RunReport::default()
     };
@@ -168,7 +169,10 @@ async fn run_datasets(
         log::debug!("{name}: snapshots of {reused} datasets taken from the last run's listing");
     }
     let tag = job.hold_tag(name);
-    let pace = job.bwlimit.map(|b| Pace::new(b.bytes_per_sec()));
+    let wire = Wire::new(
+        job.bwlimit.map(|b| Pace::new(b.bytes_per_sec())),
+        job.compress,
+    );
     let (mut src_holds, mut dst_holds) = tokio::join!(
         HoldBook::load(&sides.source, &src_list, &tag),
         HoldBook::load(&sides.target, &dst_list, &tag)
@@ -185,7 +189,7 @@ async fn run_datasets(
     let mut reports = run_plans(
         plans,
         job.parallel(),
-        |p| execute_dataset(sides, &src_list, p, popts, opts, pace.as_ref()),
+        |p| execute_dataset(sides, &src_list, p, popts, opts, &wire),
         |parent| !dst_list.datasets.contains_key(parent),
     )
     .await;
@@ -328,7 +332,7 @@ async fn execute_dataset(
     mut plan: DatasetPlan,
     popts: Options,
     opts: RunOptions,
-    pace: Option<&Pace>,
+    wire: &Wire,
 ) -> DatasetReport {
     let started = Instant::now();
     let mut rep = DatasetReport {
@@ -350,7 +354,7 @@ async fn execute_dataset(
         let result = if opts.dry_run {
             estimate(sides, &plan, &mut rep).await
         } else {
-            execute_steps(sides, &plan, pace, &mut rep).await
+            execute_steps(sides, &plan, wire, &mut rep).await
         };
         if let Err(e) = result {
             rep.action = Action::Failed;
@@ -441,7 +445,7 @@ async fn estimate(sides: &Sides, plan: &DatasetPlan, rep: &mut DatasetReport) ->
 async fn execute_steps(
     sides: &Sides,
     plan: &DatasetPlan,
-    pace: Option<&Pace>,
+    wire: &Wire,
     rep: &mut DatasetReport,
 ) -> Result<()> {
     let target = &sides.target;
@@ -510,16 +514,29 @@ async fn execute_steps(
             } => {
                 let send = cmd::send(span, *raw, false);
                 let recv = cmd::receive(t);
-                let mut progress =
-                    Progress::new(t.as_str(), estimate_bytes(sides, span, *raw).await);
-                if let Some(p) = pace {
+                let raw = sends_raw(span, *raw);
+                let src = &sides.source;
+                let wanted = progress::wanted() || wire.compresses(src, raw, None);
+                let size = estimate_bytes(sides, span, raw, wanted).await;
+                let compress = wire.compresses(src, raw, size);
+                let mut progress = Progress::new(t.as_str(), size);
+                if let Some(p) = wire.pace() {
                     log::debug!("{t}: at most {}/s (bwlimit)", human_bytes(p.limit()));
                 }
-                rep.bytes +=
-                    stream::transfer(&sides.source, &send, target, &recv, pace, &mut |n| {
-                        progress.add(n)
-                    })
-                    .await?;
+                let moved = stream::transfer(src, &send, target, &recv, wire, compress, &mut |n| {
+                    progress.add(n)
+                })
+                .await?;
+                rep.bytes += moved.bytes;
+                if let Some(w) = moved.wire {
+                    *rep.wire_bytes.get_or_insert(0) += w;
+                    log::debug!(
+                        "{t}: {} of stream crossed the wire as {} ({})",
+                        human_bytes(moved.bytes),
+                        human_bytes(w),
+                        wire.compress()
+                    );
+                }
                 rep.snapshots.extend(snapshots.iter().cloned());
             }
         }
@@ -527,10 +544,25 @@ async fn execute_steps(
     Ok(())
 }
 
-/// The `zfs send -nP` size of a stream, for the progress bar's ETA; `None` when no
-/// progress is shown (`-q`) or the estimate fails (progress then shows bytes and rate).
-async fn estimate_bytes(sides: &Sides, span: &cmd::SendSpan, raw: bool) -> Option<u64> {
-    if !progress::wanted() {
+/// Whether a stream is raw: a resumed one as its token says (a token that does not
+/// parse counts as raw, so it is never compressed).
+fn sends_raw(span: &cmd::SendSpan, raw: bool) -> bool {
+    match span {
+        cmd::SendSpan::Resume { token } => !crate::zfs::token::parse(token).is_ok_and(|t| !t.raw),
+        _ => raw,
+    }
+}
+
+/// The `zfs send -nP` size of a stream, for the progress bar's ETA and the choice to
+/// compress; `None` when not `wanted` or the estimate fails (progress then shows bytes
+/// and rate).
+async fn estimate_bytes(
+    sides: &Sides,
+    span: &cmd::SendSpan,
+    raw: bool,
+    wanted: bool,
+) -> Option<u64> {
+    if !wanted {
         return None;
     }
     let out = sides.source.run(&cmd::send(span, raw, true)).await.ok()?;

@@ -1,14 +1,128 @@
 //! One `zfs send | zfs receive` pipeline between two hosts.
 
-use crate::host::{shell_quote, Host};
-use anyhow::{bail, Result};
-use std::sync::Mutex;
+use crate::config::Compress;
+use crate::host::{shell_pipeline, Host};
+use crate::zfs::cmd;
+use anyhow::{anyhow, bail, Result};
+use async_compression::tokio::bufread::ZstdDecoder;
+use async_compression::zstd::DParameter;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 /// Relay buffer: big enough to keep ssh busy, small enough that memory stays flat.
 const BUF: usize = 256 * 1024;
+
+/// Streams smaller than this (by `zfs send -nP`) cross uncompressed: starting a
+/// compressor costs more than it saves.
+pub const COMPRESS_MIN: u64 = 1 << 20;
+
+/// The largest zstd window the relay accepts (8 MiB, what level 19 uses): a peer's frame
+/// asking for more is refused, so its memory stays bounded whatever the peer sends.
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// How a job's streams cross the wire: paced to its `bwlimit`, compressed per its
+/// `compress`.
+#[derive(Default)]
+pub struct Wire {
+    pace: Option<Pace>,
+    compress: Compress,
+    /// Whether the far side has the compressor: asked once per run, before the first
+    /// stream that would use it.
+    far_side: OnceCell<Result<(), String>>,
+}
+
+impl Wire {
+    /// A job's wire: `pace` shared by its streams, `compress` for its plain ones.
+    pub fn new(pace: Option<Pace>, compress: Compress) -> Wire {
+        Wire {
+            pace,
+            compress,
+            far_side: OnceCell::new(),
+        }
+    }
+
+    /// The job's `compress`.
+    pub fn compress(&self) -> Compress {
+        self.compress
+    }
+
+    /// The shared pace, when the job has a `bwlimit`.
+    pub fn pace(&self) -> Option<&Pace> {
+        self.pace.as_ref()
+    }
+
+    /// Whether a stream from `src` is compressed: only plain (non-raw) streams coming
+    /// over SSH, and only when `estimate` (bytes) says it is worth it (unknown counts
+    /// as large).
+    pub fn compresses(&self, src: &Host, raw: bool, estimate: Option<u64>) -> bool {
+        !self.compress.is_none()
+            && !raw
+            && src.is_remote()
+            && estimate.is_none_or(|b| b >= COMPRESS_MIN)
+    }
+
+    /// Fails, naming the host and what to do, when `src` has no `zstd` (asked once).
+    async fn far_side_ready(&self, src: &Host) -> Result<()> {
+        let probe = cmd::zstd_version();
+        let ready = self
+            .far_side
+            .get_or_init(|| async {
+                match src.run(&probe).await {
+                    Ok(o) if o.ok() => Ok(()),
+                    Ok(o) => Err(format!(
+                        "'{}' {}: {}",
+                        shell_pipeline(&[&probe]),
+                        src.describe_code(o.code),
+                        o.stderr.trim()
+                    )),
+                    Err(e) => Err(format!("{e:#}")),
+                }
+            })
+            .await;
+        ready.clone().map_err(|e| {
+            anyhow!(
+                "compress = \"{}\" needs the zstd program on {}, and {e}; install zstd there (Debian: apt-get install zstd), or leave compress out",
+                self.compress,
+                src.label()
+            )
+        })
+    }
+}
+
+/// What a transfer moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    /// Bytes of the stream `zfs receive` got.
+    pub bytes: u64,
+    /// Bytes that crossed the wire, when the stream was compressed.
+    pub wire: Option<u64>,
+}
+
+/// Counts the bytes read through it (the compressed side of a stream).
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        r
+    }
+}
 
 /// Keeps streams at or below `limit` bytes per second together: each chunk is given
 /// the next free slot of a shared schedule, so concurrent streams of one job split the
@@ -52,24 +166,52 @@ impl Pace {
     }
 }
 
-/// Streams `send` on `src` into `recv` on `dst` and returns the bytes moved, paced by
-/// `pace` when given.
+/// Decompresses what the far side's `zstd -c` wrote, counting the compressed bytes
+/// into `read`. A frame that needs a larger window than zferry's levels use is refused
+/// (the peer is not trusted with this process's memory).
+fn unzstd<R: AsyncRead + Unpin>(inner: R, read: Arc<AtomicU64>) -> impl AsyncRead + Unpin {
+    ZstdDecoder::with_params(
+        BufReader::new(Counted { inner, read }),
+        &[DParameter::window_log_max(ZSTD_WINDOW_LOG_MAX)],
+    )
+}
+
+/// Streams `send` on `src` into `recv` on `dst`, paced by the wire's `bwlimit`, and
+/// says what moved. With `compress`, `src` runs `send | zstd -c -LEVEL` and the relay
+/// decompresses (see [`Wire::compresses`]); the far side's `zstd` is checked first.
 ///
 /// The stream passes through this process in fixed-size chunks (never buffered whole),
-/// which also counts the bytes; `progress` is told each chunk's size. When a side
-/// fails, the error carries both sides' exit codes and stderr, the receiver's first.
+/// which also counts the bytes; `progress` is told each chunk's size (of the stream, not
+/// the wire). When a side fails, the error carries both sides' exit codes and stderr,
+/// the receiver's first.
 pub async fn transfer(
     src: &Host,
     send: &[String],
     dst: &Host,
     recv: &[String],
-    pace: Option<&Pace>,
+    wire: &Wire,
+    compress: bool,
     progress: &mut (dyn FnMut(u64) + Send),
-) -> Result<u64> {
+) -> Result<Moved> {
+    let zstd = match wire.compress {
+        Compress::Zstd(level) if compress => {
+            wire.far_side_ready(src).await?;
+            Some(cmd::zstd_compress(level))
+        }
+        _ => None,
+    };
+    let stages: Vec<&[String]> = std::iter::once(send).chain(zstd.as_deref()).collect();
     let mut receiver = dst.spawn(recv, true, false).await?;
-    let mut sender = src.spawn(send, false, true).await?;
-    let mut from = sender.stdout.take().expect("piped");
+    let mut sender = src.spawn_pipeline(&stages, false, true).await?;
+    let plain = sender.stdout.take().expect("piped");
+    let wire_read = Arc::new(AtomicU64::new(0));
+    let mut from: Box<dyn AsyncRead + Unpin + Send> = if zstd.is_some() {
+        Box::new(unzstd(plain, wire_read.clone()))
+    } else {
+        plain
+    };
     let mut to = receiver.stdin.take().expect("piped");
+    let pace = wire.pace();
     let mut buf = vec![0u8; pace.map_or(BUF, Pace::chunk)];
     let mut bytes = 0u64;
     let mut relay_err = None;
@@ -78,10 +220,12 @@ pub async fn transfer(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
-                relay_err = Some(format!("reading the send stream: {e}"));
+                let zstd = if zstd.is_some() { " (zstd)" } else { "" };
+                relay_err = Some(format!("reading the send stream{zstd}: {e}"));
                 break;
             }
         };
+        // A compressed stream is paced by what it carries: the wire never exceeds it.
         if let Some(p) = pace {
             p.take(n).await;
         }
@@ -98,18 +242,21 @@ pub async fn transfer(
     drop(from);
     let ((scode, serr), (rcode, rerr)) = tokio::try_join!(sender.wait(), receiver.wait())?;
     if scode == Some(0) && rcode == Some(0) && relay_err.is_none() {
-        return Ok(bytes);
+        return Ok(Moved {
+            bytes,
+            wire: zstd.is_some().then(|| wire_read.load(Ordering::Relaxed)),
+        });
     }
     let recv_line = format!(
         "receive '{}' on {}: {}{}",
-        shell_quote(recv),
+        shell_pipeline(&[recv]),
         dst.label(),
         dst.describe_code(rcode),
         stderr_suffix(&rerr)
     );
     let send_line = format!(
         "send '{}' on {}: {}{}",
-        shell_quote(send),
+        shell_pipeline(&stages),
         src.label(),
         src.describe_code(scode),
         stderr_suffix(&serr)
@@ -177,6 +324,57 @@ mod tests {
         let chunk = pace.chunk() as f64 / (1 << 20) as f64;
         let took = a.max(b).as_secs_f64();
         assert!(took >= 8.0 - chunk - 1e-6 && took <= 8.0, "{a:?} {b:?}");
+    }
+
+    /// A zstd frame of one raw block holding `x`, whose header asks for a window of
+    /// 2^`log` bytes.
+    fn frame(log: u8) -> Vec<u8> {
+        let mut f = 0xFD2F_B528u32.to_le_bytes().to_vec();
+        // No single segment, no checksum, no sizes; then the window descriptor.
+        f.extend([0x00, (log - 10) << 3]);
+        // Last block, raw, 1 byte.
+        f.extend([0x09, 0x00, 0x00, b'x']);
+        f
+    }
+
+    async fn decoded(bytes: &[u8]) -> (std::io::Result<Vec<u8>>, u64) {
+        let read = Arc::new(AtomicU64::new(0));
+        let mut out = Vec::new();
+        let r = unzstd(bytes, read.clone()).read_to_end(&mut out).await;
+        (r.map(|_| out), read.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn the_relay_decompresses_and_counts_the_wire_but_refuses_a_huge_window() {
+        let (out, wire) = decoded(&frame(ZSTD_WINDOW_LOG_MAX as u8)).await;
+        assert_eq!(out.unwrap(), b"x");
+        assert_eq!(wire, frame(23).len() as u64);
+        // A peer asking for 1 GiB of window gets an error, not the memory.
+        let (out, _) = decoded(&frame(30)).await;
+        let e = out.unwrap_err().to_string();
+        assert!(e.contains("memory") || e.contains("window"), "{e}");
+        // Garbage is an error too.
+        assert!(decoded(b"not zstd at all").await.0.is_err());
+    }
+
+    #[test]
+    fn only_plain_large_streams_from_a_remote_host_are_compressed() {
+        let off = Wire::new(None, Compress::None);
+        let on = Wire::new(None, Compress::Zstd(3));
+        let remote = Host::Fake(Arc::default());
+        let big = Some(COMPRESS_MIN);
+        assert!(on.compresses(&remote, false, big));
+        assert!(
+            on.compresses(&remote, false, None),
+            "unknown size counts as large"
+        );
+        assert!(!on.compresses(&remote, false, Some(COMPRESS_MIN - 1)));
+        assert!(!on.compresses(&remote, true, big), "raw never");
+        assert!(
+            !on.compresses(&Host::Local, false, big),
+            "no wire, no compression"
+        );
+        assert!(!off.compresses(&remote, false, big));
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,13 +2,14 @@
 //! reports, what the target ends up with, and which commands went to which side.
 
 use super::*;
-use crate::config::Kind;
+use crate::config::{Compress, Kind};
 use crate::host::fake::Fake;
 use crate::host::{Host, SshTarget};
 use crate::report::DatasetReport;
 use crate::sides::cache::JobCache;
 use crate::zfs::token;
 use std::sync::Arc;
+use stream::COMPRESS_MIN;
 
 const TAG: &str = "zferry:job";
 
@@ -34,6 +35,7 @@ fn job(datasets: &[&str]) -> Job {
         max_snapshot_age: None,
         bwlimit: None,
         parallel: None,
+        compress: Default::default(),
     }
 }
 
@@ -655,4 +657,83 @@ async fn a_plan_that_would_refuse_from_the_cache_is_made_again_from_a_full_listi
         "{:#?}",
         dst.commands()
     );
+}
+
+/// A pull of `tank/a` (and its child) with `compress = "zstd:5"`, streams estimated at
+/// `size` bytes.
+async fn compressed_run(
+    size: u64,
+    src_setup: impl Fn(&Fake),
+) -> (Vec<DatasetReport>, Arc<Fake>, Arc<Fake>) {
+    let (src, dst) = hosts(&[("tank/a", &["s1", "s2"]), ("tank/a/kid", &["s1"])]);
+    src.set_send_size(size);
+    src_setup(&src);
+    let j = Job {
+        compress: Compress::Zstd(5),
+        ..job(&["tank/a"])
+    };
+    let reps = run(&j, &src, &dst).await;
+    (reps, src, dst)
+}
+
+#[tokio::test]
+async fn a_compressed_pull_pipes_each_send_through_zstd_and_reports_the_wire() {
+    let (reps, src, dst) = compressed_run(2 << 20, |_| {}).await;
+    for r in &reps {
+        assert_eq!(r.action, Action::Full, "{r:?}");
+    }
+    for d in ["tank/a", "tank/a/kid"] {
+        assert_eq!(
+            dst.snapshots(&format!("backup/client/{d}")),
+            src.snapshots(d)
+        );
+    }
+    let cmds = src.commands();
+    assert!(
+        cmds.contains(&"zfs send tank/a@s1 | zstd -c -5".to_string()),
+        "{cmds:#?}"
+    );
+    // The far side's zstd is asked about once per run, before the first stream.
+    assert_eq!(
+        cmds.iter().filter(|c| *c == "zstd -V").count(),
+        1,
+        "{cmds:#?}"
+    );
+    assert!(position(&cmds, "zstd -V") < position(&cmds, "zfs send tank/a@s1 | zstd -c -5"));
+    // What crossed the wire is what the far side's zstd wrote, dataset by dataset.
+    let wire: u64 = reps.iter().map(|r| r.wire_bytes.expect("compressed")).sum();
+    assert_eq!(wire, src.zstd_out());
+    assert!(reps
+        .iter()
+        .all(|r| r.bytes > 0 && r.wire_bytes != Some(r.bytes)));
+}
+
+#[tokio::test]
+async fn small_streams_cross_as_they_are() {
+    let (reps, src, _) = compressed_run(COMPRESS_MIN - 1, |_| {}).await;
+    assert!(reps
+        .iter()
+        .all(|r| r.action == Action::Full && r.wire_bytes.is_none()));
+    assert!(!src.commands().iter().any(|c| c.contains("zstd")));
+}
+
+#[tokio::test]
+async fn a_missing_compressor_is_named_and_nothing_is_sent() {
+    let (reps, src, dst) = compressed_run(2 << 20, |s| s.remove_zstd()).await;
+    let r = report(&reps, "tank/a");
+    let e = r.error.as_deref().unwrap_or_default();
+    assert!(
+        e.contains("compress = \"zstd:5\" needs the zstd program on fake")
+            && e.contains("'zstd -V' exit 127: sh: 1: zstd: not found")
+            && e.contains("apt-get install zstd"),
+        "{r:?}"
+    );
+    assert!(report(&reps, "tank/a/kid").failed());
+    let cmds = src.commands();
+    assert!(
+        !cmds.iter().any(|c| c.starts_with("zfs send t")),
+        "{cmds:#?}"
+    );
+    assert_eq!(cmds.iter().filter(|c| *c == "zstd -V").count(), 1);
+    assert!(dst.snapshots("backup/client/tank/a").is_empty());
 }

@@ -69,6 +69,9 @@ pub struct DatasetReport {
     pub snapshots: Vec<String>,
     /// Bytes streamed (in a dry run: the `zfs send -nP` estimate).
     pub bytes: u64,
+    /// Bytes that crossed the wire for the streams that were compressed (`compress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_bytes: Option<u64>,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
     /// The common base the copy ends at.
@@ -121,6 +124,9 @@ pub struct RunReport {
     /// The job's bandwidth limit, bytes per second, when it has one (`bwlimit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<u64>,
+    /// The job's wire compression (`zstd:LEVEL`), when it has one (`compress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<String>,
     /// Per dataset.
     pub datasets: Vec<DatasetReport>,
 }
@@ -154,10 +160,13 @@ impl RunReport {
                 Action::UpToDate => "up to date".to_string(),
                 a if d.snapshots.is_empty() => a.to_string(),
                 a => format!(
-                    "{a}, {}, {}{}",
+                    "{a}, {}, {}{}{}",
                     snapshot_span(&d.snapshots),
                     if self.dry_run { "about " } else { "" },
-                    human_bytes(d.bytes)
+                    human_bytes(d.bytes),
+                    d.wire_bytes
+                        .map(|w| format!(" ({} on the wire)", human_bytes(w)))
+                        .unwrap_or_default()
                 ),
             };
             s.push_str(&format!("  {} -> {}: {what}", d.source, d.target));

@@ -33,6 +33,20 @@ pub enum SendSpan {
     },
 }
 
+/// The highest zstd level zferry uses: the highest zstd takes without `--ultra`,
+/// which needs far more memory on both ends.
+pub const ZSTD_MAX_LEVEL: u8 = 19;
+
+/// What the sending side pipes a plain stream through for wire compression at `level`.
+pub fn zstd_compress(level: u8) -> Vec<String> {
+    vec!["zstd".into(), "-c".into(), format!("-{level}")]
+}
+
+/// Asks whether the sending side has `zstd` before a compressed stream depends on it.
+pub fn zstd_version() -> Vec<String> {
+    argv(&["zstd", "-V"])
+}
+
 /// `zfs send` for `span`; `raw` keeps encrypted data encrypted (`-w`); `dry_run` only
 /// estimates (`-nP`).
 pub fn send(span: &SendSpan, raw: bool, dry_run: bool) -> Vec<String> {

@@ -28,12 +28,18 @@ fn guid(lab: &Lab, vm: &str, snap: &str) -> u64 {
 
 /// A user on `vm` whose only key runs `zferry serve ARGS` (with `restrict`), holding `perms` on `ds`.
 fn guarded_user(lab: &Lab, vm: &str, user: &str, serve_args: &str, perms: &str, ds: &str) {
+    let command = format!("/usr/local/bin/zferry serve {serve_args}");
+    forced_user(lab, vm, user, &command, perms, ds);
+}
+
+/// A user on `vm` whose only key runs `command` (with `restrict`), holding `perms` on `ds`.
+fn forced_user(lab: &Lab, vm: &str, user: &str, command: &str, perms: &str, ds: &str) {
     lab.ok(
         vm,
         &format!(
             "id {user} >/dev/null 2>&1 || useradd -m -s /bin/bash {user}
              install -d -o {user} -g {user} -m 700 /home/{user}/.ssh
-             printf 'command=\"/usr/local/bin/zferry serve {serve_args}\",restrict %s\\n' \"$(cat /root/lab_key.pub)\" > /home/{user}/.ssh/authorized_keys
+             printf 'command=\"{command}\",restrict %s\\n' \"$(cat /root/lab_key.pub)\" > /home/{user}/.ssh/authorized_keys
              chown {user}: /home/{user}/.ssh/authorized_keys
              zfs allow -u {user} {perms} {ds}"
         ),
@@ -452,4 +458,95 @@ fn raw_only_keys_and_hostile_commands_on_real_hosts() {
         let exists = lab.sh("offsite", &format!("zfs list {o}/off/{name}"));
         assert_ne!(exists.code, Some(0), "{name} was created: {exists:?}");
     }
+}
+
+/// Wire compression on real hosts: the client pipes `zfs send` through `zstd -c` (by its
+/// login shell for an unguarded key, by `zferry serve` for a guarded one), the server's
+/// relay decompresses, the copy has the source's GUIDs and the report says what crossed
+/// the wire. A client whose key cannot reach zstd fails the dataset naming it, quickly,
+/// and nothing is received.
+#[test]
+fn compressed_pulls_by_shell_and_by_guard_and_a_missing_zstd_is_named() {
+    let lab = lab();
+    let (c, s) = ("cz1c", "cz1s");
+    lab.pool("client", c);
+    lab.pool("server", s);
+    let data = format!("{c}/data");
+    lab.run_ok("client", &["zfs", "create", &data]);
+    write_marker_and_snap(lab, "client", &data, "s1");
+    lab.allow("client", SRC_PERMS, c);
+    guarded_user(
+        lab,
+        "client",
+        "zfzstd",
+        &format!("--mode send --root {data}"),
+        SRC_PERMS,
+        &data,
+    );
+    // The same guard, started with a PATH that has zfs but not zstd.
+    let no_zstd =
+        format!("PATH=/usr/sbin:/sbin /usr/local/bin/zferry serve --mode send --root {data}");
+    forced_user(lab, "client", "zfnozstd", &no_zstd, SRC_PERMS, &data);
+    lab.create_allowed("server", &format!("{s}/backup"), DST_PERMS);
+    let port = lab.port("client");
+    let pull = |user: &str, how: &str| {
+        format!(
+            "-v pull --host 10.0.2.2 --port {port} --user {user} --name client --datasets {data} --destination {s}/backup --job-name z-{c} --compress {how}"
+        )
+    };
+    let copy = format!("{s}/backup/client/{data}");
+
+    // Unguarded (the user's bash runs the pipeline), default level.
+    let r = zferry(lab, "server", &pull(USER, "zstd"));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.action(&data), "full", "{r:?}");
+    assert_eq!(r.report["compress"], "zstd:3", "{r:?}");
+    let d = r.dataset(&data);
+    let (bytes, wire) = (
+        d["bytes"].as_u64().unwrap(),
+        d["wire_bytes"].as_u64().unwrap(),
+    );
+    // 2 MiB of one repeated line: zstd makes it a small fraction.
+    assert!(bytes > 2 << 20 && wire * 20 < bytes, "{bytes} {wire}");
+    assert!(
+        r.stderr
+            .contains(&format!("zfs send {data}@s1 | zstd -c -3")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("crossed the wire as"), "{}", r.stderr);
+    assert_eq!(lab.guids("server", &copy), lab.guids("client", &data));
+
+    // Guarded: zferry serve pipes it itself; level 19.
+    write_marker_and_snap(lab, "client", &data, "s2");
+    let r = zferry(lab, "server", &pull("zfzstd", "zstd:19"));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.action(&data), "incremental", "{r:?}");
+    let d = r.dataset(&data);
+    assert!(
+        d["wire_bytes"].as_u64().unwrap() * 20 < d["bytes"].as_u64().unwrap(),
+        "{d}"
+    );
+    assert_eq!(lab.guids("server", &copy), lab.guids("client", &data));
+
+    // No zstd behind the key: named, nothing received, and the run ends.
+    write_marker_and_snap(lab, "client", &data, "s3");
+    let before = lab.guids("server", &copy);
+    let r = zferry(lab, "server", &pull("zfnozstd", "zstd"));
+    assert_eq!(r.code, Some(1), "{r:?}");
+    let e = r.dataset(&data)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        e.contains("compress = \"zstd:3\" needs the zstd program on zfnozstd@10.0.2.2")
+            && e.contains("cannot run zstd")
+            && e.contains("apt-get install zstd"),
+        "{e}"
+    );
+    assert_eq!(lab.guids("server", &copy), before, "nothing received");
+    // Without compression the same key replicates.
+    let r = zferry(lab, "server", &pull("zfnozstd", "none"));
+    assert_eq!(r.action(&data), "incremental", "{r:?}");
+    assert!(r.dataset(&data).get("wire_bytes").is_none(), "{r:?}");
 }

@@ -81,6 +81,14 @@ options:
         per dataset, in order. At most V(8) (sshd allows 10 sessions per connection).
     type: int
     default: 4
+  compress:
+    description:
+      - Wire compression of plain (non-raw) streams of a pull. V(zstd) (level 3) or
+        V(zstd:LEVEL) (1 to 19); V(none) or omitted for none. The source host pipes
+        C(zfs send) through C(zstd -c) and zferry decompresses; a source without the
+        C(zstd) program fails the dataset naming it. Streams under 1 MiB and raw streams
+        are sent as they are; a push (always raw) refuses it.
+    type: str
   job_name:
     description:
       - Name of the job, used for the default hold tag and in the results
