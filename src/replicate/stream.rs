@@ -214,6 +214,8 @@ pub async fn transfer(
     let pace = wire.pace();
     let mut buf = vec![0u8; pace.map_or(BUF, Pace::chunk)];
     let mut bytes = 0u64;
+    // Wire bytes already given a slot of the pace (compressed streams).
+    let mut paced = 0u64;
     let mut relay_err = None;
     loop {
         let n = match from.read(&mut buf).await {
@@ -225,9 +227,18 @@ pub async fn transfer(
                 break;
             }
         };
-        // A compressed stream is paced by what it carries: the wire never exceeds it.
+        // `bwlimit` is a rate on the wire: a compressed stream is paced by the compressed
+        // bytes this chunk took, so it moves faster by its compression ratio.
         if let Some(p) = pace {
-            p.take(n).await;
+            let due = if zstd.is_some() {
+                let read = wire_read.load(Ordering::Relaxed);
+                let due = read - paced;
+                paced = read;
+                due
+            } else {
+                n as u64
+            };
+            p.take(due as usize).await;
         }
         if let Err(e) = to.write_all(&buf[..n]).await {
             relay_err = Some(format!("writing to the receiver: {e}"));

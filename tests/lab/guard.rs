@@ -496,8 +496,13 @@ fn compressed_pulls_by_shell_and_by_guard_and_a_missing_zstd_is_named() {
     };
     let copy = format!("{s}/backup/client/{data}");
 
-    // Unguarded (the user's bash runs the pipeline), default level.
-    let r = zferry(lab, "server", &pull(USER, "zstd"));
+    // Unguarded (the user's bash runs the pipeline), default level, and a bwlimit that
+    // the plain stream would need over 30 s for.
+    let r = zferry(
+        lab,
+        "server",
+        &format!("{} --bwlimit 64K", pull(USER, "zstd")),
+    );
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(r.action(&data), "full", "{r:?}");
     assert_eq!(r.report["compress"], "zstd:3", "{r:?}");
@@ -508,6 +513,12 @@ fn compressed_pulls_by_shell_and_by_guard_and_a_missing_zstd_is_named() {
     );
     // 2 MiB of one repeated line: zstd makes it a small fraction.
     assert!(bytes > 2 << 20 && wire * 20 < bytes, "{bytes} {wire}");
+    // bwlimit paces the wire, so the stream moved faster than 64 KiB/s of its own bytes.
+    let ms = d["duration_ms"].as_u64().unwrap();
+    assert!(
+        ms < (bytes - (64 << 10)) * 1000 / (64 << 10),
+        "{bytes} bytes in {ms} ms"
+    );
     assert!(
         r.stderr
             .contains(&format!("zfs send {data}@s1 | zstd -c -3")),
