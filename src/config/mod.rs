@@ -972,7 +972,7 @@ mod tests {
             let e = job(kind, v).unwrap_err();
             assert!(e.contains(needle), "{v}: {e}");
         }
-        // Written back as it was read: `zferry run --dry-run` shows the job this way.
+        // Written back as it was read (a job serializes with its config's spelling).
         assert_eq!(Compress::Zstd(7).to_string().parse(), Ok(Compress::Zstd(7)));
         assert_eq!(Compress::None.to_string().parse(), Ok(Compress::None));
     }
