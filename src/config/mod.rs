@@ -142,8 +142,6 @@ pub enum Compress {
 impl Compress {
     /// zstd's own default level: fast, and most of the gain on typical data.
     pub const DEFAULT_LEVEL: u8 = 3;
-    /// The highest level (see [`crate::zfs::cmd::ZSTD_MAX_LEVEL`]).
-    pub const MAX_LEVEL: u8 = crate::zfs::cmd::ZSTD_MAX_LEVEL;
 
     /// True for `none`.
     pub fn is_none(&self) -> bool {
@@ -167,22 +165,18 @@ impl std::str::FromStr for Compress {
         let level = match s.split_once(':') {
             None if s == "none" => return Ok(Compress::None),
             None if s == "zstd" => Compress::DEFAULT_LEVEL,
-            Some(("zstd", l)) => l
-                .parse::<u8>()
-                .ok()
-                .filter(|l| (1..=Compress::MAX_LEVEL).contains(l))
-                .ok_or_else(|| {
-                    format!(
-                        "compress '{}': the zstd level must be 1 to {}",
-                        s.escape_debug(),
-                        Compress::MAX_LEVEL
-                    )
-                })?,
+            Some(("zstd", l)) => crate::zfs::cmd::zstd_level(l).ok_or_else(|| {
+                format!(
+                    "compress '{}': the zstd level must be 1 to {}",
+                    s.escape_debug(),
+                    crate::zfs::cmd::ZSTD_MAX_LEVEL
+                )
+            })?,
             _ => {
                 return Err(format!(
                 "compress '{}' is not known: use \"zstd\", \"zstd:LEVEL\" (1 to {}) or \"none\"",
                 s.escape_debug(),
-                Compress::MAX_LEVEL
+                crate::zfs::cmd::ZSTD_MAX_LEVEL
             ))
             }
         };

@@ -224,10 +224,7 @@ impl Policy {
             return reject("this key sends raw only, and raw streams are never compressed");
         }
         let level = match zstd.as_slice() {
-            [z, c, l] if z == "zstd" && c == "-c" => l
-                .strip_prefix('-')
-                .and_then(|l| l.parse::<u8>().ok())
-                .filter(|l| (1..=cmd::ZSTD_MAX_LEVEL).contains(l)),
+            [z, c, l] if z == "zstd" && c == "-c" => l.strip_prefix('-').and_then(cmd::zstd_level),
             _ => None,
         };
         let Some(level) = level.filter(|l| cmd::zstd_compress(*l) == *zstd) else {

@@ -83,6 +83,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a shell says when the fake has no zstd.
+const NO_ZSTD: &str = "sh: 1: zstd: not found";
+
 fn fail(msg: impl Into<String>) -> Exit {
     (Some(1), msg.into())
 }
@@ -253,7 +256,7 @@ impl Fake {
             (Some([z, c, l]), None) if z == "zstd" && c == "-c" => {
                 match l.strip_prefix('-').and_then(|l| l.parse::<i32>().ok()) {
                     Some(l) if !self.no_zstd.load(Ordering::SeqCst) => Some(l),
-                    _ => return (Some(127), "sh: 1: zstd: not found".into()),
+                    _ => return (Some(127), NO_ZSTD.into()),
                 }
             }
             _ => return fail(format!("fake: unknown pipeline {}", argv.join(" "))),
@@ -261,7 +264,7 @@ impl Fake {
         let a: Vec<&str> = first.iter().map(String::as_str).collect();
         let (out, exit) = match a.as_slice() {
             ["zstd", "-V"] if self.no_zstd.load(Ordering::SeqCst) => {
-                (String::new(), (Some(127), "sh: 1: zstd: not found".into()))
+                (String::new(), (Some(127), NO_ZSTD.into()))
             }
             ["zstd", "-V"] => (
                 "*** Zstandard CLI (64-bit) v1.5.4, by Yann Collet ***\n".into(),

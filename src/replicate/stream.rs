@@ -1,7 +1,7 @@
 //! One `zfs send | zfs receive` pipeline between two hosts.
 
 use crate::config::Compress;
-use crate::host::{shell_pipeline, Host};
+use crate::host::{shell_pipeline, shell_quote, Host};
 use crate::zfs::cmd;
 use anyhow::{anyhow, bail, Result};
 use async_compression::tokio::bufread::ZstdDecoder;
@@ -77,7 +77,7 @@ impl Wire {
                     Ok(o) if o.ok() => Ok(()),
                     Ok(o) => Err(format!(
                         "'{}' {}: {}",
-                        shell_pipeline(&[&probe]),
+                        shell_quote(&probe),
                         src.describe_code(o.code),
                         o.stderr.trim()
                     )),

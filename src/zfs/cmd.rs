@@ -37,6 +37,14 @@ pub enum SendSpan {
 /// which needs far more memory on both ends.
 pub const ZSTD_MAX_LEVEL: u8 = 19;
 
+/// A zstd level as zferry uses them (1 to [`ZSTD_MAX_LEVEL`]), from its digits.
+pub fn zstd_level(digits: &str) -> Option<u8> {
+    digits
+        .parse::<u8>()
+        .ok()
+        .filter(|l| (1..=ZSTD_MAX_LEVEL).contains(l))
+}
+
 /// What the sending side pipes a plain stream through for wire compression at `level`.
 pub fn zstd_compress(level: u8) -> Vec<String> {
     vec!["zstd".into(), "-c".into(), format!("-{level}")]
