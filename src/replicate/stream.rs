@@ -203,27 +203,28 @@ pub async fn transfer(
     };
     let stages: Vec<&[String]> = std::iter::once(send).chain(zstd.as_deref()).collect();
     let pace = wire.pace();
-    let (sender, receiver, relayed) = if zstd.is_none() && src.takes_fds() && dst.takes_fds() {
-        // Nothing needs the bytes here: the two children's pipes are zferry's own, and
-        // the relay splices one into the other.
-        let (from, send_end) = pipe()?;
-        let (recv_end, to) = pipe()?;
-        let receiver = dst
-            .spawn_pipeline(&[recv], Io::Fd(recv_end), Io::Null)
-            .await?;
-        let sender = src
-            .spawn_pipeline(&stages, Io::Null, Io::Fd(send_end))
-            .await?;
-        let relayed = splice_relay(from, to, pace, progress).await;
-        (sender, receiver, relayed)
-    } else {
-        let mut receiver = dst.spawn(recv, true, false).await?;
-        let mut sender = src.spawn_pipeline(&stages, Io::Null, Io::Piped).await?;
-        let from = sender.stdout.take().expect("piped");
-        let to = receiver.stdin.take().expect("piped");
-        let relayed = copy_relay(from, to, zstd.is_some(), pace, progress).await;
-        (sender, receiver, relayed)
-    };
+    let (sender, receiver, relayed) =
+        if zstd.is_none() && pace.is_none() && src.takes_fds() && dst.takes_fds() {
+            // Nothing needs the bytes here or a slot of the pace: the two children's pipes
+            // are zferry's own, and the relay splices one into the other.
+            let (from, send_end) = pipe()?;
+            let (recv_end, to) = pipe()?;
+            let receiver = dst
+                .spawn_pipeline(&[recv], Io::Fd(recv_end), Io::Null)
+                .await?;
+            let sender = src
+                .spawn_pipeline(&stages, Io::Null, Io::Fd(send_end))
+                .await?;
+            let relayed = splice_relay(from, to, progress).await;
+            (sender, receiver, relayed)
+        } else {
+            let mut receiver = dst.spawn(recv, true, false).await?;
+            let mut sender = src.spawn_pipeline(&stages, Io::Null, Io::Piped).await?;
+            let from = sender.stdout.take().expect("piped");
+            let to = receiver.stdin.take().expect("piped");
+            let relayed = copy_relay(from, to, zstd.is_some(), pace, progress).await;
+            (sender, receiver, relayed)
+        };
     let Relayed {
         bytes,
         wire: wire_bytes,
@@ -336,50 +337,93 @@ async fn copy_relay(
 /// process grow a pipe to 1 MiB, `/proc/sys/fs/pipe-max-size`).
 const SPLICE_CHUNK: usize = 1 << 20;
 
-/// Moves the stream from the sender's pipe into the receiver's with splice(2): pages go
-/// pipe to pipe inside the kernel and are never copied through this process (a copy in
-/// the middle costs a CPU-bound pipeline up to ~10 %, bench/relay-copy.md). Each splice
-/// runs on tokio's blocking pool; counting, pacing and progress stay on this task, as in
-/// [`copy_relay`]. Dropping the ends tells each side the other is done.
+/// The longest the splice relay lets a slow stream gather in the sender's pipe.
+const GATHER_MAX: Duration = Duration::from_millis(50);
+
+/// How often the splice relay tells `progress` what moved.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Moves the stream from the sender's pipe into the receiver's with splice(2), on a
+/// thread of its own: pages go pipe to pipe inside the kernel and are never copied
+/// through this process, and this task only reads a counter for `progress`. Dropping
+/// the ends tells each side the other is done.
+///
+/// Why not a read/write loop on this runtime: `zfs send` writes a stream in pieces of a
+/// record or less, and waking per piece cost zferry 20 s of CPU per GiB in the lab (a
+/// fifth of what the whole pipeline had), where the bare pipe costs nothing
+/// (bench/bulk-phases.md).
 async fn splice_relay(
     from: OwnedFd,
     to: OwnedFd,
-    pace: Option<&Pace>,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Relayed {
-    let (from, to) = (Arc::new(from), Arc::new(to));
-    let chunk = pace.map_or(SPLICE_CHUNK, Pace::chunk);
-    let mut bytes = 0u64;
-    let mut error = None;
-    loop {
-        let (f, t) = (from.clone(), to.clone());
-        let n = match tokio::task::spawn_blocking(move || splice(&f, &t, chunk)).await {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                error = Some(format!("writing to the receiver: {e}"));
-                break;
-            }
-            Ok(Err(e)) => {
-                error = Some(format!("moving the stream (splice): {e}"));
-                break;
-            }
-            Err(e) => {
-                error = Some(format!("the relay's splice did not finish: {e}"));
-                break;
-            }
+    let moved = Arc::new(AtomicU64::new(0));
+    let counter = moved.clone();
+    let (tx, mut done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("zferry-splice".into())
+        .spawn(move || {
+            let r = splice_all(&from, &to, &counter);
+            drop((from, to));
+            let _ = tx.send(r);
+        });
+    if let Err(e) = spawned {
+        return Relayed {
+            bytes: 0,
+            wire: None,
+            error: Some(format!("cannot start the relay's thread: {e}")),
         };
-        if let Some(p) = pace {
-            p.take(n).await;
-        }
-        bytes += n as u64;
-        progress(n as u64);
     }
+    let mut told = 0;
+    let ended = loop {
+        tokio::select! {
+            r = &mut done => break r,
+            _ = tokio::time::sleep(PROGRESS_EVERY) => {}
+        }
+        let now = moved.load(Ordering::Relaxed);
+        progress(now - told);
+        told = now;
+    };
+    let bytes = moved.load(Ordering::Relaxed);
+    progress(bytes - told);
+    let error = match ended {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Some(format!("writing to the receiver: {e}"))
+        }
+        Ok(Err(e)) => Some(format!("moving the stream (splice): {e}")),
+        Err(_) => Some("the relay's thread ended without a word".to_string()),
+    };
     Relayed {
         bytes,
         wire: None,
         error,
     }
+}
+
+/// Splices `from` into `to` until the end of the stream, adding what moved to `moved`.
+/// After a chunk that did not fill half the pipe it waits for the stream to gather (see
+/// [`gather`]): a few large splices instead of one per piece the sender wrote.
+fn splice_all(from: &OwnedFd, to: &OwnedFd, moved: &AtomicU64) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let n = splice(from, to, SPLICE_CHUNK)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let total = moved.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if n < SPLICE_CHUNK / 2 {
+            std::thread::sleep(gather(total, started.elapsed()));
+        }
+    }
+}
+
+/// How long to let a stream gather after a small chunk: the time half a pipe takes to
+/// fill at the average rate so far, at most [`GATHER_MAX`]. A fast stream fills the pipe
+/// and never waits; a slow one is moved in about half-pipe chunks.
+fn gather(bytes: u64, elapsed: Duration) -> Duration {
+    let rate = bytes as f64 / elapsed.as_secs_f64().max(1e-3);
+    Duration::from_secs_f64(SPLICE_CHUNK as f64 / 2.0 / rate.max(1.0)).min(GATHER_MAX)
 }
 
 /// One splice(2) of up to `len` bytes from pipe `from` into pipe `to`; 0 at end of stream.
@@ -610,7 +654,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_splice_relay_keeps_to_the_pace() {
+    async fn a_paced_local_stream_takes_the_copying_relay_and_keeps_to_the_pace() {
         // 512 KiB at 1 MiB/s: at least the time of all but the last chunk.
         let pace = Pace::new(1 << 20);
         let last = pace.chunk() as f64 / (1 << 20) as f64;
@@ -628,6 +672,32 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn a_trickle_crosses_the_splice_relay_whole() {
+        // Pieces far apart: every one waits to gather, none is lost or reordered.
+        let e = "for i in 1 2 3 4 5; do echo piece$i; sleep 0.1; done";
+        let moved = local(&["sh", "-c", e], &["sh", "-c", "cat >/dev/null"], None)
+            .await
+            .unwrap();
+        assert_eq!(moved.bytes, 5 * "piece1\n".len() as u64);
+    }
+
+    #[test]
+    fn a_slow_stream_gathers_half_a_pipe_and_a_fast_one_barely_waits() {
+        let s = Duration::from_secs;
+        // 15 MiB/s (ssh under emulation): half a MiB takes 33 ms.
+        let w = gather(15 << 20, s(1));
+        assert!(
+            w > Duration::from_millis(33) && w < Duration::from_millis(34),
+            "{w:?}"
+        );
+        // 1 GiB/s: half a millisecond.
+        assert!(gather(1 << 30, s(1)) < Duration::from_millis(1));
+        // A trickle, or nothing yet: never more than GATHER_MAX.
+        assert_eq!(gather(100, s(10)), GATHER_MAX);
+        assert_eq!(gather(0, Duration::ZERO), GATHER_MAX);
     }
 
     #[tokio::test(start_paused = true)]
