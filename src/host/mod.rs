@@ -16,6 +16,7 @@ use crate::log;
 use anyhow::{anyhow, bail, Context, Result};
 use openssh::{KnownHosts, Session, SessionBuilder};
 use serde::{Deserialize, Serialize};
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -251,7 +252,17 @@ impl Host {
 
     /// Starts `argv` with stderr captured and stdin/stdout piped when asked.
     pub async fn spawn(&self, argv: &[String], stdin: bool, stdout: bool) -> Result<Proc> {
-        self.spawn_pipeline(&[argv], stdin, stdout).await
+        self.spawn_pipeline(&[argv], Io::from(stdin), Io::from(stdout))
+            .await
+    }
+
+    /// True when a child here can be handed a file descriptor ([`Io::Fd`]).
+    pub fn takes_fds(&self) -> bool {
+        match self {
+            Host::Local | Host::Ssh { .. } => true,
+            #[cfg(test)]
+            Host::Fake(_) => false,
+        }
     }
 
     /// Starts `stages` as one pipeline (`a | b`), stdin into the first, stdout from the
@@ -260,12 +271,16 @@ impl Host {
     pub async fn spawn_pipeline(
         &self,
         stages: &[&[String]],
-        stdin: bool,
-        stdout: bool,
+        stdin: Io,
+        stdout: Io,
     ) -> Result<Proc> {
         let line = shell_pipeline(stages);
         log::command(self.label(), &line);
-        let pipe = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        let pipe = |io: Io| match io {
+            Io::Null => Stdio::null(),
+            Io::Piped => Stdio::piped(),
+            Io::Fd(fd) => Stdio::from(fd),
+        };
         match self {
             Host::Local => {
                 let [argv] = stages else {
@@ -289,12 +304,12 @@ impl Host {
                 })
             }
             Host::Ssh { session, label } => {
-                let ospipe = |on: bool| {
-                    if on {
-                        openssh::Stdio::piped()
-                    } else {
-                        openssh::Stdio::null()
-                    }
+                let ospipe = |io: Io| match io {
+                    Io::Null => openssh::Stdio::null(),
+                    Io::Piped => openssh::Stdio::piped(),
+                    // SAFETY: the fd is owned and given away whole (it is closed with the
+                    // Stdio, after ssh has it).
+                    Io::Fd(fd) => unsafe { openssh::Stdio::from_raw_fd_owned(fd.into_raw_fd()) },
                 };
                 let mut child = Session::to_raw_command(session.clone(), line)
                     .stdin(ospipe(stdin))
@@ -314,7 +329,10 @@ impl Host {
             #[cfg(test)]
             Host::Fake(fake) => {
                 // In-memory pipes: what the fake writes is read here, and the other way.
-                let pipe = |on: bool| on.then(|| tokio::io::duplex(64 * 1024));
+                let pipe = |io: Io| match io {
+                    Io::Fd(_) => panic!("a fake host takes no fds (see takes_fds)"),
+                    io => matches!(io, Io::Piped).then(|| tokio::io::duplex(64 * 1024)),
+                };
                 let (stdin_ours, stdin_theirs) = pipe(stdin).unzip();
                 let (stdout_ours, stdout_theirs) = pipe(stdout).unzip();
                 let fake = fake.clone();
@@ -349,6 +367,27 @@ impl Host {
             if let Ok(s) = Arc::try_unwrap(session) {
                 let _ = s.close().await;
             }
+        }
+    }
+}
+
+/// Where a child's stdin or stdout goes.
+#[derive(Debug)]
+pub enum Io {
+    /// `/dev/null`.
+    Null,
+    /// A pipe to this process ([`Proc::stdin`], [`Proc::stdout`]).
+    Piped,
+    /// This file descriptor (a pipe end the relay splices), closed here once handed over.
+    Fd(OwnedFd),
+}
+
+impl From<bool> for Io {
+    fn from(piped: bool) -> Io {
+        if piped {
+            Io::Piped
+        } else {
+            Io::Null
         }
     }
 }

@@ -1,17 +1,18 @@
 //! One `zfs send | zfs receive` pipeline between two hosts.
 
 use crate::config::Compress;
-use crate::host::{shell_pipeline, shell_quote, Host};
+use crate::host::{shell_pipeline, shell_quote, Host, Io};
 use crate::zfs::cmd;
 use anyhow::{anyhow, bail, Result};
 use async_compression::tokio::bufread::ZstdDecoder;
 use async_compression::zstd::DParameter;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
@@ -201,61 +202,39 @@ pub async fn transfer(
         _ => None,
     };
     let stages: Vec<&[String]> = std::iter::once(send).chain(zstd.as_deref()).collect();
-    let mut receiver = dst.spawn(recv, true, false).await?;
-    let mut sender = src.spawn_pipeline(&stages, false, true).await?;
-    let plain = sender.stdout.take().expect("piped");
-    let wire_read = Arc::new(AtomicU64::new(0));
-    let mut from: Box<dyn AsyncRead + Unpin + Send> = if zstd.is_some() {
-        Box::new(unzstd(plain, wire_read.clone()))
-    } else {
-        plain
-    };
-    let mut to = receiver.stdin.take().expect("piped");
     let pace = wire.pace();
-    let mut buf = vec![0u8; pace.map_or(BUF, Pace::chunk)];
-    let mut bytes = 0u64;
-    // Wire bytes already given a slot of the pace (compressed streams).
-    let mut paced = 0u64;
-    let mut relay_err = None;
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
-                let zstd = if zstd.is_some() { " (zstd)" } else { "" };
-                relay_err = Some(format!("reading the send stream{zstd}: {e}"));
-                break;
-            }
+    let (sender, receiver, relayed) =
+        if zstd.is_none() && pace.is_none() && src.takes_fds() && dst.takes_fds() {
+            // Nothing needs the bytes here or a slot of the pace: the two children's pipes
+            // are zferry's own, and the relay splices one into the other.
+            let (from, send_end) = pipe()?;
+            let (recv_end, to) = pipe()?;
+            let receiver = dst
+                .spawn_pipeline(&[recv], Io::Fd(recv_end), Io::Null)
+                .await?;
+            let sender = src
+                .spawn_pipeline(&stages, Io::Null, Io::Fd(send_end))
+                .await?;
+            let relayed = splice_relay(from, to, progress).await;
+            (sender, receiver, relayed)
+        } else {
+            let mut receiver = dst.spawn(recv, true, false).await?;
+            let mut sender = src.spawn_pipeline(&stages, Io::Null, Io::Piped).await?;
+            let from = sender.stdout.take().expect("piped");
+            let to = receiver.stdin.take().expect("piped");
+            let relayed = copy_relay(from, to, zstd.is_some(), pace, progress).await;
+            (sender, receiver, relayed)
         };
-        // `bwlimit` is a rate on the wire: a compressed stream is paced by the compressed
-        // bytes this chunk took, so it moves faster by its compression ratio.
-        if let Some(p) = pace {
-            let due = if zstd.is_some() {
-                let read = wire_read.load(Ordering::Relaxed);
-                let due = read - paced;
-                paced = read;
-                due
-            } else {
-                n as u64
-            };
-            p.take(due as usize).await;
-        }
-        if let Err(e) = to.write_all(&buf[..n]).await {
-            relay_err = Some(format!("writing to the receiver: {e}"));
-            break;
-        }
-        bytes += n as u64;
-        progress(n as u64);
-    }
-    // Closing both ends tells each side the other is done (EOF or SIGPIPE).
-    let _ = to.shutdown().await;
-    drop(to);
-    drop(from);
+    let Relayed {
+        bytes,
+        wire: wire_bytes,
+        error: relay_err,
+    } = relayed;
     let ((scode, serr), (rcode, rerr)) = tokio::try_join!(sender.wait(), receiver.wait())?;
     if scode == Some(0) && rcode == Some(0) && relay_err.is_none() {
         return Ok(Moved {
             bytes,
-            wire: zstd.is_some().then(|| wire_read.load(Ordering::Relaxed)),
+            wire: wire_bytes,
         });
     }
     let recv_line = format!(
@@ -283,6 +262,213 @@ pub async fn transfer(
             .map(|e| format!("\n  relay: {e}"))
             .unwrap_or_default()
     )
+}
+
+/// What a relay moved, and why it stopped early.
+struct Relayed {
+    /// Bytes of the stream handed to the receiver.
+    bytes: u64,
+    /// Bytes read from the wire, for a compressed stream.
+    wire: Option<u64>,
+    /// What went wrong in the relay itself.
+    error: Option<String>,
+}
+
+/// Reads the stream into this process and writes it out, decompressing it when
+/// `compressed`: the relay for streams whose bytes zferry must touch (or a fake host's).
+async fn copy_relay(
+    plain: Box<dyn AsyncRead + Unpin + Send>,
+    mut to: Box<dyn AsyncWrite + Unpin + Send>,
+    compressed: bool,
+    pace: Option<&Pace>,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Relayed {
+    let wire_read = Arc::new(AtomicU64::new(0));
+    let mut from: Box<dyn AsyncRead + Unpin + Send> = if compressed {
+        Box::new(unzstd(plain, wire_read.clone()))
+    } else {
+        plain
+    };
+    let mut buf = vec![0u8; pace.map_or(BUF, Pace::chunk)];
+    let mut bytes = 0u64;
+    // Wire bytes already given a slot of the pace (compressed streams).
+    let mut paced = 0u64;
+    let mut error = None;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                let zstd = if compressed { " (zstd)" } else { "" };
+                error = Some(format!("reading the send stream{zstd}: {e}"));
+                break;
+            }
+        };
+        // `bwlimit` is a rate on the wire: a compressed stream is paced by the compressed
+        // bytes this chunk took, so it moves faster by its compression ratio.
+        if let Some(p) = pace {
+            let due = if compressed {
+                let read = wire_read.load(Ordering::Relaxed);
+                let due = read - paced;
+                paced = read;
+                due
+            } else {
+                n as u64
+            };
+            p.take(due as usize).await;
+        }
+        if let Err(e) = to.write_all(&buf[..n]).await {
+            error = Some(format!("writing to the receiver: {e}"));
+            break;
+        }
+        bytes += n as u64;
+        progress(n as u64);
+    }
+    // Closing both ends tells each side the other is done (EOF or SIGPIPE).
+    let _ = to.shutdown().await;
+    Relayed {
+        bytes,
+        wire: compressed.then(|| wire_read.load(Ordering::Relaxed)),
+        error,
+    }
+}
+
+/// The most one splice moves, and the size asked for the relay's pipes (Linux lets any
+/// process grow a pipe to 1 MiB, `/proc/sys/fs/pipe-max-size`).
+const SPLICE_CHUNK: usize = 1 << 20;
+
+/// The longest the splice relay lets a slow stream gather in the sender's pipe.
+const GATHER_MAX: Duration = Duration::from_millis(50);
+
+/// How often the splice relay tells `progress` what moved.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Moves the stream from the sender's pipe into the receiver's with splice(2), on a
+/// thread of its own: pages go pipe to pipe inside the kernel and are never copied
+/// through this process, and this task only reads a counter for `progress`. Dropping
+/// the ends tells each side the other is done.
+///
+/// Why not a read/write loop on this runtime: `zfs send` writes a stream in pieces of a
+/// record or less, and waking per piece cost zferry 20 s of CPU per GiB in the lab (a
+/// fifth of what the whole pipeline had), where the bare pipe costs nothing
+/// (bench/bulk-phases.md).
+async fn splice_relay(
+    from: OwnedFd,
+    to: OwnedFd,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Relayed {
+    let moved = Arc::new(AtomicU64::new(0));
+    let counter = moved.clone();
+    let (tx, mut done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("zferry-splice".into())
+        .spawn(move || {
+            let r = splice_all(&from, &to, &counter);
+            drop((from, to));
+            let _ = tx.send(r);
+        });
+    if let Err(e) = spawned {
+        return Relayed {
+            bytes: 0,
+            wire: None,
+            error: Some(format!("cannot start the relay's thread: {e}")),
+        };
+    }
+    let mut told = 0;
+    let ended = loop {
+        tokio::select! {
+            r = &mut done => break r,
+            _ = tokio::time::sleep(PROGRESS_EVERY) => {}
+        }
+        let now = moved.load(Ordering::Relaxed);
+        progress(now - told);
+        told = now;
+    };
+    let bytes = moved.load(Ordering::Relaxed);
+    progress(bytes - told);
+    let error = match ended {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Some(format!("writing to the receiver: {e}"))
+        }
+        Ok(Err(e)) => Some(format!("moving the stream (splice): {e}")),
+        Err(_) => Some("the relay's thread ended without a word".to_string()),
+    };
+    Relayed {
+        bytes,
+        wire: None,
+        error,
+    }
+}
+
+/// Splices `from` into `to` until the end of the stream, adding what moved to `moved`.
+/// After a chunk that did not fill half the pipe it waits for the stream to gather (see
+/// [`gather`]): a few large splices instead of one per piece the sender wrote.
+fn splice_all(from: &OwnedFd, to: &OwnedFd, moved: &AtomicU64) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let n = splice(from, to, SPLICE_CHUNK)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let total = moved.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if n < SPLICE_CHUNK / 2 {
+            std::thread::sleep(gather(total, started.elapsed()));
+        }
+    }
+}
+
+/// How long to let a stream gather after a small chunk: the time half a pipe takes to
+/// fill at the average rate so far, at most [`GATHER_MAX`]. A fast stream fills the pipe
+/// and never waits; a slow one is moved in about half-pipe chunks.
+fn gather(bytes: u64, elapsed: Duration) -> Duration {
+    let rate = bytes as f64 / elapsed.as_secs_f64().max(1e-3);
+    Duration::from_secs_f64(SPLICE_CHUNK as f64 / 2.0 / rate.max(1.0)).min(GATHER_MAX)
+}
+
+/// One splice(2) of up to `len` bytes from pipe `from` into pipe `to`; 0 at end of stream.
+fn splice(from: &OwnedFd, to: &OwnedFd, len: usize) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: both are open pipe ends owned by the caller; pipes take no offsets.
+        let n = unsafe {
+            libc::splice(
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                to.as_raw_fd(),
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// A pipe (read end, write end), close-on-exec so a child started meanwhile for another
+/// dataset cannot hold an end open, grown to [`SPLICE_CHUNK`] when allowed.
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new fds on success; they are owned from here on.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // A refusal (a lowered pipe-max-size) only costs speed.
+    // SAFETY: fcntl on an fd owned here.
+    unsafe {
+        libc::fcntl(
+            w.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            SPLICE_CHUNK as libc::c_int,
+        )
+    };
+    Ok((r, w))
 }
 
 fn stderr_suffix(s: &str) -> String {
@@ -386,6 +572,132 @@ mod tests {
             "no wire, no compression"
         );
         assert!(!off.compresses(&remote, false, big));
+    }
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    /// `send` into `recv` on this machine: the splice relay (local hosts take fds).
+    async fn local(send: &[&str], recv: &[&str], pace: Option<Pace>) -> Result<Moved> {
+        let wire = Wire::new(pace, Compress::None);
+        let mut seen = 0;
+        let moved = transfer(
+            &Host::Local,
+            &argv(send),
+            &Host::Local,
+            &argv(recv),
+            &wire,
+            false,
+            &mut |n| seen += n,
+        )
+        .await;
+        if let Ok(m) = &moved {
+            assert_eq!(seen, m.bytes, "progress is told every byte");
+        }
+        moved
+    }
+
+    #[tokio::test]
+    async fn the_splice_relay_moves_every_byte_in_order_and_counts_them() {
+        let dir = std::env::temp_dir().join(format!("zferry-splice-{}", std::process::id()));
+        let out = dir.to_str().unwrap().to_string();
+        let cat = format!("cat > '{out}'");
+        let moved = local(&["seq", "1", "400000"], &["sh", "-c", &cat], None)
+            .await
+            .unwrap();
+        let want = std::process::Command::new("seq")
+            .args(["1", "400000"])
+            .output()
+            .unwrap()
+            .stdout;
+        let got = std::fs::read(&dir).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(want.len() > 2 << 20, "bigger than the pipes");
+        assert_eq!(got, want);
+        assert_eq!(
+            moved,
+            Moved {
+                bytes: want.len() as u64,
+                wire: None
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_side_fails_the_splice_relay_with_both_sides_said() {
+        // The receiver quits: the send stops on a broken pipe, the receiver is named first.
+        let e = local(
+            &["head", "-c", "50000000", "/dev/zero"],
+            &["sh", "-c", "exit 3"],
+            None,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("receive 'sh -c 'exit 3'' on local: exit 3"),
+            "{e}"
+        );
+        assert!(e.contains("relay: writing to the receiver"), "{e}");
+        // The sender fails after some bytes: said, and what got through counted.
+        let e = local(
+            &["sh", "-c", "echo part; exit 4"],
+            &["sh", "-c", "cat >/dev/null"],
+            None,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("transfer failed after 5 bytes"), "{e}");
+        assert!(e.contains("on local: exit 4"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_paced_local_stream_takes_the_copying_relay_and_keeps_to_the_pace() {
+        // 512 KiB at 1 MiB/s: at least the time of all but the last chunk.
+        let pace = Pace::new(1 << 20);
+        let last = pace.chunk() as f64 / (1 << 20) as f64;
+        let start = std::time::Instant::now();
+        let moved = local(
+            &["head", "-c", "524288", "/dev/zero"],
+            &["sh", "-c", "cat >/dev/null"],
+            Some(pace),
+        )
+        .await
+        .unwrap();
+        assert_eq!(moved.bytes, 512 << 10);
+        assert!(
+            start.elapsed().as_secs_f64() >= 0.5 - last,
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trickle_crosses_the_splice_relay_whole() {
+        // Pieces far apart: every one waits to gather, none is lost or reordered.
+        let e = "for i in 1 2 3 4 5; do echo piece$i; sleep 0.1; done";
+        let moved = local(&["sh", "-c", e], &["sh", "-c", "cat >/dev/null"], None)
+            .await
+            .unwrap();
+        assert_eq!(moved.bytes, 5 * "piece1\n".len() as u64);
+    }
+
+    #[test]
+    fn a_slow_stream_gathers_half_a_pipe_and_a_fast_one_barely_waits() {
+        let s = Duration::from_secs;
+        // 15 MiB/s (ssh under emulation): half a MiB takes 33 ms.
+        let w = gather(15 << 20, s(1));
+        assert!(
+            w > Duration::from_millis(33) && w < Duration::from_millis(34),
+            "{w:?}"
+        );
+        // 1 GiB/s: half a millisecond.
+        assert!(gather(1 << 30, s(1)) < Duration::from_millis(1));
+        // A trickle, or nothing yet: never more than GATHER_MAX.
+        assert_eq!(gather(100, s(10)), GATHER_MAX);
+        assert_eq!(gather(0, Duration::ZERO), GATHER_MAX);
     }
 
     #[tokio::test(start_paused = true)]
