@@ -181,10 +181,11 @@ fn unzstd<R: AsyncRead + Unpin>(inner: R, read: Arc<AtomicU64>) -> impl AsyncRea
 /// says what moved. With `compress`, `src` runs `send | zstd -c -LEVEL` and the relay
 /// decompresses (see [`Wire::compresses`]); the far side's `zstd` is checked first.
 ///
-/// The stream passes through this process in fixed-size chunks (never buffered whole),
-/// which also counts the bytes; `progress` is told each chunk's size (of the stream, not
-/// the wire). When a side fails, the error carries both sides' exit codes and stderr,
-/// the receiver's first.
+/// The stream is never buffered whole: between hosts that take pipes, when nothing must
+/// touch the bytes, it is spliced pipe to pipe (`splice_relay`); otherwise it passes
+/// through this process in fixed-size chunks (`copy_relay`). Both count the bytes and
+/// tell `progress` (of the stream, not the wire). When a side fails, the error carries
+/// both sides' exit codes and stderr, the receiver's first.
 pub async fn transfer(
     src: &Host,
     send: &[String],
