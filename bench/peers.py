@@ -4,6 +4,8 @@
     bench/peers.py                      # the benchmark (hours under TCG) -> bench/peers.md
     BENCH_SCALE=small bench/peers.py    # smoke run of the harness -> bench/peers-small.md
     bench/peers.py --render FILE.json   # re-render a results file (OUT: BENCH_OUT or the default)
+    BENCH_OUT=bench/peers.md bench/peers.py --render A.json B.json ...
+                                        # one report from phase groups run apart (BENCH_PHASES)
 
 What it does, on the host:
  1. builds zferry (`cargo build --release --locked`) and strips a copy;
@@ -163,8 +165,8 @@ def follow(guest_dir):
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--render":
-        res = json.load(open(sys.argv[2]))
+    if len(sys.argv) >= 3 and sys.argv[1] == "--render":
+        res = merge([(os.path.basename(f), json.load(open(f))) for f in sys.argv[2:]])
         out = os.environ.get("BENCH_OUT") or default_out(res["config"]["scale"])
         render(res, out)
         log(f"wrote {out}")
@@ -172,12 +174,14 @@ def main():
     cfg = config()
     os.environ["ZFERRY_LAB_RUN"] = os.environ.get("ZFERRY_LAB_RUN", "/var/tmp/zferry-lab-bench")
     os.environ.setdefault("ZFERRY_LAB_DISK", "4G")
+    # Room for an ARC that holds the wide tree's metadata (peers_guest.py install).
+    os.environ.setdefault("ZFERRY_LAB_MEM", "3072")
     started = time.time()
     zferry = build()
     debs, pypi, want = fetch()
     tgz = stage(zferry, debs, pypi, want, cfg)
     log(f"lab up {VM} ({os.environ['ZFERRY_LAB_RUN']}, disks {os.environ['ZFERRY_LAB_DISK']}, "
-        f"{os.environ.get('ZFERRY_LAB_MEM', '1280')} MiB, {os.environ.get('ZFERRY_LAB_SMP', '2')} vCPUs)")
+        f"{os.environ['ZFERRY_LAB_MEM']} MiB, {os.environ.get('ZFERRY_LAB_SMP', '2')} vCPUs)")
     lab("up", VM)
     rc = 1
     try:
@@ -190,7 +194,8 @@ def main():
         res = lab("ssh", VM, "--", "cat", f"{g}/results.json", capture_output=True, text=True).stdout
         results = json.loads(res)
         results["host_seconds"] = round(time.time() - started)
-        results["lab"] = {"mem_mib": os.environ.get("ZFERRY_LAB_MEM", "1280"), "smp": os.environ.get("ZFERRY_LAB_SMP", "2"),
+        results["zferry_commit"] = commit()
+        results["lab"] = {"mem_mib": os.environ["ZFERRY_LAB_MEM"], "smp": os.environ.get("ZFERRY_LAB_SMP", "2"),
                           "disk": os.environ["ZFERRY_LAB_DISK"]}
         out = os.environ.get("BENCH_OUT") or default_out(cfg["scale"])
         with open(os.path.splitext(out)[0] + ".json", "w") as f:
@@ -199,12 +204,55 @@ def main():
         os.makedirs(logs)
         with open(os.path.join(logs, "logs.tgz"), "wb") as f:
             run([LAB, "ssh", VM, "--", "tar", "-czf", "-", "-C", g, "logs", "run.log", "zferry.toml"], stdout=f)
-        render(results, out)
+        render(merge([(os.path.basename(os.path.splitext(out)[0] + ".json"), results)]), out)
         log(f"wrote {out} (and {os.path.splitext(out)[0]}.json); tool logs in {logs}; {results['host_seconds']} s in all")
     finally:
         if os.environ.get("BENCH_KEEP") != "1":
             lab("down", VM, check=False)
     return rc
+
+
+def commit():
+    """The commit zferry was built from, "+dirty" when the tree had changes."""
+    head = run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
+# Everything a group's numbers depend on besides zferry's build: groups run apart are
+# merged into one report only when these agree.
+SAME = {"config": ["scale", "tree_children", "tree_snaps", "plus_many", "wide_children", "wide_snaps", "bulk_mib", "kib"],
+        "versions": ["openzfs", "syncoid", "bzfs", "zfs-autobackup", "python3", "openssh", "kernel", "vcpus", "mem_mib",
+                     "arc_max_mib"]}
+
+
+def merge(named):
+    """One result from phase groups run apart (each a results file of its own BENCH_PHASES).
+
+    Runs, failures and phase times are joined; sizes, versions and the VM must agree, or
+    the comparison across groups would not be one benchmark. Each group keeps its dates
+    and the zferry commit it ran, listed in the report."""
+    first = named[0][1]
+    for name, r in named[1:]:
+        for part, keys in SAME.items():
+            for k in keys:
+                if r[part].get(k) != first[part].get(k):
+                    sys.exit(f"{name}: {part} {k} is {r[part].get(k)!r}, {named[0][0]} has {first[part].get(k)!r}: not one benchmark")
+        if r.get("lab") != first.get("lab"):
+            sys.exit(f"{name}: lab VM {r.get('lab')} differs from {named[0][0]}'s {first.get('lab')}")
+    res = dict(first, runs=[], failures=[], commands={}, phase_seconds={}, groups=[])
+    for name, r in named:
+        res["runs"] += r["runs"]
+        res["failures"] += r["failures"]
+        res["commands"].update(r["commands"])
+        res["phase_seconds"].update(r.get("phase_seconds", {}))
+        res.setdefault("arc_prunes", {}).update(r.get("arc_prunes", {}))
+        res["bulk_stream_bytes"] = r.get("bulk_stream_bytes") or res.get("bulk_stream_bytes", 0)
+        res["groups"].append({"file": name, "phases": r["config"]["phases"], "reps": r["config"]["reps"], "started": r["started"],
+                              "finished": r.get("finished", "NOT FINISHED"), "host_seconds": r.get("host_seconds", "?"),
+                              "commit": r.get("zferry_commit", "not recorded")})
+    res["config"] = dict(first["config"], reps=min(g["reps"] for g in res["groups"]))
+    return res
 
 
 def default_out(scale):
@@ -253,9 +301,12 @@ def render(res, out):
                  "judge the goals; the verdicts below are printed only to exercise the report. The real run is "
                  "`make bench-peers` (bench/peers.md).")
         L.append("")
-    L.append(f"Generated by `make bench-peers` (bench/peers.py, bench/peers_guest.py) from {os.path.basename(os.path.splitext(out)[0])}.json. "
-             f"Started {res['started']}, finished {res.get('finished', 'NOT FINISHED')}; "
-             f"{res.get('host_seconds', '?')} s on the host in all.")
+    L.append("Generated by `make bench-peers` (bench/peers.py, bench/peers_guest.py); phases run in "
+             f"{len(res['groups'])} group(s), each in a fresh boot of the lab VM described below:")
+    L.append("")
+    for g in res["groups"]:
+        L.append(f"- `{g['file']}`: {', '.join(g['phases'])}; {g['reps']} repetitions; started {g['started']}, finished "
+                 f"{g['finished']}; {g['host_seconds']} s on the host; zferry built from {g['commit']}.")
     L.append("")
     if res["failures"]:
         L.append(f"## !!! {len(res['failures'])} FAILURE(S) — a tool failed or a copy's newest GUID differs from the source")
@@ -268,7 +319,7 @@ def render(res, out):
         "## Setup",
         "",
         f"- One lab VM under QEMU (TCG on this machine): {v['vcpus']} vCPUs, {v['mem_mib']} MiB visible to the guest "
-        f"(ZFERRY_LAB_MEM={lab.get('mem_mib', '?')}), two sparse {lab.get('disk', '?')} disks: pool `srcpool` (source) and `dstpool` (every copy).",
+        f"(ZFERRY_LAB_MEM={lab.get('mem_mib', '?')}), ARC capped at {v.get('arc_max_mib', '256 (the lab image default)')} MiB, two sparse {lab.get('disk', '?')} disks: pool `srcpool` (source) and `dstpool` (every copy).",
         f"- Guest kernel {v['kernel']}; OpenZFS {v['openzfs']}; {v['python3']}; {v['openssh']}.",
         f"- zferry: {v['zferry']} (release build, stripped). syncoid: {v['syncoid']}. bzfs: {v['bzfs']}. "
         f"zfs-autobackup: {v['zfs-autobackup']}. Debian packages via `apt-get download` + `dpkg -i`; "
@@ -408,6 +459,9 @@ def render(res, out):
             L.append(f"| bulk peak RSS < 30 MiB | {m:.1f} MiB (zferry VmHWM, max of {len(rss)}) | {'PASS' if m < 30 else 'FAIL'} |")
     L.append("")
     L.append("Per-phase wall time in the guest (s): " + ", ".join(f"{k} {v}" for k, v in res.get("phase_seconds", {}).items()) + ".")
+    if res.get("arc_prunes"):
+        L.append("ARC prune requests per phase (a phase short of ARC climbs into the millions): "
+                 + ", ".join(f"{k} {v:,}" for k, v in res["arc_prunes"].items()) + ".")
     L.append("")
     with open(out, "w") as f:
         f.write("\n".join(L))
