@@ -177,6 +177,7 @@ def main():
     # Room for an ARC that holds the wide tree's metadata (peers_guest.py install).
     os.environ.setdefault("ZFERRY_LAB_MEM", "3072")
     started = time.time()
+    built_from = commit()
     zferry = build()
     debs, pypi, want = fetch()
     tgz = stage(zferry, debs, pypi, want, cfg)
@@ -194,7 +195,7 @@ def main():
         res = lab("ssh", VM, "--", "cat", f"{g}/results.json", capture_output=True, text=True).stdout
         results = json.loads(res)
         results["host_seconds"] = round(time.time() - started)
-        results["zferry_commit"] = commit()
+        results["zferry_commit"] = built_from
         results["lab"] = {"mem_mib": os.environ["ZFERRY_LAB_MEM"], "smp": os.environ.get("ZFERRY_LAB_SMP", "2"),
                           "disk": os.environ["ZFERRY_LAB_DISK"]}
         out = os.environ.get("BENCH_OUT") or default_out(cfg["scale"])
