@@ -150,9 +150,7 @@ impl Receiver {
         let r = reqs.clone();
         std::thread::spawn(move || {
             for s in l.incoming().flatten() {
-                if let Some(req) = serve(s) {
-                    r.lock().unwrap().push(req);
-                }
+                serve(s, &r);
             }
         });
         Receiver { port, reqs }
@@ -164,7 +162,9 @@ impl Receiver {
     }
 }
 
-fn serve(s: TcpStream) -> Option<Req> {
+/// Reads one request and records it *before* answering: the client returns
+/// when it has the answer, and a test that looks right after must see it.
+fn serve(s: TcpStream, reqs: &Mutex<Vec<Req>>) -> Option<()> {
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut r = BufReader::new(s.try_clone().ok()?);
     let mut line = String::new();
@@ -187,14 +187,14 @@ fn serve(s: TcpStream) -> Option<Req> {
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
-    let mut s = s;
-    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
-        .ok()?;
-    Some(Req {
+    reqs.lock().unwrap().push(Req {
         method,
         path,
         body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    });
+    let mut s = s;
+    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+        .ok()
 }
 
 /// Runs `promtool check metrics` on `file`; panics with its output unless clean.
