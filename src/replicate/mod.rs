@@ -14,7 +14,7 @@ use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
 use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
-use crate::sides::cache::JobCache;
+use crate::sides::cache::{JobCache, SideCache};
 use crate::sides::holds::HoldBook;
 use crate::sides::{list_cached, list_owned, relist, Sides};
 use crate::zfs::cmd;
@@ -218,6 +218,12 @@ async fn run_datasets(
                 .unwrap_or_default()
         );
     }
+    // What the cache needs to follow the moves below.
+    let held_before = |book: &HoldBook, ds: &Dataset| book.held(ds).map(<[String]>::to_vec);
+    let before: Vec<_> = pairs
+        .iter()
+        .map(|(s, t)| (held_before(&src_holds, s), held_before(&dst_holds, t)))
+        .collect();
     // The holds of the whole run move together, a few commands per side however many
     // datasets: until then each old base stays held, and it is still a common base.
     let (a, b) = tokio::join!(
@@ -234,13 +240,43 @@ async fn run_datasets(
     }
     if let Some(c) = cache {
         *c = fresh.unwrap_or_default();
-        for (r, (source, target)) in reports.iter().zip(&pairs) {
-            if r.action != Action::UpToDate || r.holds_changed || !r.warnings.is_empty() {
-                c.forget(source, target);
-            }
+        for ((r, (source, target)), before) in reports.iter().zip(&pairs).zip(&before) {
+            follow_run(c, r, (source, target), (&src_holds, &dst_holds), before);
         }
     }
     Ok(reports)
+}
+
+/// Keeps a dataset's cache entries true after the run. A run changes a source's
+/// snapshots only by this job's holds, so its entry stays, with the holds moved: a
+/// snapshot taken meanwhile moves `snapshots_changed` past the entry's. A target that
+/// received, rolled back or failed changed, and is listed afresh next time. A warning
+/// may mean a hold in an unknown state: both entries go.
+fn follow_run(
+    c: &mut JobCache,
+    r: &DatasetReport,
+    (source, target): (&Dataset, &Dataset),
+    (src_holds, dst_holds): (&HoldBook, &HoldBook),
+    (src_before, dst_before): &(Option<Vec<String>>, Option<Vec<String>>),
+) {
+    if !r.warnings.is_empty() {
+        c.source.datasets.remove(source);
+        c.target.datasets.remove(target);
+        return;
+    }
+    let moved = |side: &mut SideCache, ds, before: &Option<Vec<String>>, book: &HoldBook| {
+        side.move_holds(
+            ds,
+            before.as_deref().unwrap_or(&[]),
+            before.as_ref().and(book.held(ds)),
+        )
+    };
+    moved(&mut c.source, source, src_before, src_holds);
+    if r.action == Action::UpToDate {
+        moved(&mut c.target, target, dst_before, dst_holds);
+    } else {
+        c.target.datasets.remove(target);
+    }
 }
 
 /// Runs `plans` (parents before children) with `execute`, at most `parallel` at once,

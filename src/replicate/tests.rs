@@ -590,13 +590,30 @@ async fn with_the_cache_snapshots_are_listed_only_where_they_changed() {
     let (src, dst) = hosts(&spec);
     let j = job(&names.iter().map(String::as_str).collect::<Vec<_>>());
     let mut cache = JobCache::default();
-    // First run copies everything and keeps nothing of what it touched; the second
-    // lists everything once more and keeps it all.
+    // The first run copies everything: it keeps the sources (a run changes them only
+    // by its holds, which it follows) and forgets the targets, which it changed.
     run_cached(&j, &src, &dst, &mut cache).await;
-    assert!(cache.source.datasets.is_empty(), "{cache:?}");
+    assert_eq!(cache.source.datasets.len(), 5, "{cache:?}");
+    assert!(cache.target.datasets.is_empty(), "{cache:?}");
+    assert!(
+        cache
+            .source
+            .datasets
+            .values()
+            .all(|e| e.snapshots[0].userrefs == 1),
+        "the holds placed are in the entries: {cache:?}"
+    );
+    // The second lists the targets' snapshots only, and finds the sources' holds
+    // where the entries say they are.
+    src.clear_log();
+    dst.clear_log();
     let reps = run_cached(&j, &src, &dst, &mut cache).await;
     assert!(reps.iter().all(|r| r.action == Action::UpToDate));
+    assert!(reps.iter().all(|r| !r.holds_changed), "{reps:?}");
+    assert_eq!(snapshot_listings(&src.commands()), Vec::<String>::new());
+    assert_eq!(snapshot_listings(&dst.commands()).len(), 1);
     assert_eq!(cache.source.datasets.len(), 5);
+    assert_eq!(cache.target.datasets.len(), 5);
     // A no-op run: filesystems only, on both sides.
     src.clear_log();
     dst.clear_log();
@@ -618,10 +635,22 @@ async fn with_the_cache_snapshots_are_listed_only_where_they_changed() {
         src.snapshots("tank/d3")
     );
     assert!(
-        !cache.source.datasets.contains_key(&ds("tank/d3")),
-        "touched: forgotten"
+        !cache
+            .target
+            .datasets
+            .contains_key(&ds("backup/client/tank/d3")),
+        "received into: forgotten"
     );
-    assert_eq!(cache.source.datasets.len(), 4);
+    assert_eq!(cache.target.datasets.len(), 4);
+    // The source's entry moved its hold from s1 to s2 with the run; the new snapshot
+    // moved snapshots_changed, so the next run lists tank/d3 again anyway.
+    let e = &cache.source.datasets[&ds("tank/d3")];
+    let refs: Vec<_> = e
+        .snapshots
+        .iter()
+        .map(|p| (p.name.as_str(), p.userrefs))
+        .collect();
+    assert_eq!(refs, [("s1", 0), ("s2", 1)]);
 }
 
 #[tokio::test]

@@ -14,6 +14,10 @@
 //! - A peer that lies about `snapshots_changed` only keeps zferry's own view of that
 //!   peer stale; the worst it gets is a stream that fails against it. Any plan that
 //!   would destroy or refuse is made again from a full listing before it runs.
+//! - A run changes a source only by its own holds, which do not move `snapshots_changed`
+//!   either: its entries outlive the run, with this job's hold moves applied
+//!   ([`SideCache::move_holds`]), so the next run needs no snapshot listing of a source
+//!   that sent. A target that received is listed afresh.
 //! - Bookmarks do not move `snapshots_changed`: a new one is seen at the next snapshot
 //!   change, which is also when it could first matter (its snapshot pruned).
 
@@ -70,13 +74,6 @@ impl JobCache {
         }
         self
     }
-
-    /// Forgets the datasets a run touched (new snapshots, holds moved): their entries
-    /// describe them before the run.
-    pub fn forget(&mut self, source: &Dataset, target: &Dataset) {
-        self.source.datasets.remove(source);
-        self.target.datasets.remove(target);
-    }
 }
 
 impl SideCache {
@@ -92,6 +89,37 @@ impl SideCache {
         let e = self.datasets.get(name)?;
         (self.host == host && changed == Some(e.changed) && e.guid == guid && guid != 0)
             .then_some(e)
+    }
+
+    /// Brings the entry of `ds` up to date with this job's own hold moves (`before` and
+    /// `after`: the snapshots carrying the job's tag at the start and at the end of the
+    /// run), or forgets it when `after` is unknown. Holds do not move `snapshots_changed`,
+    /// so without this the entry would validate with stale `userrefs`, and `userrefs` is
+    /// what tells a run which snapshots to ask `zfs holds` about. Holds placed by others
+    /// are not tracked here; they do not decide anything for this job.
+    pub fn move_holds(&mut self, ds: &Dataset, before: &[String], after: Option<&[String]>) {
+        let Some(after) = after else {
+            self.datasets.remove(ds);
+            return;
+        };
+        let Some(e) = self.datasets.get_mut(ds) else {
+            return;
+        };
+        for p in &mut e.snapshots {
+            let (was, is) = (before.contains(&p.name), after.contains(&p.name));
+            if is && !was {
+                p.userrefs += 1;
+            } else if was && !is {
+                p.userrefs = p.userrefs.saturating_sub(1);
+            }
+        }
+        // A tag on a snapshot the entry does not have: the entry is not what the run saw.
+        if after
+            .iter()
+            .any(|h| !e.snapshots.iter().any(|p| &p.name == h))
+        {
+            self.datasets.remove(ds);
+        }
     }
 
     /// The entries to keep from `listing` (made on `host` at `now`): every dataset
@@ -125,7 +153,7 @@ impl SideCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zfs::list::parse_filesystems;
+    use crate::zfs::list::{parse_filesystems, parse_listing};
 
     fn ds(n: &str) -> Dataset {
         Dataset::new(n).unwrap()
@@ -156,6 +184,42 @@ mod tests {
             "changed"
         );
         assert!(c.valid("h", &ds("t/a"), 11, None).is_none(), "not told");
+    }
+
+    #[test]
+    fn an_entry_follows_the_jobs_hold_moves_or_is_forgotten() {
+        let listing = parse_listing(
+            "t/a\tfilesystem\t11\t5\toff\t-\t0\t-\t-\t1\n\
+             t/a@s1\tsnapshot\t21\t6\t-\t-\t-\t-\t2\t1\n\
+             t/a@s2\tsnapshot\t22\t7\t-\t-\t-\t-\t0\t1\n",
+        )
+        .unwrap();
+        let mut listing = listing;
+        listing
+            .datasets
+            .get_mut(&ds("t/a"))
+            .unwrap()
+            .snapshots_changed = Some(1000);
+        let mut c = SideCache::from_listing("h", &listing, 2000);
+        let refs = |c: &SideCache| -> Vec<u64> {
+            c.datasets[&ds("t/a")]
+                .snapshots
+                .iter()
+                .map(|p| p.userrefs)
+                .collect()
+        };
+        let held = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // s1 also carries another job's hold: only this job's count moves.
+        c.move_holds(&ds("t/a"), &held(&["s1"]), Some(&held(&["s2"])));
+        assert_eq!(refs(&c), [1, 1]);
+        c.move_holds(&ds("t/a"), &held(&["s2"]), Some(&held(&["s2"])));
+        assert_eq!(refs(&c), [1, 1], "nothing moved");
+        // A tag on a snapshot the entry lacks, or holds that could not be read: gone.
+        let mut d = c.clone();
+        d.move_holds(&ds("t/a"), &held(&["s2"]), Some(&held(&["s9"])));
+        assert!(d.datasets.is_empty());
+        c.move_holds(&ds("t/a"), &held(&["s2"]), None);
+        assert!(c.datasets.is_empty());
     }
 
     #[test]

@@ -69,6 +69,15 @@ impl HoldBook {
         book
     }
 
+    /// The snapshots of `ds` (short names) that carry this tag as far as this book
+    /// knows; `None` when the holds could not be read.
+    pub fn held(&self, ds: &Dataset) -> Option<&[String]> {
+        if self.load_error.is_some() {
+            return None;
+        }
+        Some(self.held.get(ds).map_or(&[], Vec::as_slice))
+    }
+
     /// Moves this tag to each dataset's new base: one `zfs hold` of every base not yet
     /// held, then one `zfs release` of the bases they replace. Holding first means there
     /// is never a moment without a held base. Returns, for each `(dataset, base)` in

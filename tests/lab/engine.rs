@@ -1,7 +1,7 @@
 //! The replication engine on real pools: zferry runs as an unprivileged user with only
 //! delegated permissions, and every assertion reads the real state of the target.
 
-use crate::common::zferry::{remote, zferry};
+use crate::common::zferry::{remote, zferry, Run};
 use crate::common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
 
 /// client pool `c` with encrypted `c/data` (+ child `kid`) and plain `c/plain`;
@@ -598,17 +598,35 @@ fn a_cached_run_lists_snapshots_only_where_they_changed() {
         assert_eq!(r.code, Some(0), "{r:?}");
         r
     };
-    // Copies everything; then lists everything once more and keeps it (the copies'
-    // snapshots_changed must be SETTLE seconds old by then to be kept).
+    // Entries are kept only of datasets whose snapshots_changed is SETTLE seconds old.
+    let settle = || std::thread::sleep(std::time::Duration::from_secs(2));
+    settle();
+    // Copies everything. The sources' entries survive it, with the holds the run
+    // placed (a run changes a source only by its holds); the copies' do not.
     pull();
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    settle();
     let r = pull();
     assert!(
         r.stderr
-            .contains("snapshots of 0 datasets taken from the last run's listing"),
+            .contains("snapshots of 3 datasets taken from the last run's listing"),
         "{}",
         r.stderr
     );
+    let snapshot_lists = |r: &Run| -> Vec<String> {
+        listings(&r.stderr)
+            .into_iter()
+            .filter(|l| l.contains("-t snapshot,bookmark"))
+            .map(str::to_string)
+            .collect()
+    };
+    let lists = snapshot_lists(&r);
+    assert!(
+        lists.len() == 1 && lists[0].starts_with("+ [local]"),
+        "the copies' snapshots only: {lists:#?}"
+    );
+    // Its holds were found where the entries said: nothing placed or released again.
+    assert!(!r.stderr.contains("zfs hold "), "{}", r.stderr);
+    assert!(!r.stderr.contains("zfs release "), "{}", r.stderr);
     // A no-op run: filesystems only, on both sides (the `-d 0` chain has no snapshots).
     let r = pull();
     assert_eq!(r.action(&format!("{c}/data/k1")), "up_to_date");
@@ -630,19 +648,17 @@ fn a_cached_run_lists_snapshots_only_where_they_changed() {
     let r = pull();
     assert_eq!(r.action(&format!("{c}/data/k1")), "incremental", "{r:?}");
     assert_eq!(r.action(&format!("{c}/data/k0")), "up_to_date");
-    let snapshot_lists: Vec<&str> = listings(&r.stderr)
-        .into_iter()
-        .filter(|l| l.contains("-t snapshot,bookmark"))
-        .collect();
-    assert_eq!(snapshot_lists.len(), 1, "{snapshot_lists:#?}");
+    let lists = snapshot_lists(&r);
+    assert_eq!(lists.len(), 1, "{lists:#?}");
     assert!(
-        snapshot_lists[0].ends_with(&format!(" -d 1 {c}/data/k1")),
-        "{snapshot_lists:#?}"
+        lists[0].ends_with(&format!(" -d 1 {c}/data/k1")),
+        "{lists:#?}"
     );
     assert_eq!(
         lab.guids("server", &format!("{s}/backup/client/{c}/data/k1")),
         lab.guids("client", &format!("{c}/data/k1"))
     );
+
     // The newest snapshot of a copy destroyed behind zferry's back is seen, and sent
     // again (a stale cache would call it up to date).
     let copy = format!("{s}/backup/client/{c}/data/k0@s2");
@@ -657,4 +673,34 @@ fn a_cached_run_lists_snapshots_only_where_they_changed() {
         lab.guids("server", &format!("{s}/backup/client/{c}/data/k0")),
         lab.guids("client", &format!("{c}/data/k0"))
     );
+    // A settled new snapshot: the run that sends it keeps the source's entry with the
+    // hold moved from s3 to s4, and the run after finds it there: no source snapshot
+    // listed, nothing held or released again, one hold of the job's tag, on s4.
+    lab.run_ok("client", &["zfs", "snapshot", &format!("{c}/data/k1@s4")]);
+    settle();
+    let r = pull();
+    assert_eq!(r.action(&format!("{c}/data/k1")), "incremental", "{r:?}");
+    settle();
+    let r = pull();
+    assert_eq!(r.action(&format!("{c}/data/k1")), "up_to_date", "{r:?}");
+    let lists = snapshot_lists(&r);
+    assert!(
+        lists.len() == 1 && lists[0].ends_with(&format!("/{c}/data/k1")),
+        "the received copy's snapshots only: {lists:#?}"
+    );
+    assert!(!r.stderr.contains("zfs hold "), "{}", r.stderr);
+    assert!(!r.stderr.contains("zfs release "), "{}", r.stderr);
+    let tag = format!("zferry:t-{c}");
+    let holds = |snap: &str| {
+        lab.run_ok(
+            "client",
+            &["zfs", "holds", "-H", &format!("{c}/data/k1@{snap}")],
+        )
+    };
+    assert!(
+        !holds("s3").contains(&tag),
+        "the old base was released: {}",
+        holds("s3")
+    );
+    assert_eq!(holds("s4").matches(&tag).count(), 1, "{}", holds("s4"));
 }
