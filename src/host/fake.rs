@@ -272,6 +272,9 @@ impl Fake {
             ),
             ["zfs", "list", rest @ ..] => self.list(rest),
             ["zfs", "get", "-Hp", "-o", "value", "guid", snap] => self.get_guid(snap),
+            ["zfs", "get", "-Hp", "-o", "name,property,value", "guid,snapshots_changed", snap, ds] => {
+                self.get_guid_and_changed(snap, ds)
+            }
             ["zfs", "holds", "-H", snaps @ ..] => self.holds(snaps),
             ["zfs", "hold", tag, snaps @ ..] => self.hold(tag, snaps, true),
             ["zfs", "release", tag, snaps @ ..] => self.hold(tag, snaps, false),
@@ -360,6 +363,27 @@ impl Fake {
         let mut out = String::new();
         let mut err = String::new();
         for root in roots {
+            if let Some((ds, snap)) = root.split_once('@').filter(|_| snaps) {
+                match m
+                    .datasets
+                    .get(ds)
+                    .and_then(|d| d.snaps.iter().find(|s| s.name == snap))
+                {
+                    Some(s) => {
+                        out.push_str(&format!(
+                            "{root}\tsnapshot\t{}\t{}\t-\t-\t-\t-\t{}\t1700000000{}\n",
+                            s.guid,
+                            s.txg,
+                            s.holds.len(),
+                            if changed { "\t-" } else { "" }
+                        ));
+                    }
+                    None => {
+                        err.push_str(&format!("cannot open '{root}': dataset does not exist\n"))
+                    }
+                }
+                continue;
+            }
             if !m.datasets.contains_key(root) {
                 err.push_str(&format!("cannot open '{root}': dataset does not exist\n"));
                 continue;
@@ -377,18 +401,13 @@ impl Fake {
                         d.token.as_deref().unwrap_or("-")
                     ));
                     if changed {
-                        // Moves whenever a snapshot comes or goes, as the real one does.
-                        let stamp = d
-                            .snaps
-                            .iter()
-                            .map(|s| s.txg)
-                            .max()
-                            .map(|t| (1_000_000 + t * 1000 + d.snaps.len() as u64).to_string());
+                        let stamp = snapshots_changed(d);
                         out.push_str(&format!("\t{}", stamp.as_deref().unwrap_or("-")));
                     }
                     out.push('\n');
                 }
-                if !snaps || depth == Some(0) {
+                // As zfs: a dataset named without -r or -d is listed without its snapshots.
+                if !snaps || !(recursive || depth.is_some_and(|d| d >= 1)) {
                     continue;
                 }
                 for s in &d.snaps {
@@ -404,6 +423,25 @@ impl Fake {
         }
         let code = if err.is_empty() { 0 } else { 1 };
         (out, (Some(code), err))
+    }
+
+    fn get_guid_and_changed(&self, snap: &str, ds: &str) -> (String, Exit) {
+        let m = lock(&self.model);
+        let short = snap.strip_prefix(ds).and_then(|r| r.strip_prefix('@'));
+        let found = m.datasets.get(ds).and_then(|d| {
+            let s = d.snaps.iter().find(|s| Some(s.name.as_str()) == short)?;
+            Some((s.guid, d.guid, snapshots_changed(d)?))
+        });
+        match found {
+            Some((g, dg, c)) => (
+                format!("{snap}\tguid\t{g}\n{snap}\tsnapshots_changed\t-\n{ds}\tguid\t{dg}\n{ds}\tsnapshots_changed\t{c}\n"),
+                (Some(0), String::new()),
+            ),
+            None => (
+                String::new(),
+                fail(format!("cannot open '{snap}': dataset does not exist")),
+            ),
+        }
     }
 
     fn get_guid(&self, snap: &str) -> (String, Exit) {
@@ -638,4 +676,14 @@ impl Fake {
         }
         (Some(0), String::new())
     }
+}
+
+/// The fake's `snapshots_changed`: it moves whenever a snapshot comes or goes, as the
+/// real one does (a small number: always settled for the cache).
+fn snapshots_changed(d: &Ds) -> Option<String> {
+    d.snaps
+        .iter()
+        .map(|s| s.txg)
+        .max()
+        .map(|t| (1_000_000 + t * 1000 + d.snaps.len() as u64).to_string())
 }

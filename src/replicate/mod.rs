@@ -8,7 +8,7 @@ pub mod stream;
 
 use crate::clock::now;
 use crate::config::{BwLimit, Job};
-use crate::host::{shell_quote, CommandFailed, Pool};
+use crate::host::{shell_quote, CommandFailed, Host, Pool};
 use crate::human::human_bytes;
 use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
@@ -16,13 +16,13 @@ use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::cache::{JobCache, SideCache};
 use crate::sides::holds::HoldBook;
-use crate::sides::{list_cached, list_owned, relist, Sides};
+use crate::sides::{list_cached, list_owned, relist, reread, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
 use futures_util::future::join_all;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 use stream::{Pace, Wire};
 use tokio::sync::{watch, Semaphore};
@@ -186,10 +186,27 @@ async fn run_datasets(
         .iter()
         .map(|p| (p.source.clone(), p.target.clone()))
         .collect();
+    // Targets whose snapshots_changed each receive left, for the cache (OpenZFS >= 2.2).
+    let marks = Marks::default();
+    let track = cache.is_some()
+        && dst_list
+            .datasets
+            .values()
+            .any(|d| d.snapshots_changed.is_some());
     let mut reports = run_plans(
         plans,
         job.parallel(),
-        |p| execute_dataset(sides, &src_list, p, popts, opts, &wire),
+        |p| {
+            execute_dataset(
+                sides,
+                &src_list,
+                p,
+                popts,
+                opts,
+                &wire,
+                track.then_some(&marks),
+            )
+        },
         |parent| !dst_list.datasets.contains_key(parent),
     )
     .await;
@@ -243,8 +260,79 @@ async fn run_datasets(
         for ((r, (source, target)), before) in reports.iter().zip(&pairs).zip(&before) {
             follow_run(c, r, (source, target), (&src_holds, &dst_holds), before);
         }
+        let received = Received {
+            reports: &reports,
+            pairs: &pairs,
+            before: &before,
+            book: &dst_holds,
+            start: &dst_list,
+            marks: marks.into_inner().expect("not poisoned"),
+        };
+        follow_receives(&mut c.target, &sides.target, received).await;
     }
     Ok(reports)
+}
+
+/// The snapshots carrying the job's tag when the run started, source and target
+/// (`None`: the holds could not be read).
+type HeldBefore = (Option<Vec<String>>, Option<Vec<String>>);
+
+/// The `snapshots_changed` each receive left on its target, by target.
+type Marks = std::sync::Mutex<BTreeMap<Dataset, u64>>;
+
+/// What [`follow_receives`] reads of a run.
+struct Received<'a> {
+    reports: &'a [DatasetReport],
+    pairs: &'a [(Dataset, Dataset)],
+    before: &'a [HeldBefore],
+    /// The target's holds after they moved.
+    book: &'a HoldBook,
+    /// The target as the run listed it.
+    start: &'a Listing,
+    marks: BTreeMap<Dataset, u64>,
+}
+
+/// Gives each target that received cleanly an entry without listing its snapshots
+/// again ([`SideCache::received`]): one listing, by name, of those targets and of the
+/// snapshots the run changed on them (received, held, released). Any doubt, and the
+/// target is listed afresh next run as before.
+async fn follow_receives(side: &mut SideCache, host: &Host, run: Received<'_>) {
+    let mut groups = Vec::new();
+    let mut tracked = Vec::new();
+    for ((r, (_, t)), (_, before)) in run.reports.iter().zip(run.pairs).zip(run.before) {
+        let clean = matches!(r.action, Action::Full | Action::Incremental)
+            && !r.failed()
+            && r.warnings.is_empty()
+            && r.destroyed.is_empty();
+        let (Some(&mark), Some(before), Some(after), true) =
+            (run.marks.get(t), before, run.book.held(t), clean)
+        else {
+            continue;
+        };
+        let snaps: BTreeSet<&String> = r.snapshots.iter().chain(before).chain(after).collect();
+        let mut names = vec![t.to_string()];
+        names.extend(snaps.into_iter().map(|s| format!("{t}@{s}")));
+        groups.push(names);
+        tracked.push((r, t, mark));
+    }
+    if tracked.is_empty() {
+        return;
+    }
+    let end = match reread(host, &groups).await {
+        Ok(l) => l,
+        Err(e) => {
+            log::debug!(
+                "reading back the received copies on {}: {e:#}",
+                host.label()
+            );
+            return;
+        }
+    };
+    for (r, t, mark) in tracked {
+        if let Some(e) = end.get(t) {
+            side.received(run.start.get(t), e, &r.snapshots, mark);
+        }
+    }
 }
 
 /// Keeps a dataset's cache entries true after the run. A run changes a source's
@@ -257,7 +345,7 @@ fn follow_run(
     r: &DatasetReport,
     (source, target): (&Dataset, &Dataset),
     (src_holds, dst_holds): (&HoldBook, &HoldBook),
-    (src_before, dst_before): &(Option<Vec<String>>, Option<Vec<String>>),
+    (src_before, dst_before): &HeldBefore,
 ) {
     if !r.warnings.is_empty() {
         c.source.datasets.remove(source);
@@ -369,6 +457,7 @@ async fn execute_dataset(
     popts: Options,
     opts: RunOptions,
     wire: &Wire,
+    marks: Option<&Marks>,
 ) -> DatasetReport {
     let started = Instant::now();
     let mut rep = DatasetReport {
@@ -415,9 +504,20 @@ async fn execute_dataset(
         rep.action = Action::Resume;
     }
     if !opts.dry_run && !rep.failed() && rep.action.transferred() {
-        if let Err(e) = verify(sides, &plan, src_list).await {
-            rep.action = Action::Failed;
-            rep.error = Some(format!("{e:#}"));
+        match verify(sides, &plan, src_list, marks.is_some()).await {
+            Ok(Some(m)) => {
+                if let Some(marks) = marks {
+                    marks
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(plan.target.clone(), m);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                rep.action = Action::Failed;
+                rep.error = Some(format!("{e:#}"));
+            }
         }
     }
     if !rep.failed() {
@@ -610,9 +710,17 @@ async fn estimate_bytes(
 /// Exit codes are not trusted alone: the target's copy of the new base must have the
 /// source's GUID. The source's GUID comes from the run's listing (a relisting only when
 /// a resume moved the plan to a snapshot taken since); the target answers one `zfs get`.
-async fn verify(sides: &Sides, plan: &DatasetPlan, src_list: &Listing) -> Result<()> {
+///
+/// With `mark`, the same call also reads the target's `snapshots_changed`, returned for
+/// the listing cache ([`SideCache::received`]).
+async fn verify(
+    sides: &Sides,
+    plan: &DatasetPlan,
+    src_list: &Listing,
+    mark: bool,
+) -> Result<Option<u64>> {
     let Some(base) = &plan.base_after else {
-        return Ok(());
+        return Ok(None);
     };
     let listed = |d: Option<&DatasetInfo>| {
         d.and_then(|d| d.snapshots.iter().find(|p| &p.name == base))
@@ -636,8 +744,18 @@ async fn verify(sides: &Sides, plan: &DatasetPlan, src_list: &Listing) -> Result
             plan.target.as_str(),
         ])
     };
-    let got = match sides.target.run_ok(&cmd::get_guid(&snap)).await {
-        Ok(out) => cmd::parse_guid(&out.stdout).map_err(|e| {
+    let argv = if mark {
+        cmd::get_guid_and_changed(&snap)
+    } else {
+        cmd::get_guid(&snap)
+    };
+    let (got, changed) = match sides.target.run_ok(&argv).await {
+        Ok(out) => if mark {
+            cmd::parse_guid_and_changed(&out.stdout, &snap).map(|(g, c)| (g, Some(c)))
+        } else {
+            cmd::parse_guid(&out.stdout).map(|g| (g, None))
+        }
+        .map_err(|e| {
             anyhow!(
                 "reading the GUID of {snap} on {}: {e}",
                 sides.target.label()
@@ -656,7 +774,7 @@ async fn verify(sides: &Sides, plan: &DatasetPlan, src_list: &Listing) -> Result
             check()
         );
     }
-    Ok(())
+    Ok(changed)
 }
 
 #[cfg(test)]

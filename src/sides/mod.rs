@@ -13,8 +13,8 @@ use crate::clock::now;
 use crate::host::{Host, Output};
 use crate::log;
 use crate::zfs::list::{
-    list_argv_at, missing_from_stderr, parse_filesystems, parse_listing, DatasetInfo, Depth,
-    Listing, SNAPSHOTS_CHANGED,
+    list_argv_at, list_named_argv, missing_from_stderr, parse_filesystems, parse_listing,
+    parse_named, DatasetInfo, Depth, Listing, SNAPSHOTS_CHANGED,
 };
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
@@ -166,6 +166,59 @@ pub(crate) async fn list_owned(
     owned.listing.datasets.extend(chain.datasets);
     owned.missing.extend(chain_missing);
     Ok(owned)
+}
+
+/// At most this many bytes of names go on one command line: over SSH the whole command
+/// is one argument to the remote shell, which Linux caps at 128 KiB.
+const NAMES_PER_COMMAND: usize = 32 * 1024;
+
+/// Lists exactly the names of `groups` on `host` (datasets with their
+/// `snapshots_changed`, and snapshots): what a run reads back of what it changed. A group
+/// (one dataset's names) is never split; groups go together up to [`NAMES_PER_COMMAND`]
+/// bytes a command, and a group larger than that is left out (listed afresh next run).
+pub(crate) async fn reread(host: &Host, groups: &[Vec<String>]) -> Result<Listing> {
+    let mut listing = Listing::default();
+    let mut batch: Vec<String> = Vec::new();
+    let size = |names: &[String]| names.iter().map(|n| n.len() + 1).sum::<usize>();
+    for g in groups.iter().filter(|g| size(g) <= NAMES_PER_COMMAND) {
+        if size(&batch) + size(g) > NAMES_PER_COMMAND {
+            listing
+                .datasets
+                .extend(reread_names(host, &batch).await?.datasets);
+            batch.clear();
+        }
+        batch.extend(g.iter().cloned());
+    }
+    if !batch.is_empty() {
+        listing
+            .datasets
+            .extend(reread_names(host, &batch).await?.datasets);
+    }
+    Ok(listing)
+}
+
+/// One [`list_named_argv`] listing. A row for anything not asked is an error: the peer
+/// may be hostile.
+async fn reread_names(host: &Host, names: &[String]) -> Result<Listing> {
+    let out = host.run_ok(&list_named_argv(names)).await?;
+    let listing = parse_named(&out.stdout)?;
+    let asked: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    for d in listing.datasets.values() {
+        let rows = std::iter::once(d.name.to_string())
+            .filter(|_| d.guid != 0)
+            .chain(
+                d.snapshots
+                    .iter()
+                    .chain(&d.bookmarks)
+                    .map(|p| d.point_name(p).to_string()),
+            );
+        for row in rows {
+            if !asked.contains(row.as_str()) {
+                bail!("{} listed {row}, which it was not asked for", host.label());
+            }
+        }
+    }
+    Ok(listing)
 }
 
 /// Lists one dataset again (after a resume), `None` if it does not exist.

@@ -67,6 +67,26 @@ pub fn list_argv_at(roots: &[Dataset], depth: Depth) -> Vec<String> {
     argv
 }
 
+/// argv for a listing of exactly `names` (filesystems, volumes, snapshots), each with
+/// its `snapshots_changed` as an extra last column (`-` for snapshots); parsed by
+/// [`parse_named`].
+pub fn list_named_argv(names: &[String]) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        "zfs",
+        "list",
+        "-Hp",
+        "-t",
+        "filesystem,volume,snapshot",
+        "-o",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.push(format!("{},{SNAPSHOTS_CHANGED}", LIST_PROPS.join(",")));
+    argv.extend(names.iter().cloned());
+    argv
+}
+
 /// A snapshot or bookmark: a point in a dataset's history that streams start or end at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Point {
@@ -176,15 +196,20 @@ fn num(field: &str, s: &str, line: &str) -> Result<u64> {
 /// Parses `zfs list -Hp -o <LIST_PROPS>` output (any [`Depth`] but
 /// [`Depth::Filesystems`]).
 pub fn parse_listing(out: &str) -> Result<Listing> {
-    parse_columns(out, false)
+    parse_columns(out, false, true)
 }
 
 /// Parses the output of a [`Depth::Filesystems`] listing.
 pub fn parse_filesystems(out: &str) -> Result<Listing> {
-    parse_columns(out, true)
+    parse_columns(out, true, false)
 }
 
-fn parse_columns(out: &str, with_changed: bool) -> Result<Listing> {
+/// Parses the output of a [`list_named_argv`] listing.
+pub fn parse_named(out: &str) -> Result<Listing> {
+    parse_columns(out, true, true)
+}
+
+fn parse_columns(out: &str, with_changed: bool, with_snapshots: bool) -> Result<Listing> {
     let want = LIST_PROPS.len() + usize::from(with_changed);
     let mut listing = Listing::default();
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
@@ -213,7 +238,7 @@ fn parse_columns(out: &str, with_changed: bool) -> Result<Listing> {
                 d.written = num("written", f[6], line)?;
                 d.resume_token = opt(f[7]).map(str::to_string);
             }
-            "snapshot" | "bookmark" if !with_changed => {
+            "snapshot" | "bookmark" if with_snapshots => {
                 let snap = Snapshot::new(f[0])?;
                 let p = Point {
                     name: snap.short().to_string(),
