@@ -14,7 +14,7 @@
 pub mod serve;
 
 use crate::zfs::cmd::{self, SendSpan};
-use crate::zfs::list::{list_argv_at, Depth};
+use crate::zfs::list::{list_argv_at, list_named_argv, Depth};
 use crate::zfs::name::{check_hold_tag, Dataset, Snapshot};
 use crate::zfs::token::{self, ResumeToken};
 use serde::{Deserialize, Serialize};
@@ -256,6 +256,20 @@ impl Policy {
         let a: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut checked = Checked::Run;
         let expected: Vec<String> = match (self.mode, a.as_slice()) {
+            // What a run reads back of what it changed: names alone, each under a root.
+            (
+                _,
+                ["zfs", "list", "-Hp", "-t", "filesystem,volume,snapshot", "-o", _, names @ ..],
+            ) if !names.is_empty() => {
+                let names = names
+                    .iter()
+                    .map(|n| match n.contains('@') {
+                        true => self.snap(n).map(|s| s.to_string()),
+                        false => self.dataset(n).map(|d| d.to_string()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                list_named_argv(&names)
+            }
             (_, ["zfs", "list", .., "-r", _]) | (_, ["zfs", "list", "-Hp", ..]) => {
                 // Recursive (`-r`, everything or filesystems only), the datasets alone
                 // (`-d 0`) or their own snapshots (`-d 1`); the rebuilt argv must then
@@ -284,6 +298,10 @@ impl Policy {
             (_, ["zfs", "get", "-Hp", "-o", "value", "guid", snap]) => {
                 cmd::get_guid(&self.snap(snap)?)
             }
+            (
+                _,
+                ["zfs", "get", "-Hp", "-o", "name,property,value", "guid,snapshots_changed", snap, _],
+            ) => cmd::get_guid_and_changed(&self.snap(snap)?),
             (_, ["zfs", verb @ ("hold" | "release"), tag, snaps @ ..]) if !snaps.is_empty() => {
                 let tag = self.tag(tag)?;
                 let snaps = snaps
@@ -494,6 +512,23 @@ mod tests {
         ];
         assert!(ok(&p, &list_argv_at(&two, Depth::Snapshots)));
         assert!(!ok(&p, &cmd::get_guid(&s("tank/other@a"))));
+        // The receive's check with the mark, and the read-back of what a run changed.
+        assert!(ok(&p, &cmd::get_guid_and_changed(&s("tank/data/x@a"))));
+        assert!(!ok(&p, &cmd::get_guid_and_changed(&s("tank/other@a"))));
+        let mut other_ds = cmd::get_guid_and_changed(&s("tank/data/x@a"));
+        *other_ds.last_mut().unwrap() = "tank/other".into();
+        assert!(!ok(&p, &other_ds), "the dataset must be the snapshot's");
+        let named =
+            |n: &[&str]| list_named_argv(&n.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert!(ok(
+            &p,
+            &named(&["tank/data/x", "tank/data/x@a", "tank/data/x@b"])
+        ));
+        assert!(!ok(&p, &named(&["tank/data/x", "tank/other@a"])));
+        assert!(!ok(&p, &named(&["tank/other"])));
+        let mut no_names = named(&["tank/data/x"]);
+        no_names.pop();
+        assert!(!ok(&p, &no_names), "no names: every dataset");
         assert!(!ok(
             &p,
             &cmd::send(

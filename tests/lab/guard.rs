@@ -100,6 +100,37 @@ fn pull_and_push_through_the_guard_and_nothing_else() {
         lab.guids("offsite", &copy),
         lab.guids("client", &format!("{c}/data"))
     );
+    // The listing cache through the receive guard: a push of a settled snapshot reads
+    // the copy's snapshots_changed with its GUID and reads back what it changed by
+    // name, so the push after it lists no snapshot on either side.
+    let settle = || std::thread::sleep(std::time::Duration::from_secs(2));
+    lab.write_and_snap("client", &format!("{c}/data"), "s3", 1);
+    let r = zferry(lab, "server", &pull);
+    assert_eq!(r.action(&format!("{c}/data")), "incremental", "{r:?}");
+    settle();
+    let backup = format!("{s}/backup/client/{c}/data");
+    let r = zferry(lab, "server", &format!("-v {push}"));
+    assert_eq!(r.action(&backup), "incremental", "{r:?}");
+    assert!(
+        r.stderr.contains("guid,snapshots_changed")
+            && r.stderr.contains("-t filesystem,volume,snapshot -o"),
+        "{}",
+        r.stderr
+    );
+    let r = zferry(lab, "server", &format!("-v {push}"));
+    assert_eq!(r.action(&backup), "up_to_date", "{r:?}");
+    // (The parents without snapshots of their own are listed every run: an unset
+    // snapshots_changed proves nothing.)
+    let data_listed = r
+        .stderr
+        .lines()
+        .any(|l| l.contains("-t snapshot,bookmark") && l.contains(&format!("{c}/data")));
+    assert!(!data_listed, "{}", r.stderr);
+    assert!(!r.stderr.contains("rejected"), "{}", r.stderr);
+    assert_eq!(
+        lab.guids("offsite", &copy),
+        lab.guids("client", &format!("{c}/data"))
+    );
 
     // `zferry status` reads the same listing through both guards: everything ok.
     let cfg = format!("/home/{USER}/{c}.toml");
@@ -185,8 +216,8 @@ zferry check --config {cfg}"
         );
     }
     // Nothing was destroyed or rolled back.
-    assert_eq!(lab.guids("client", &format!("{c}/data")).len(), 2);
-    assert_eq!(lab.guids("offsite", &copy).len(), 2);
+    assert_eq!(lab.guids("client", &format!("{c}/data")).len(), 3);
+    assert_eq!(lab.guids("offsite", &copy).len(), 3);
     // The key cannot get a shell or forward ports either (restrict).
     let shell = lab.sh_as(
         "server",
