@@ -73,6 +73,9 @@ pub struct Fake {
     no_zstd: AtomicBool,
     /// Bytes this host wrote through `zstd -c` (what crossed the wire compressed).
     zstd_out: AtomicU64,
+    /// Refuses what an older zferry's guard does not know (the GUID read with the mark,
+    /// the listing by name).
+    old_guard: AtomicBool,
 }
 
 /// A finished fake command.
@@ -179,6 +182,12 @@ impl Fake {
         self.no_zstd.store(true, Ordering::SeqCst);
     }
 
+    /// Makes this host refuse, as an older zferry's guard would, the GUID read with the
+    /// mark and the listing by name.
+    pub fn behind_old_guard(&self) {
+        self.old_guard.store(true, Ordering::SeqCst);
+    }
+
     /// Bytes written through `zstd -c` so far.
     pub fn zstd_out(&self) -> u64 {
         self.zstd_out.load(Ordering::SeqCst)
@@ -262,6 +271,14 @@ impl Fake {
             _ => return fail(format!("fake: unknown pipeline {}", argv.join(" "))),
         };
         let a: Vec<&str> = first.iter().map(String::as_str).collect();
+        let new_shape = a.get(..3) == Some(&["zfs", "get", "-Hp"][..]) && a.len() == 8
+            || a.get(..5) == Some(&["zfs", "list", "-Hp", "-t", "filesystem,volume,snapshot"][..]);
+        if new_shape && self.old_guard.load(Ordering::SeqCst) {
+            return (
+                Some(1),
+                "zferry serve: rejected: not a command zferry sends".into(),
+            );
+        }
         let (out, exit) = match a.as_slice() {
             ["zstd", "-V"] if self.no_zstd.load(Ordering::SeqCst) => {
                 (String::new(), (Some(127), NO_ZSTD.into()))

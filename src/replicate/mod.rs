@@ -19,7 +19,7 @@ use crate::sides::holds::HoldBook;
 use crate::sides::{list_cached, list_owned, relist, reread, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
-use crate::zfs::name::Dataset;
+use crate::zfs::name::{Dataset, Snapshot};
 use anyhow::{anyhow, bail, Result};
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -744,29 +744,9 @@ async fn verify(
             plan.target.as_str(),
         ])
     };
-    let argv = if mark {
-        cmd::get_guid_and_changed(&snap)
-    } else {
-        cmd::get_guid(&snap)
-    };
-    let (got, changed) = match sides.target.run_ok(&argv).await {
-        Ok(out) => if mark {
-            cmd::parse_guid_and_changed(&out.stdout, &snap).map(|(g, c)| (g, Some(c)))
-        } else {
-            cmd::parse_guid(&out.stdout).map(|g| (g, None))
-        }
-        .map_err(|e| {
-            anyhow!(
-                "reading the GUID of {snap} on {}: {e}",
-                sides.target.label()
-            )
-        })?,
-        Err(e) => bail!(
-            "after receiving, {snap} cannot be read on {}: {e:#}; check '{}'",
-            sides.target.label(),
-            check()
-        ),
-    };
+    let (got, changed) = read_guid(&sides.target, &snap, mark)
+        .await
+        .map_err(|e| anyhow!("{e:#}; check '{}'", check()))?;
     if got != want {
         bail!(
             "after receiving, {snap} on {} has GUID {got} but the source's @{base} has GUID {want}; check '{}'",
@@ -775,6 +755,33 @@ async fn verify(
         );
     }
     Ok(changed)
+}
+
+/// The GUID of the received `snap` and, with `mark`, its dataset's `snapshots_changed`.
+/// A target that refuses the read with the mark (a guard of an older zferry) is asked
+/// for the GUID alone: the check matters, the mark only saves the next run a listing.
+async fn read_guid(target: &Host, snap: &Snapshot, mark: bool) -> Result<(u64, Option<u64>)> {
+    let unreadable = |e: anyhow::Error| {
+        anyhow!(
+            "after receiving, {snap} cannot be read on {}: {e:#}",
+            target.label()
+        )
+    };
+    let bad = |e: String| anyhow!("reading the GUID of {snap} on {}: {e}", target.label());
+    if mark {
+        match target.run_ok(&cmd::get_guid_and_changed(snap)).await {
+            Ok(out) => {
+                let (g, c) = cmd::parse_guid_and_changed(&out.stdout, snap).map_err(bad)?;
+                return Ok((g, Some(c)));
+            }
+            Err(e) => log::debug!("{}: {e:#}; reading the GUID alone", target.label()),
+        }
+    }
+    let out = target
+        .run_ok(&cmd::get_guid(snap))
+        .await
+        .map_err(unreadable)?;
+    Ok((cmd::parse_guid(&out.stdout).map_err(bad)?, None))
 }
 
 #[cfg(test)]

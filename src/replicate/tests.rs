@@ -681,6 +681,30 @@ async fn with_the_cache_snapshots_are_listed_only_where_they_changed() {
 }
 
 #[tokio::test]
+async fn a_target_behind_an_older_guard_is_checked_by_guid_alone_and_listed_next_time() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"])]);
+    let j = job(&["tank/a"]);
+    let mut cache = JobCache::default();
+    run_cached(&j, &src, &dst, &mut cache).await;
+    run_cached(&j, &src, &dst, &mut cache).await;
+    dst.behind_old_guard();
+    src.snapshot("tank/a", "s2");
+    let reps = run_cached(&j, &src, &dst, &mut cache).await;
+    assert_eq!(
+        (reps[0].action, reps[0].error.as_deref()),
+        (Action::Incremental, None)
+    );
+    assert!(
+        dst.commands()
+            .iter()
+            .any(|c| c == "zfs get -Hp -o value guid backup/client/tank/a@s2"),
+        "{:#?}",
+        dst.commands()
+    );
+    assert!(cache.target.datasets.is_empty(), "{cache:?}");
+}
+
+#[tokio::test]
 async fn a_plan_that_would_refuse_from_the_cache_is_made_again_from_a_full_listing() {
     let (src, dst) = hosts(&[("tank/a", &["s1"])]);
     let j = job(&["tank/a"]);
