@@ -197,32 +197,102 @@ pub(crate) async fn reread(host: &Host, groups: &[Vec<String>]) -> Result<Listin
     Ok(listing)
 }
 
-/// One [`list_named_argv`] listing. A row for anything not asked is an error: the peer
-/// may be hostile.
+/// One [`list_named_argv`] listing.
 async fn reread_names(host: &Host, names: &[String]) -> Result<Listing> {
     let out = host.run_ok(&list_named_argv(names)).await?;
     let listing = parse_named(&out.stdout)?;
+    only_asked(&listing, names)
+        .map_err(|row| anyhow!("{} listed {row}, which it was not asked for", host.label()))?;
+    Ok(listing)
+}
+
+/// The first row of `listing` that is not one of `names`, as an error: the peer may be
+/// hostile, and what it adds must not reach the cache.
+fn only_asked(listing: &Listing, names: &[String]) -> std::result::Result<(), String> {
     let asked: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     for d in listing.datasets.values() {
-        let rows = std::iter::once(d.name.to_string())
-            .filter(|_| d.guid != 0)
-            .chain(
-                d.snapshots
-                    .iter()
-                    .chain(&d.bookmarks)
-                    .map(|p| d.point_name(p).to_string()),
-            );
-        for row in rows {
+        // A dataset only named by its snapshots' rows has no row (GUID 0) of its own.
+        let own = (d.guid != 0).then(|| d.name.to_string());
+        let points = d.snapshots.iter().chain(&d.bookmarks);
+        for row in own
+            .into_iter()
+            .chain(points.map(|p| d.point_name(p).to_string()))
+        {
             if !asked.contains(row.as_str()) {
-                bail!("{} listed {row}, which it was not asked for", host.label());
+                return Err(row);
             }
         }
     }
-    Ok(listing)
+    Ok(())
 }
 
 /// Lists one dataset again (after a resume), `None` if it does not exist.
 pub(crate) async fn relist(host: &Host, ds: &Dataset) -> Result<Option<DatasetInfo>> {
     let (l, _) = list(host, std::slice::from_ref(ds)).await?;
     Ok(l.get(ds).cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::Fake;
+    use std::sync::Arc;
+
+    /// One dataset's read-back names: the dataset and `n` snapshots of ~60 bytes each.
+    fn group(ds: &str, n: usize) -> Vec<String> {
+        let mut g = vec![ds.to_string()];
+        g.extend((0..n).map(|i| format!("{ds}@{i:0>50}")));
+        g
+    }
+
+    #[test]
+    fn a_read_back_with_a_row_not_asked_for_is_refused() {
+        let l = parse_named(
+            "t/a\tfilesystem\t11\t5\toff\t-\t0\t-\t-\t1\t1000\n\
+             t/a@s1\tsnapshot\t21\t6\t-\t-\t-\t-\t0\t1\t-\n",
+        )
+        .unwrap();
+        let asked = |n: &[&str]| n.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(only_asked(&l, &asked(&["t/a", "t/a@s1"])), Ok(()));
+        assert_eq!(only_asked(&l, &asked(&["t/a"])), Err("t/a@s1".into()));
+        assert_eq!(only_asked(&l, &asked(&["t/a@s1"])), Err("t/a".into()));
+    }
+
+    #[tokio::test]
+    async fn a_read_back_goes_in_commands_of_bounded_size_and_never_splits_a_dataset() {
+        let names = |n: usize| -> Vec<String> { (0..n).map(|i| format!("{i:0>50}")).collect() };
+        let (a, b, big) = (names(300), names(300), names(600));
+        let fake = Arc::new(Fake::new(&[
+            ("t/a", &a.iter().map(String::as_str).collect::<Vec<_>>()),
+            ("t/b", &b.iter().map(String::as_str).collect::<Vec<_>>()),
+            ("t/big", &big.iter().map(String::as_str).collect::<Vec<_>>()),
+        ]));
+        let host = Host::Fake(fake.clone());
+        let groups = [group("t/a", 300), group("t/big", 600), group("t/b", 300)];
+        let l = reread(&host, &groups).await.unwrap();
+        // ~18 KiB a small group, ~36 KiB the big one: one command each for the small,
+        // none for the big (listed afresh next run instead).
+        let lists: Vec<String> = fake
+            .commands()
+            .into_iter()
+            .filter(|c| c.starts_with("zfs list"))
+            .collect();
+        assert_eq!(lists.len(), 2, "{}", lists.len());
+        assert!(lists.iter().all(|c| c.len() < NAMES_PER_COMMAND + 1024));
+        assert_eq!(
+            l.get(&Dataset::new("t/a").unwrap())
+                .unwrap()
+                .snapshots
+                .len(),
+            300
+        );
+        assert_eq!(
+            l.get(&Dataset::new("t/b").unwrap())
+                .unwrap()
+                .snapshots
+                .len(),
+            300
+        );
+        assert!(l.get(&Dataset::new("t/big").unwrap()).is_none());
+    }
 }
