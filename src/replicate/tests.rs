@@ -680,13 +680,19 @@ async fn with_the_cache_snapshots_are_listed_only_where_they_changed() {
     assert_eq!(snapshot_listings(&dst.commands()), Vec::<String>::new());
 }
 
-#[tokio::test]
-async fn a_target_behind_an_older_guard_is_checked_by_guid_alone_and_listed_next_time() {
+/// `tank/a@s1` copied, then a second run that fills the cache with both sides.
+async fn copied_and_cached() -> (Arc<Fake>, Arc<Fake>, Job, JobCache) {
     let (src, dst) = hosts(&[("tank/a", &["s1"])]);
     let j = job(&["tank/a"]);
     let mut cache = JobCache::default();
     run_cached(&j, &src, &dst, &mut cache).await;
     run_cached(&j, &src, &dst, &mut cache).await;
+    (src, dst, j, cache)
+}
+
+#[tokio::test]
+async fn a_target_behind_an_older_guard_is_checked_by_guid_alone_and_listed_next_time() {
+    let (src, dst, j, mut cache) = copied_and_cached().await;
     dst.behind_old_guard();
     src.snapshot("tank/a", "s2");
     let reps = run_cached(&j, &src, &dst, &mut cache).await;
@@ -706,11 +712,7 @@ async fn a_target_behind_an_older_guard_is_checked_by_guid_alone_and_listed_next
 
 #[tokio::test]
 async fn a_plan_that_would_refuse_from_the_cache_is_made_again_from_a_full_listing() {
-    let (src, dst) = hosts(&[("tank/a", &["s1"])]);
-    let j = job(&["tank/a"]);
-    let mut cache = JobCache::default();
-    run_cached(&j, &src, &dst, &mut cache).await;
-    run_cached(&j, &src, &dst, &mut cache).await;
+    let (src, dst, j, mut cache) = copied_and_cached().await;
     // A stale (or lied-about) entry: the copy seems to hold a snapshot the source never
     // had, which is a divergence the planner refuses.
     let entry = cache
