@@ -266,6 +266,7 @@ async fn run_datasets(
             before: &before,
             book: &dst_holds,
             start: &dst_list,
+            source: &src_list,
             marks: marks.into_inner().expect("not poisoned"),
         };
         follow_receives(&mut c.target, &sides.target, received).await;
@@ -289,6 +290,8 @@ struct Received<'a> {
     book: &'a HoldBook,
     /// The target as the run listed it.
     start: &'a Listing,
+    /// The source as the run listed it: what the copies' snapshots must match.
+    source: &'a Listing,
     marks: BTreeMap<Dataset, u64>,
 }
 
@@ -299,7 +302,7 @@ struct Received<'a> {
 async fn follow_receives(side: &mut SideCache, host: &Host, run: Received<'_>) {
     let mut groups = Vec::new();
     let mut tracked = Vec::new();
-    for ((r, (_, t)), (_, before)) in run.reports.iter().zip(run.pairs).zip(run.before) {
+    for ((r, (s, t)), (_, before)) in run.reports.iter().zip(run.pairs).zip(run.before) {
         let clean = matches!(r.action, Action::Full | Action::Incremental)
             && !r.failed()
             && r.warnings.is_empty()
@@ -313,7 +316,7 @@ async fn follow_receives(side: &mut SideCache, host: &Host, run: Received<'_>) {
         let mut names = vec![t.to_string()];
         names.extend(snaps.into_iter().map(|s| format!("{t}@{s}")));
         groups.push(names);
-        tracked.push((r, t, mark));
+        tracked.push((r, s, t, mark));
     }
     if tracked.is_empty() {
         return;
@@ -328,11 +331,28 @@ async fn follow_receives(side: &mut SideCache, host: &Host, run: Received<'_>) {
             return;
         }
     };
-    for (r, t, mark) in tracked {
-        if let Some(e) = end.get(t) {
+    for (r, s, t, mark) in tracked {
+        let Some(e) = end.get(t) else { continue };
+        // The peer's answer decides what later runs plan from.
+        let same = same_as_source(&r.snapshots, e, run.source.get(s));
+        if same {
             side.received(run.start.get(t), e, &r.snapshots, mark);
+        } else {
+            log::warn!("{} answered for {t} snapshots whose GUIDs are not the source's; it is listed afresh next run", host.label());
+            side.datasets.remove(t);
         }
     }
+}
+
+/// Whether every one of `received` is in `copy` with the GUID it has in `source`: what
+/// a peer reads back of a copy is taken only if it is what was sent.
+fn same_as_source(received: &[String], copy: &DatasetInfo, source: Option<&DatasetInfo>) -> bool {
+    let guid =
+        |d: &DatasetInfo, n: &String| d.snapshots.iter().find(|p| &p.name == n).map(|p| p.guid);
+    received.iter().all(|n| {
+        let want = source.and_then(|s| guid(s, n));
+        want.is_some() && guid(copy, n) == want
+    })
 }
 
 /// Keeps a dataset's cache entries true after the run. A run changes a source's

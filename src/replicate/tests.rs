@@ -680,6 +680,41 @@ async fn with_the_cache_snapshots_are_listed_only_where_they_changed() {
     assert_eq!(snapshot_listings(&dst.commands()), Vec::<String>::new());
 }
 
+#[test]
+fn a_read_back_is_taken_only_with_the_sources_guids() {
+    use crate::zfs::list::parse_listing;
+    let l = |rows: &str| parse_listing(rows).unwrap();
+    let src = l("t/a\tfilesystem\t1\t1\toff\t-\t0\t-\t-\t1\n\
+                 t/a@s1\tsnapshot\t21\t2\t-\t-\t-\t-\t0\t1\n\
+                 t/a@s2\tsnapshot\t22\t3\t-\t-\t-\t-\t0\t1\n");
+    let copy = |g2: u64| {
+        l(&format!(
+            "b/a\tfilesystem\t9\t1\toff\t-\t0\t-\t-\t1\n\
+             b/a@s1\tsnapshot\t21\t5\t-\t-\t-\t-\t0\t1\n\
+             b/a@s2\tsnapshot\t{g2}\t6\t-\t-\t-\t-\t1\t1\n"
+        ))
+    };
+    let s = src.get(&ds("t/a"));
+    let got = |c: &Listing, names: &[&str]| {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        same_as_source(&names, c.get(&ds("b/a")).unwrap(), s)
+    };
+    assert!(got(&copy(22), &["s1", "s2"]));
+    assert!(
+        !got(&copy(99), &["s1", "s2"]),
+        "an intermediate's GUID is not the source's"
+    );
+    assert!(
+        !got(&copy(22), &["s3"]),
+        "not in the answer, nor on the source"
+    );
+    assert!(!same_as_source(
+        &["s1".into()],
+        copy(22).get(&ds("b/a")).unwrap(),
+        None
+    ));
+}
+
 /// `tank/a@s1` copied, then a second run that fills the cache with both sides.
 async fn copied_and_cached() -> (Arc<Fake>, Arc<Fake>, Job, JobCache) {
     let (src, dst) = hosts(&[("tank/a", &["s1"])]);
