@@ -263,9 +263,12 @@ impl Policy {
             ) if !names.is_empty() => {
                 let names = names
                     .iter()
-                    .map(|n| match n.contains('@') {
-                        true => self.snap(n).map(|s| s.to_string()),
-                        false => self.dataset(n).map(|d| d.to_string()),
+                    .map(|n| {
+                        if n.contains('@') {
+                            self.snap(n).map(|s| s.to_string())
+                        } else {
+                            self.dataset(n).map(|d| d.to_string())
+                        }
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 list_named_argv(&names)

@@ -271,8 +271,11 @@ impl Fake {
             _ => return fail(format!("fake: unknown pipeline {}", argv.join(" "))),
         };
         let a: Vec<&str> = first.iter().map(String::as_str).collect();
-        let new_shape = a.get(..3) == Some(&["zfs", "get", "-Hp"][..]) && a.len() == 8
-            || a.get(..5) == Some(&["zfs", "list", "-Hp", "-t", "filesystem,volume,snapshot"][..]);
+        let new_shape = matches!(
+            a.as_slice(),
+            ["zfs", "get", "-Hp", "-o", "name,property,value", ..]
+                | ["zfs", "list", "-Hp", "-t", "filesystem,volume,snapshot", ..]
+        );
         if new_shape && self.old_guard.load(Ordering::SeqCst) {
             return (
                 Some(1),
@@ -386,15 +389,7 @@ impl Fake {
                     .get(ds)
                     .and_then(|d| d.snaps.iter().find(|s| s.name == snap))
                 {
-                    Some(s) => {
-                        out.push_str(&format!(
-                            "{root}\tsnapshot\t{}\t{}\t-\t-\t-\t-\t{}\t1700000000{}\n",
-                            s.guid,
-                            s.txg,
-                            s.holds.len(),
-                            if changed { "\t-" } else { "" }
-                        ));
-                    }
+                    Some(s) => out.push_str(&snapshot_row(root, s, changed)),
                     None => {
                         err.push_str(&format!("cannot open '{root}': dataset does not exist\n"))
                     }
@@ -428,13 +423,7 @@ impl Fake {
                     continue;
                 }
                 for s in &d.snaps {
-                    out.push_str(&format!(
-                        "{name}@{}\tsnapshot\t{}\t{}\t-\t-\t-\t-\t{}\t1700000000\n",
-                        s.name,
-                        s.guid,
-                        s.txg,
-                        s.holds.len()
-                    ));
+                    out.push_str(&snapshot_row(&format!("{name}@{}", s.name), s, false));
                 }
             }
         }
@@ -703,4 +692,16 @@ fn snapshots_changed(d: &Ds) -> Option<String> {
         .map(|s| s.txg)
         .max()
         .map(|t| (1_000_000 + t * 1000 + d.snaps.len() as u64).to_string())
+}
+
+/// One snapshot's row of a listing, as `zfs list -Hp -o <LIST_PROPS>` prints it (with
+/// `-` for `snapshots_changed` when that column is asked too).
+fn snapshot_row(full_name: &str, s: &Snap, changed: bool) -> String {
+    format!(
+        "{full_name}\tsnapshot\t{}\t{}\t-\t-\t-\t-\t{}\t1700000000{}\n",
+        s.guid,
+        s.txg,
+        s.holds.len(),
+        if changed { "\t-" } else { "" }
+    )
 }

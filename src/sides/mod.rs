@@ -178,16 +178,21 @@ const NAMES_PER_COMMAND: usize = 32 * 1024;
 /// bytes a command, and a group larger than that is left out (listed afresh next run).
 pub(crate) async fn reread(host: &Host, groups: &[Vec<String>]) -> Result<Listing> {
     let mut listing = Listing::default();
-    let mut batch: Vec<String> = Vec::new();
+    let (mut batch, mut bytes) = (Vec::new(), 0);
     let size = |names: &[String]| names.iter().map(|n| n.len() + 1).sum::<usize>();
-    for g in groups.iter().filter(|g| size(g) <= NAMES_PER_COMMAND) {
-        if size(&batch) + size(g) > NAMES_PER_COMMAND {
+    for g in groups {
+        let n = size(g);
+        if n > NAMES_PER_COMMAND {
+            continue;
+        }
+        if bytes + n > NAMES_PER_COMMAND {
             listing
                 .datasets
                 .extend(reread_names(host, &batch).await?.datasets);
-            batch.clear();
+            (batch, bytes) = (Vec::new(), 0);
         }
         batch.extend(g.iter().cloned());
+        bytes += n;
     }
     if !batch.is_empty() {
         listing
