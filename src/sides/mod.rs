@@ -211,10 +211,10 @@ async fn reread_names(host: &Host, names: &[String]) -> Result<Listing> {
     Ok(listing)
 }
 
-/// The first row of `listing` that is not one of `names`, as an error: the peer may be
-/// hostile, and what it adds must not reach the cache.
+/// The first row of `listing` that is not one of `names` (or repeats one), as an error:
+/// the peer may be hostile, and what it adds must not reach the cache.
 fn only_asked(listing: &Listing, names: &[String]) -> std::result::Result<(), String> {
-    let asked: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    let mut asked: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     for d in listing.datasets.values() {
         // A dataset only named by its snapshots' rows has no row (GUID 0) of its own.
         let own = (d.guid != 0).then(|| d.name.to_string());
@@ -223,7 +223,8 @@ fn only_asked(listing: &Listing, names: &[String]) -> std::result::Result<(), St
             .into_iter()
             .chain(points.map(|p| d.point_name(p).to_string()))
         {
-            if !asked.contains(row.as_str()) {
+            // Each name answers once: a second row for it is not asked for either.
+            if !asked.remove(row.as_str()) {
                 return Err(row);
             }
         }
@@ -261,6 +262,16 @@ mod tests {
         assert_eq!(only_asked(&l, &asked(&["t/a", "t/a@s1"])), Ok(()));
         assert_eq!(only_asked(&l, &asked(&["t/a"])), Err("t/a@s1".into()));
         assert_eq!(only_asked(&l, &asked(&["t/a@s1"])), Err("t/a".into()));
+        let twice = parse_named(
+            "t/a\tfilesystem\t11\t5\toff\t-\t0\t-\t-\t1\t1000\n\
+             t/a@s1\tsnapshot\t21\t6\t-\t-\t-\t-\t0\t1\t-\n\
+             t/a@s1\tsnapshot\t29\t7\t-\t-\t-\t-\t0\t1\t-\n",
+        )
+        .unwrap();
+        assert_eq!(
+            only_asked(&twice, &asked(&["t/a", "t/a@s1"])),
+            Err("t/a@s1".into())
+        );
     }
 
     #[tokio::test]

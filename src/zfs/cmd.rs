@@ -264,7 +264,9 @@ pub fn parse_guid_and_changed(out: &str, snap: &Snapshot) -> Result<(u64, u64), 
                 ))
             }
         };
-        *slot = Some(parse_guid(f[2])?);
+        if slot.replace(parse_guid(f[2])?).is_some() {
+            return Err(format!("'{}' answered twice", f[1]));
+        }
     }
     match (guid, changed) {
         (Some(g), Some(c)) => Ok((g, c)),
@@ -300,6 +302,11 @@ mod tests {
         assert!(parse_guid_and_changed(&bad, &snap).is_err());
         let missing = ok.replace("b/a\tsnapshots_changed\t1000\n", "");
         assert!(parse_guid_and_changed(&missing, &snap).is_err());
+        let twice = format!("{ok}b/a@s2\tguid\t23\n");
+        assert!(
+            parse_guid_and_changed(&twice, &snap).is_err(),
+            "a second GUID"
+        );
     }
 
     fn s(n: &str) -> Snapshot {
