@@ -282,6 +282,12 @@ impl Fake {
                 "zferry serve: rejected: not a command zferry sends".into(),
             );
         }
+        if a.starts_with(&["zfs", "create"]) {
+            // A create over ssh takes a while: other datasets' streams may start meanwhile.
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+        }
         let (out, exit) = match a.as_slice() {
             ["zstd", "-V"] if self.no_zstd.load(Ordering::SeqCst) => {
                 (String::new(), (Some(127), NO_ZSTD.into()))
@@ -308,6 +314,10 @@ impl Fake {
             }
             ["zfs", "send", rest @ ..] => self.send(rest),
             ["zfs", "receive", "-u", "-s", "-o", "canmount=noauto", target] => {
+                // Like zfs, a new filesystem's parent is opened before the stream is read.
+                if let Some(missing) = self.parent_missing(target) {
+                    return fail(missing);
+                }
                 let now = self.receiving.fetch_add(1, Ordering::SeqCst) + 1;
                 self.most_receiving.fetch_max(now, Ordering::SeqCst);
                 let mut stream = String::new();
@@ -527,6 +537,14 @@ impl Fake {
         }
         let code = if err.is_empty() { 0 } else { 1 };
         (String::new(), (Some(code), err))
+    }
+
+    /// zfs's error when `target` is new and its parent does not exist.
+    fn parent_missing(&self, target: &str) -> Option<String> {
+        let parent = target.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        (!self.exists(target) && !self.exists(parent)).then(|| {
+            format!("cannot open '{parent}': dataset does not exist\ncannot receive new filesystem stream: unable to restore to destination")
+        })
     }
 
     fn create_parent(&self, ds: &str) -> (String, Exit) {

@@ -390,11 +390,13 @@ fn follow_run(
 /// Runs `plans` (parents before children) with `execute`, at most `parallel` at once,
 /// and returns their reports in the plans' order.
 ///
-/// A plan starts once the plan for the nearest dataset above its target is done (which
-/// itself waited for those above it). When that one failed and its target does not exist
-/// (`missing`), the child is not attempted: it could not arrive there; the report names
-/// the dataset where it started. A permit is taken only after that wait, so a waiting
-/// child never holds one its parent needs.
+/// A plan starts once the plan that brings the nearest dataset above its target into
+/// being is done ([`waits_for`]). When that is the plan *for* that dataset, and it
+/// failed and the dataset does not exist (`missing`), the child is not attempted: it
+/// could not arrive there; the report names the dataset where it started. A parent that
+/// another plan created is there unless creating it failed, which that plan reports
+/// and the child's receive reports in zfs's words. A permit is taken only after the
+/// wait, so a waiting child never holds one its parent needs.
 async fn run_plans<F, Fut>(
     plans: Vec<DatasetPlan>,
     parallel: usize,
@@ -405,39 +407,32 @@ where
     F: Fn(DatasetPlan) -> Fut,
     Fut: std::future::Future<Output = DatasetReport>,
 {
-    let index: HashMap<Dataset, usize> = plans
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.target.clone(), i))
-        .collect();
-    let parent: Vec<Option<usize>> = plans
-        .iter()
-        .map(|p| {
-            p.target
-                .ancestors()
-                .iter()
-                .rev()
-                .find_map(|a| index.get(a).copied())
-        })
-        .collect();
-    // Per plan, once done: the missing dataset that blocks its children, if any.
+    let after = waits_for(&plans);
+    // Per plan, once done: where a failure above it started, and whether it failed
+    // itself leaving its target missing.
     let done: Vec<_> = plans
         .iter()
-        .map(|_| watch::channel(None::<Option<Dataset>>))
+        .map(|_| watch::channel(None::<(Option<Dataset>, Option<Dataset>)>))
         .collect();
     let permits = Semaphore::new(parallel.max(1));
-    let (execute, missing, parent, done, permits) = (&execute, &missing, &parent, &done, &permits);
+    let (execute, missing, after, done, permits) = (&execute, &missing, &after, &done, &permits);
     join_all(plans.into_iter().enumerate().map(|(i, plan)| async move {
         let target = plan.target.clone();
-        let blocked = match parent[i] {
+        let blocked = match after[i] {
             None => None,
-            // The sender lives in `done` until every plan is finished.
-            Some(a) => done[a]
-                .1
-                .clone()
-                .wait_for(Option::is_some)
-                .await
-                .map_or(None, |v| v.clone().flatten()),
+            Some(Wait {
+                plan: a,
+                for_its_target,
+            }) => {
+                // The sender lives in `done` until every plan is finished.
+                let mut rx = done[a].1.clone();
+                let end = rx.wait_for(Option::is_some).await.map(|v| v.clone());
+                match end.ok().flatten().unwrap_or_default() {
+                    (Some(origin), _) => Some(origin),
+                    (None, itself) if for_its_target => itself,
+                    (None, _) => None,
+                }
+            }
         };
         let rep = match &blocked {
             Some(origin) => DatasetReport {
@@ -452,11 +447,54 @@ where
                 execute(plan).await
             }
         };
-        let blocks = blocked.or_else(|| (rep.failed() && missing(&target)).then_some(target));
-        done[i].0.send_replace(Some(blocks));
+        let itself = (blocked.is_none() && rep.failed() && missing(&target)).then_some(target);
+        done[i].0.send_replace(Some((blocked, itself)));
         rep
     }))
     .await
+}
+
+/// Which earlier plan a plan waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wait {
+    /// Its index in the plans.
+    plan: usize,
+    /// Whether the dataset waited for is that plan's target, not a parent it creates.
+    for_its_target: bool,
+}
+
+/// Per plan, the plan that brings the nearest dataset above its target into being:
+/// the plan for that dataset, or the one whose steps create it as a missing parent.
+/// Parents sort before children, so it is always an earlier plan.
+fn waits_for(plans: &[DatasetPlan]) -> Vec<Option<Wait>> {
+    let mut makes: HashMap<&Dataset, Wait> = HashMap::new();
+    for (i, p) in plans.iter().enumerate() {
+        for step in &p.steps {
+            if let Step::CreateParent { dataset } = step {
+                let w = Wait {
+                    plan: i,
+                    for_its_target: false,
+                };
+                makes.entry(dataset).or_insert(w);
+            }
+        }
+        let w = Wait {
+            plan: i,
+            for_its_target: true,
+        };
+        makes.insert(&p.target, w);
+    }
+    plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let above = p.target.ancestors();
+            above
+                .iter()
+                .rev()
+                .find_map(|a| makes.get(a).filter(|w| w.plan != i).copied())
+        })
+        .collect()
 }
 
 fn action_of(v: &Verdict) -> Action {

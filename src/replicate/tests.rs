@@ -244,6 +244,78 @@ async fn in_parallel_a_child_starts_only_after_its_parent_is_checked() {
 }
 
 #[tokio::test]
+async fn in_parallel_siblings_wait_for_the_parent_that_one_of_them_creates() {
+    // CI's failure: tank/a creates backup/client/tank; tank/b must not receive first.
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    let j = Job {
+        parallel: Some(4),
+        ..job(&["tank/a", "tank/b"])
+    };
+    let reps = run(&j, &src, &dst).await;
+    assert!(reps.iter().all(|r| r.action == Action::Full), "{reps:?}");
+    let cmds = dst.commands();
+    let created = position(&cmds, "zfs create -u -o canmount=off backup/client/tank");
+    let recv = position(
+        &cmds,
+        "zfs receive -u -s -o canmount=noauto backup/client/tank/b",
+    );
+    assert!(created < recv, "{cmds:#?}");
+    let creates = cmds.iter().filter(|c| c.starts_with("zfs create")).count();
+    assert_eq!(
+        creates, 2,
+        "backup/client and backup/client/tank, once each"
+    );
+}
+
+#[tokio::test]
+async fn a_sibling_runs_when_the_one_that_created_their_parent_fails_after() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    dst.fail_receive("backup/client/tank/a", "cannot receive: I/O error");
+    let j = Job {
+        parallel: Some(4),
+        ..job(&["tank/a", "tank/b"])
+    };
+    let reps = run(&j, &src, &dst).await;
+    assert_eq!(report(&reps, "tank/a").action, Action::Failed);
+    assert_eq!(report(&reps, "tank/b").action, Action::Full, "{reps:?}");
+    assert_eq!(
+        dst.snapshots("backup/client/tank/b"),
+        src.snapshots("tank/b")
+    );
+}
+
+#[test]
+fn a_plan_waits_for_the_plan_for_its_parent_or_the_one_creating_it() {
+    let p = |target: &str, creates: &[&str]| DatasetPlan {
+        target: ds(target),
+        steps: creates
+            .iter()
+            .map(|d| Step::CreateParent { dataset: ds(d) })
+            .collect(),
+        source: ds("tank/x"),
+        verdict: Verdict::UpToDate,
+        base_after: None,
+    };
+    let plans = [
+        p("b/c/x", &["b/c"]),
+        p("b/c/x/k", &[]),
+        p("b/c/y", &[]),
+        p("b/z", &[]),
+    ];
+    let w = |plan, for_its_target| {
+        Some(Wait {
+            plan,
+            for_its_target,
+        })
+    };
+    assert_eq!(
+        waits_for(&plans),
+        [None, w(0, true), w(0, false), None],
+        "b exists: b/z waits for nothing"
+    );
+}
+
+#[tokio::test]
 async fn a_received_copy_with_another_guid_fails_naming_both_guids() {
     let (src, dst) = hosts(&[("tank/a", &["s1"])]);
     dst.receive_wrong_guid("backup/client/tank/a");
