@@ -465,17 +465,21 @@ struct Wait {
 
 /// Per plan, the plan that brings the nearest dataset above its target into being:
 /// the plan for that dataset, or the one whose steps create it as a missing parent.
-/// Parents sort before children, so it is always an earlier plan.
+/// Only an earlier plan counts, so waits never go round in a circle: parents sort
+/// before children, and a later plan creates a dataset above an earlier one only when
+/// that one sends nothing (a source without snapshots of its own).
 fn waits_for(plans: &[DatasetPlan]) -> Vec<Option<Wait>> {
     let mut makes: HashMap<&Dataset, Wait> = HashMap::new();
     for (i, p) in plans.iter().enumerate() {
         for step in &p.steps {
             if let Step::CreateParent { dataset } = step {
+                // Over the plan for it, if any: that one did not create it (a source
+                // without snapshots of its own sends nothing).
                 let w = Wait {
                     plan: i,
                     for_its_target: false,
                 };
-                makes.entry(dataset).or_insert(w);
+                makes.insert(dataset, w);
             }
         }
         let w = Wait {
@@ -492,7 +496,7 @@ fn waits_for(plans: &[DatasetPlan]) -> Vec<Option<Wait>> {
             above
                 .iter()
                 .rev()
-                .find_map(|a| makes.get(a).filter(|w| w.plan != i).copied())
+                .find_map(|a| makes.get(a).filter(|w| w.plan < i).copied())
         })
         .collect()
 }

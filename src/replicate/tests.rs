@@ -268,6 +268,21 @@ async fn in_parallel_siblings_wait_for_the_parent_that_one_of_them_creates() {
 }
 
 #[tokio::test]
+async fn in_parallel_children_of_a_source_without_snapshots_wait_for_its_copy() {
+    // tank has no snapshots: its copy is made by tank/a's plan as a parent.
+    let (src, dst) = hosts(&[("tank", &[]), ("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    let j = Job {
+        parallel: Some(4),
+        ..job(&["tank"])
+    };
+    let reps = run(&j, &src, &dst).await;
+    assert_eq!(report(&reps, "tank").action, Action::Skipped);
+    for kid in ["tank/a", "tank/b"] {
+        assert_eq!(report(&reps, kid).action, Action::Full, "{reps:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_sibling_runs_when_the_one_that_created_their_parent_fails_after() {
     let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
     dst.fail_receive("backup/client/tank/a", "cannot receive: I/O error");
@@ -313,6 +328,9 @@ fn a_plan_waits_for_the_plan_for_its_parent_or_the_one_creating_it() {
         [None, w(0, true), w(0, false), None],
         "b exists: b/z waits for nothing"
     );
+    // b/c's source has no snapshots of its own: b/c/x creates b/c, and b/c/y waits for it.
+    let plans = [p("b/c", &[]), p("b/c/x", &["b/c"]), p("b/c/y", &[])];
+    assert_eq!(waits_for(&plans), [None, None, w(1, false)]);
 }
 
 #[tokio::test]
