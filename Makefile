@@ -30,10 +30,12 @@ test: setup lint ansible-check
 	$(MAKE) molecule
 	$(MAKE) lab24
 
-# The whole lab suite again on OpenZFS 2.4: a second lab (its own run dir, the same VM
-# names, every VM from the zfs24 image). zfs24:: is left out: it compares the two versions
-# side by side and runs in the main lab. LAB24="status::" runs one theme there.
-LAB24 ?= --skip zfs24::
+# The themes whose outcome rests on OpenZFS's own behaviour, again on 2.4: a second lab
+# (its own run dir, the same VM names, every VM from the zfs24 image). Left out, to keep
+# CI under an hour: ansible:: and status:: (zferry's own protocol and sinks; the 2.4
+# delegations and the mixed chain are zfs24::, in the main lab, and molecule's offsite is
+# 2.4) and zfs24:: itself. LAB24="--skip zfs24::" runs every theme there.
+LAB24 ?= engine:: guard:: safety:: smoke:: snapshot:: package::
 lab24: setup
 	ZFERRY_LAB_IMAGE=zfs24 ZFERRY_LAB_RUN=/var/tmp/zferry-lab24 ZFERRY_LAB_BOOT_TIMEOUT=600 \
 	  cargo test --locked --test lab -- $(LAB24); \
