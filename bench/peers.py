@@ -332,6 +332,10 @@ def render(res, out):
         "- Tools interleaved within every phase, the order rotated by one each repetition (rep 1: zferry, syncoid, bzfs, "
         "zfs-autobackup; rep 2: syncoid, bzfs, zfs-autobackup, zferry; ...). Wall-clock seconds of the tool's command, timed "
         "in the guest; `zpool sync` (untimed) after each run.",
+        "- Transfer floor (tree initial, +1, +N, wide initial): after the tools, the phase's streams as bare "
+        "`zfs send | zfs receive -u` pipes into `dstpool/pipes`, one after another over one ssh connection (the initial "
+        "copy: per dataset the first snapshot in full, then one `-I` to the last, as the tools send): what moving the "
+        "streams costs with nothing around them. Its copy is checked like the tools'.",
         "- After every run the copy is checked: for every source dataset, the newest snapshot's GUID (by createtxg) on the copy "
         "equals the source's. A mismatch or non-zero exit is listed above as a failure and excluded from the statistics.",
         f"- Sizes: tree 1 + {c['tree_children']} children × {c['tree_snaps']} snapshots ({c['kib']} KiB random per dataset per snapshot), "
@@ -370,6 +374,7 @@ def render(res, out):
         peer = [(row[t]["median"], t) for t in PEERS if row[t]]
         fastest = min(peer) if peer else None
         fl = stats(times(res, phase, "floor"))
+        pipes = stats(times(res, phase, "pipes"))
         L.append(f"### {label}")
         L.append("")
         L.append("| tool | seconds | runs |")
@@ -379,10 +384,15 @@ def render(res, out):
             L.append(f"| {NAMES.get(t, t)} | {fmt(row[t])} | {row[t]['n'] if row[t] else 0} of {n_all} ok |")
         if fl:
             L.append(f"| floor (ssh + list source, list target) | {fmt(fl)} | {fl['n']} |")
+        if pipes:
+            n = next(r["streams"] for r in res["runs"] if r["phase"] == phase and r["tool"] == "pipes")
+            L.append(f"| transfer floor ({n} bare send \\| receive pipes, one after another) | {fmt(pipes)} | {pipes['n']} |")
         L.append("")
         if fastest and row["zferry"]:
             L.append(f"zferry ÷ fastest peer ({NAMES.get(fastest[1], fastest[1])}): **{row['zferry']['median'] / fastest[0]:.2f}×**"
-                     + (f"; zferry ÷ floor: **{row['zferry']['median'] / fl['median']:.2f}×**" if fl else ""))
+                     + (f"; zferry ÷ floor: **{row['zferry']['median'] / fl['median']:.2f}×**" if fl else "")
+                     + (f"; zferry ÷ transfer floor: **{row['zferry']['median'] / pipes['median']:.2f}×**, fastest peer ÷ "
+                        f"transfer floor: {fastest[0] / pipes['median']:.2f}×" if pipes else ""))
             L.append("")
         if fl:
             fr = [r for r in res["runs"] if r["phase"] == phase and r["tool"] == "floor"]
@@ -392,6 +402,7 @@ def render(res, out):
             L.append("")
         med[phase + ":fastest"] = fastest
         med[phase + ":floor"] = fl
+        med[phase + ":pipes"] = pipes
     push = {}
     if any(r["phase"].startswith("push-") for r in res["runs"]):
         full_n = next((r.get("dest_datasets") for r in res["runs"] if r["tool"] == "into full"), "?")

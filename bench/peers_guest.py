@@ -32,6 +32,8 @@ ZAB_SSH_CONFIG = os.path.join(BENCH, "zab-ssh.config")
 LOGS = os.path.join(BENCH, "logs")
 TOOLS = ["zferry", "syncoid", "bzfs", "zab"]
 PEERS = ["syncoid", "bzfs", "zab"]
+# Not a tool: the transfer floor, bare `zfs send | zfs receive` pipes (Bench.pipes).
+PIPES = "pipes"
 RUN_TIMEOUT = 4 * 3600
 
 # ---------------------------------------------------------------------------------------
@@ -284,6 +286,17 @@ def copy_root(tool, kind):
     return copy_of(tool, f"srcpool/{kind}")
 
 
+def initial_streams(dss, last):
+    """An initial copy's streams per dataset, parents first: the first snapshot in full,
+    then one -I to LAST (what every tool here sends)."""
+    out = []
+    for d in dss:
+        out.append((f"{d}@s000", d))
+        if last != "s000":
+            out.append((f"-I @s000 {d}@{last}", d))
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # measuring
 
@@ -303,6 +316,10 @@ class Bench:
         self.res["commands"]["floor"] = (
             "ssh root@localhost zfs list -Hp -o name,guid,createtxg -t snapshot -r srcpool/KIND; "
             "zfs list -Hp -o name,guid,createtxg -t snapshot -r <zferry's copy>"
+        )
+        self.res["commands"][PIPES] = (
+            f"per stream, one after another over one ssh connection: ssh -F {ZAB_SSH_CONFIG} root@localhost "
+            "zfs send [-I @FIRST] DS@SNAP | zfs receive -u dstpool/pipes/..."
         )
         self.res["commands"]["bare pipe"] = "zfs send -w srcpool/bulk@bulk | ssh root@localhost zfs receive -u dstpool/bulkpipe/bulk"
         os.makedirs(LOGS, exist_ok=True)
@@ -379,6 +396,18 @@ class Bench:
             dt, rc, path = self.timed(command(tool, kind), f"{phase}-r{rep}-{tool}")
             self.record(phase, rep, tool, dt, rc, path, self.check(tool, kind))
 
+    def pipes(self, phase, kind, rep, streams):
+        """The transfer floor: STREAMS [(zfs send args, source dataset)] as bare pipes into
+        dstpool/pipes, one after another over one ssh connection (ControlMaster, as zferry
+        keeps one): what moving the phase's streams costs a sequential tool with no
+        listing, planning or holds around them. Runs after the tools of the phase."""
+        ssh = f"ssh -F {ZAB_SSH_CONFIG} root@localhost"
+        script = "set -euo pipefail\n" + "".join(
+            f"{ssh} zfs send {args} | zfs receive -u {copy_of(PIPES, ds)}\n" for args, ds in streams
+        )
+        dt, rc, path = self.timed(["bash", "-c", script], f"{phase}-r{rep}-{PIPES}")
+        self.record(phase, rep, PIPES, dt, rc, path, self.check(PIPES, kind), {"streams": len(streams)})
+
     def floor(self, phase, kind, rep):
         src = f"srcpool/{kind}"
         lst = ["zfs", "list", "-Hp", "-o", "name,guid,createtxg", "-t", "snapshot", "-r"]
@@ -410,7 +439,7 @@ class Bench:
         return dss
 
     def reset_dests(self, kind):
-        for tool in TOOLS:
+        for tool in TOOLS + [PIPES]:
             destroy(copy_root(tool, kind))
             ensure(dest_root(tool))
         sh(["rm", "-rf", ZFERRY_STATE])
@@ -425,34 +454,41 @@ class Bench:
             log(f"== tree rep {rep}: 1 + {c['tree_children']} children x {c['tree_snaps']} snapshots")
             self.reset_dests("tree")
             dss = self.make_tree("tree", c["tree_children"], c["tree_snaps"], c["kib"])
+            last = f"s{c['tree_snaps'] - 1:03d}"
             self.run_tools("tree-initial", "tree", rep)
+            self.pipes("tree-initial", "tree", rep, initial_streams(dss, last))
             self.run_tools("tree-noop", "tree", rep)
             self.floor("tree-noop", "tree", rep)
             for d in dss:
                 write_file(f"{mountpoint(d)}/plus1.bin", c["kib"])
             sh(["zfs", "snapshot", "-r", "srcpool/tree@plus1"])
             self.run_tools("tree-plus1", "tree", rep)
+            self.pipes("tree-plus1", "tree", rep, [(f"-i @{last} {d}@plus1", d) for d in dss])
             child = dss[1] if len(dss) > 1 else dss[0]
             for i in range(c["plus_many"]):
                 write_file(f"{mountpoint(child)}/many.bin", 4)
                 sh(["zfs", "snapshot", f"{child}@many{i:03d}"])
             self.run_tools("tree-plusmany", "tree", rep)
-        for tool in TOOLS:  # leave no tree behind: zfs-autobackup scans every dataset of the host
+            many = f"-I @plus1 {child}@many{c['plus_many'] - 1:03d}"
+            self.pipes("tree-plusmany", "tree", rep, [(many, child)])
+        for tool in TOOLS + [PIPES]:  # leave no tree behind: zfs-autobackup scans every dataset of the host
             destroy(copy_root(tool, "tree"))
         destroy("srcpool/tree")
 
     def phase_wide(self):
         c = self.cfg
         log(f"== wide: making 1 + {c['wide_children']} children x {c['wide_snaps']} snapshots")
-        self.make_tree("wide", c["wide_children"], c["wide_snaps"], 4)
+        dss = self.make_tree("wide", c["wide_children"], c["wide_snaps"], 4)
+        last = f"s{c['wide_snaps'] - 1:03d}"
         for rep in range(1, c["reps"] + 1):
             log(f"== wide rep {rep}")
             self.reset_dests("wide")
             self.run_tools("wide-initial", "wide", rep)
+            self.pipes("wide-initial", "wide", rep, initial_streams(dss, last))
             self.run_tools("wide-noop", "wide", rep)
             self.floor("wide-noop", "wide", rep)
         # zferry's copy of the wide tree stays: it is the full destination of phase push.
-        for tool in PEERS:
+        for tool in PEERS + [PIPES]:
             destroy(copy_root(tool, "wide"))
 
     def phase_push(self):

@@ -57,6 +57,19 @@ async fn run(job: &Job, src: &Arc<Fake>, dst: &Arc<Fake>) -> Vec<DatasetReport> 
         .expect("the run itself does not fail")
 }
 
+/// `run` of a pull job of `datasets` with `parallel = 4`.
+async fn run_in_parallel(
+    datasets: &[&str],
+    src: &Arc<Fake>,
+    dst: &Arc<Fake>,
+) -> Vec<DatasetReport> {
+    let j = Job {
+        parallel: Some(4),
+        ..job(datasets)
+    };
+    run(&j, src, dst).await
+}
+
 fn report<'a>(reports: &'a [DatasetReport], source: &str) -> &'a DatasetReport {
     reports
         .iter()
@@ -222,11 +235,7 @@ async fn in_parallel_a_child_starts_only_after_its_parent_is_checked() {
         ("tank/a/k2", &["s1"]),
         ("tank/b", &["s1"]),
     ]);
-    let j = Job {
-        parallel: Some(4),
-        ..job(&["tank/a", "tank/b"])
-    };
-    let reps = run(&j, &src, &dst).await;
+    let reps = run_in_parallel(&["tank/a", "tank/b"], &src, &dst).await;
     assert!(reps.iter().all(|r| r.action == Action::Full), "{reps:?}");
     let cmds = dst.commands();
     let checked = position(&cmds, "zfs get -Hp -o value guid backup/client/tank/a@s1");
@@ -240,18 +249,17 @@ async fn in_parallel_a_child_starts_only_after_its_parent_is_checked() {
             "{kid} before its parent was done: {cmds:#?}"
         );
     }
-    assert!(dst.most_receiving() >= 2, "tank/a and tank/b went at once");
+    assert!(
+        dst.most_receiving() >= 2,
+        "after tank/a, its children and tank/b went at once"
+    );
 }
 
 #[tokio::test]
 async fn in_parallel_siblings_wait_for_the_parent_that_one_of_them_creates() {
     // CI's failure: tank/a creates backup/client/tank; tank/b must not receive first.
     let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
-    let j = Job {
-        parallel: Some(4),
-        ..job(&["tank/a", "tank/b"])
-    };
-    let reps = run(&j, &src, &dst).await;
+    let reps = run_in_parallel(&["tank/a", "tank/b"], &src, &dst).await;
     assert!(reps.iter().all(|r| r.action == Action::Full), "{reps:?}");
     let cmds = dst.commands();
     let created = position(&cmds, "zfs create -u -o canmount=off backup/client/tank");
@@ -271,11 +279,7 @@ async fn in_parallel_siblings_wait_for_the_parent_that_one_of_them_creates() {
 async fn in_parallel_children_of_a_source_without_snapshots_wait_for_its_copy() {
     // tank has no snapshots: its copy is made by tank/a's plan as a parent.
     let (src, dst) = hosts(&[("tank", &[]), ("tank/a", &["s1"]), ("tank/b", &["s1"])]);
-    let j = Job {
-        parallel: Some(4),
-        ..job(&["tank"])
-    };
-    let reps = run(&j, &src, &dst).await;
+    let reps = run_in_parallel(&["tank"], &src, &dst).await;
     assert_eq!(report(&reps, "tank").action, Action::Skipped);
     for kid in ["tank/a", "tank/b"] {
         assert_eq!(report(&reps, kid).action, Action::Full, "{reps:?}");
@@ -286,11 +290,7 @@ async fn in_parallel_children_of_a_source_without_snapshots_wait_for_its_copy() 
 async fn a_sibling_runs_when_the_one_that_created_their_parent_fails_after() {
     let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
     dst.fail_receive("backup/client/tank/a", "cannot receive: I/O error");
-    let j = Job {
-        parallel: Some(4),
-        ..job(&["tank/a", "tank/b"])
-    };
-    let reps = run(&j, &src, &dst).await;
+    let reps = run_in_parallel(&["tank/a", "tank/b"], &src, &dst).await;
     assert_eq!(report(&reps, "tank/a").action, Action::Failed);
     assert_eq!(report(&reps, "tank/b").action, Action::Full, "{reps:?}");
     assert_eq!(
