@@ -386,7 +386,7 @@ def render(res, out):
             L.append(f"| floor (ssh + list source, list target) | {fmt(fl)} | {fl['n']} |")
         if pipes:
             n = next(r["streams"] for r in res["runs"] if r["phase"] == phase and r["tool"] == "pipes")
-            L.append(f"| transfer floor ({n} bare send \\| receive pipes, one after another) | {fmt(pipes)} | {pipes['n']} |")
+            L.append(f"| transfer floor ({n} bare send \\| receive pipe{'s, one after another' if n > 1 else ''}) | {fmt(pipes)} | {pipes['n']} |")
         L.append("")
         if fastest and row["zferry"]:
             L.append(f"zferry ÷ fastest peer ({NAMES.get(fastest[1], fastest[1])}): **{row['zferry']['median'] / fastest[0]:.2f}×**"
