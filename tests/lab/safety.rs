@@ -124,13 +124,15 @@ fn send_killer(c: &str, kill: &str) -> String {
 }
 
 /// Starts a pull in the background on the server, kills `what` once the receive has
-/// moved some data, and returns the interrupted run's output.
+/// moved some data, and returns the interrupted run's output. The pull is paced
+/// (`--bwlimit 4M`: a 64 MiB stream takes 16 s) so the kill, 7 s after the send starts,
+/// lands mid-stream however fast the machine: unpaced, a quiet run once finished first.
 fn interrupted_pull(lab: &Lab, c: &str, s: &str, ds: &str, kill: &str) -> String {
     lab.ok_as(
         "server",
         USER,
         &format!(
-            "zferry pull {} --name client --datasets {c}/{ds} --destination {s}/backup --job-name safety-{c} --json > /tmp/{c}-{ds}.out 2>&1 &
+            "zferry pull {} --name client --datasets {c}/{ds} --destination {s}/backup --job-name safety-{c} --bwlimit 4M --json > /tmp/{c}-{ds}.out 2>&1 &
              echo $! > /tmp/{c}-{ds}.pid",
             remote(lab, "client")
         ),
