@@ -541,14 +541,14 @@ impl Fake {
 
     /// zfs's error when `target` is new and its parent does not exist.
     fn parent_missing(&self, target: &str) -> Option<String> {
-        let parent = target.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        let parent = parent_of(target);
         (!self.exists(target) && !self.exists(parent)).then(|| {
             format!("cannot open '{parent}': dataset does not exist\ncannot receive new filesystem stream: unable to restore to destination")
         })
     }
 
     fn create_parent(&self, ds: &str) -> (String, Exit) {
-        let parent = ds.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        let parent = parent_of(ds);
         if self.exists(ds) {
             return (
                 String::new(),
@@ -640,16 +640,11 @@ impl Fake {
         if let Some(Fault::Fail(e)) = &fault {
             return fail(e.clone());
         }
-        let parent = target.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        // A missing parent was refused before the stream was read (`parent_missing`).
         match (m.datasets.get(target), from) {
             (None, Some(_)) => {
                 return fail(format!(
                     "cannot receive incremental stream: destination '{target}' does not exist"
-                ))
-            }
-            (None, None) if !m.datasets.contains_key(parent) => {
-                return fail(format!(
-                    "cannot receive new filesystem stream: parent of '{target}' does not exist"
                 ))
             }
             (Some(d), None) if !d.snaps.is_empty() => {
@@ -722,4 +717,9 @@ fn snapshot_row(full_name: &str, s: &Snap, changed: bool) -> String {
         s.holds.len(),
         if changed { "\t-" } else { "" }
     )
+}
+
+/// The dataset above `ds` (empty for a pool).
+fn parent_of(ds: &str) -> &str {
+    ds.rsplit_once('/').map_or("", |(p, _)| p)
 }
