@@ -57,6 +57,8 @@ struct Model {
     txg: u64,
     faults: BTreeMap<String, Fault>,
     refused_holds: BTreeSet<String>,
+    /// Targets whose receives take ten times as long.
+    slow: BTreeSet<String>,
 }
 
 /// One fake host: its model and the log of what it was asked.
@@ -165,6 +167,11 @@ impl Fake {
         lock(&self.model)
             .faults
             .insert(target.to_string(), Fault::WrongGuid);
+    }
+
+    /// Every receive into `target` takes ten times as long as others.
+    pub fn slow_receive(&self, target: &str) {
+        lock(&self.model).slow.insert(target.to_string());
     }
 
     /// Holds and releases of snapshot `snap` are refused (`permission denied`).
@@ -326,7 +333,8 @@ impl Fake {
                     None => Ok(()),
                 };
                 // A receive takes a while: other datasets' streams may start meanwhile.
-                for _ in 0..20 {
+                let slow = lock(&self.model).slow.contains(*target);
+                for _ in 0..if slow { 200 } else { 20 } {
                     tokio::task::yield_now().await;
                 }
                 self.receiving.fetch_sub(1, Ordering::SeqCst);

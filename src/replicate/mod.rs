@@ -23,6 +23,7 @@ use crate::zfs::name::{Dataset, Snapshot};
 use anyhow::{anyhow, bail, Result};
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 use stream::{Pace, Wire};
 use tokio::sync::{watch, Semaphore};
@@ -196,16 +197,9 @@ async fn run_datasets(
     let mut reports = run_plans(
         plans,
         job.parallel(),
-        |p| {
-            execute_dataset(
-                sides,
-                &src_list,
-                p,
-                popts,
-                opts,
-                &wire,
-                track.then_some(&marks),
-            )
+        |p, herald| {
+            let track = track.then_some(&marks);
+            execute_dataset(sides, &src_list, p, (popts, opts), &wire, track, herald)
         },
         |parent| !dst_list.datasets.contains_key(parent),
     )
@@ -390,13 +384,16 @@ fn follow_run(
 /// Runs `plans` (parents before children) with `execute`, at most `parallel` at once,
 /// and returns their reports in the plans' order.
 ///
-/// A plan starts once the plan that brings the nearest dataset above its target into
-/// being is done ([`waits_for`]). When that is the plan *for* that dataset, and it
-/// failed and the dataset does not exist (`missing`), the child is not attempted: it
-/// could not arrive there; the report names the dataset where it started. A parent that
-/// another plan created is there unless creating it failed, which that plan reports
-/// and the child's receive reports in zfs's words. A permit is taken only after the
-/// wait, so a waiting child never holds one its parent needs.
+/// A plan waits for the plan that brings the nearest dataset above its target into
+/// being ([`waits_for`]), only as long as it must ([`Need`]): not at all below a
+/// target that existed and only takes incremental streams, until the first stream
+/// arrives below a new one, until the parents are created below one that another plan
+/// creates, and until the end below a plan that destroys or rolls back. When the plan
+/// *for* that dataset failed and the dataset does not exist (`missing`), the child is
+/// not attempted: it could not arrive there; the report names the dataset where it
+/// started. A parent that another plan created is there unless creating it failed,
+/// which that plan reports and the child's receive reports in zfs's words. A permit is
+/// taken only after the wait, so a waiting child never holds one its parent needs.
 async fn run_plans<F, Fut>(
     plans: Vec<DatasetPlan>,
     parallel: usize,
@@ -404,36 +401,36 @@ async fn run_plans<F, Fut>(
     missing: impl Fn(&Dataset) -> bool,
 ) -> Vec<DatasetReport>
 where
-    F: Fn(DatasetPlan) -> Fut,
+    F: Fn(DatasetPlan, Herald) -> Fut,
     Fut: std::future::Future<Output = DatasetReport>,
 {
-    let after = waits_for(&plans);
-    // Per plan, once done: where a failure above it started, and whether it failed
-    // itself leaving its target missing.
-    let done: Vec<_> = plans
+    let after = needs(&plans, &missing);
+    let reached: Vec<_> = plans
         .iter()
-        .map(|_| watch::channel(None::<(Option<Dataset>, Option<Dataset>)>))
+        .map(|_| {
+            let (tx, rx) = watch::channel(Reached::default());
+            (Arc::new(tx), rx)
+        })
         .collect();
     let permits = Semaphore::new(parallel.max(1));
-    let (execute, missing, after, done, permits) = (&execute, &missing, &after, &done, &permits);
+    let (execute, missing, after, reached, permits) =
+        (&execute, &missing, &after, &reached, &permits);
     join_all(plans.into_iter().enumerate().map(|(i, plan)| async move {
         let target = plan.target.clone();
         let blocked = match after[i] {
             None => None,
-            Some(Wait {
-                plan: a,
-                for_its_target,
-            }) => {
-                // The sender lives in `done` until every plan is finished.
-                let mut rx = done[a].1.clone();
-                let end = rx.wait_for(Option::is_some).await.map(|v| v.clone());
-                match end.ok().flatten().unwrap_or_default() {
+            Some((w, need)) => {
+                // The sender lives in `reached` until every plan is finished.
+                let mut rx = reached[w.plan].1.clone();
+                let got = rx.wait_for(|r| r.satisfies(need)).await.map(|r| r.clone());
+                match got.ok().and_then(|r| r.end).unwrap_or_default() {
                     (Some(origin), _) => Some(origin),
-                    (None, itself) if for_its_target => itself,
+                    (None, itself) if w.for_its_target => itself,
                     (None, _) => None,
                 }
             }
         };
+        let tx = &reached[i].0;
         let rep = match &blocked {
             Some(origin) => DatasetReport {
                 source: plan.source.to_string(),
@@ -444,14 +441,123 @@ where
             },
             None => {
                 let _permit = permits.acquire().await.expect("never closed");
-                execute(plan).await
+                execute(plan, Herald(Some(tx.clone()))).await
             }
         };
         let itself = (blocked.is_none() && rep.failed() && missing(&target)).then_some(target);
-        done[i].0.send_replace(Some((blocked, itself)));
+        tx.send_modify(|r| r.end = Some((blocked, itself)));
         rep
     }))
     .await
+}
+
+/// How far a plan has come, for the plans waiting on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    /// Nothing done yet.
+    #[default]
+    Started,
+    /// Its missing parents are created.
+    ParentsMade,
+    /// Its first stream was received: its target exists.
+    TargetMade,
+}
+
+/// What a plan has published: its stage, and once done, where a failure above it
+/// started and whether it failed itself leaving its target missing.
+#[derive(Debug, Clone, Default)]
+struct Reached {
+    stage: Stage,
+    end: Option<(Option<Dataset>, Option<Dataset>)>,
+}
+
+impl Reached {
+    /// Whether a plan that `need`s this one may go on.
+    fn satisfies(&self, need: Need) -> bool {
+        self.end.is_some()
+            || match need {
+                Need::Parents => self.stage >= Stage::ParentsMade,
+                Need::Target => self.stage >= Stage::TargetMade,
+                Need::Done => false,
+            }
+    }
+}
+
+/// Lets a running plan tell those waiting on it how far it has come (`None`: nobody
+/// listens).
+#[derive(Clone, Default)]
+pub(crate) struct Herald(Option<Arc<watch::Sender<Reached>>>);
+
+impl Herald {
+    fn reached(&self, stage: Stage) {
+        if let Some(tx) = &self.0 {
+            tx.send_if_modified(|r| {
+                let later = stage > r.stage;
+                r.stage = r.stage.max(stage);
+                later
+            });
+        }
+    }
+}
+
+/// How long a plan waits for the one it waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Until that plan has created its missing parents.
+    Parents,
+    /// Until its first stream has arrived.
+    Target,
+    /// Until it is done.
+    Done,
+}
+
+/// Per plan, the plan it waits on and for how long; `None`: it goes at once.
+///
+/// Below a target that existed (not `missing` at the start) and only takes incremental
+/// streams, a child does not wait for it but for what that plan waits on: a `destroy -r`
+/// or rollback further up must never race a receive below it.
+fn needs(plans: &[DatasetPlan], missing: impl Fn(&Dataset) -> bool) -> Vec<Option<(Wait, Need)>> {
+    let mut out: Vec<Option<(Wait, Need)>> = Vec::with_capacity(plans.len());
+    for w in waits_for(plans) {
+        let resolved = w.and_then(|w| {
+            let by = &plans[w.plan];
+            match need_of(w, by, missing(&by.target)) {
+                Some(need) => Some((w, need)),
+                None => out[w.plan],
+            }
+        });
+        out.push(resolved);
+    }
+    out
+}
+
+/// How long a plan waits for `by`, the plan `w` names; `None`: not at all.
+fn need_of(w: Wait, by: &DatasetPlan, missing: bool) -> Option<Need> {
+    if !w.for_its_target {
+        return Some(Need::Parents);
+    }
+    let reshapes = by.verdict == Verdict::Resume
+        || by.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::Rollback { .. } | Step::DestroyTarget { .. } | Step::AbortResume { .. }
+            )
+        });
+    let sends = by.steps.iter().filter_map(|s| match s {
+        Step::Send { span, .. } => Some(span),
+        _ => None,
+    });
+    let (mut any, mut incremental) = (false, true);
+    for span in sends {
+        any = true;
+        incremental &= matches!(span, cmd::SendSpan::Incremental { .. });
+    }
+    match () {
+        _ if reshapes => Some(Need::Done),
+        _ if !missing && incremental => None,
+        _ if missing && any => Some(Need::Target),
+        _ => Some(Need::Done),
+    }
 }
 
 /// Which earlier plan a plan waits for.
@@ -516,10 +622,10 @@ async fn execute_dataset(
     sides: &Sides,
     src_list: &Listing,
     mut plan: DatasetPlan,
-    popts: Options,
-    opts: RunOptions,
+    (popts, opts): (Options, RunOptions),
     wire: &Wire,
     marks: Option<&Marks>,
+    herald: Herald,
 ) -> DatasetReport {
     let started = Instant::now();
     let mut rep = DatasetReport {
@@ -541,7 +647,7 @@ async fn execute_dataset(
         let result = if opts.dry_run {
             estimate(sides, &plan, &mut rep).await
         } else {
-            execute_steps(sides, &plan, wire, &mut rep).await
+            execute_steps(sides, &plan, wire, &mut rep, &herald).await
         };
         if let Err(e) = result {
             rep.action = Action::Failed;
@@ -645,9 +751,13 @@ async fn execute_steps(
     plan: &DatasetPlan,
     wire: &Wire,
     rep: &mut DatasetReport,
+    herald: &Herald,
 ) -> Result<()> {
     let target = &sides.target;
     for step in &plan.steps {
+        if !matches!(step, Step::CreateParent { .. }) {
+            herald.reached(Stage::ParentsMade);
+        }
         match step {
             Step::CreateParent { dataset } => {
                 target.run_ok(&cmd::create_parent(dataset)).await.map_err(|e| {
@@ -736,9 +846,11 @@ async fn execute_steps(
                     );
                 }
                 rep.snapshots.extend(snapshots.iter().cloned());
+                herald.reached(Stage::TargetMade);
             }
         }
     }
+    herald.reached(Stage::ParentsMade);
     Ok(())
 }
 

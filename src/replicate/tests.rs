@@ -227,32 +227,66 @@ async fn parallel_runs_at_most_n_datasets_at_once_and_reports_in_order() {
     );
 }
 
+/// Where, in `cmds`, the GUID check of `snap` went.
+fn guid_check(cmds: &[String], snap: &str) -> usize {
+    position(cmds, &format!("zfs get -Hp -o value guid {snap}"))
+}
+
 #[tokio::test]
-async fn in_parallel_a_child_starts_only_after_its_parent_is_checked() {
+async fn in_parallel_children_of_a_new_parent_start_once_its_first_stream_is_received() {
     let (src, dst) = hosts(&[
-        ("tank/a", &["s1"]),
+        ("tank/a", &["s1", "s2"]),
         ("tank/a/k1", &["s1"]),
         ("tank/a/k2", &["s1"]),
         ("tank/b", &["s1"]),
     ]);
+    dst.slow_receive("backup/client/tank/a");
     let reps = run_in_parallel(&["tank/a", "tank/b"], &src, &dst).await;
+    // The fake refuses a receive whose parent does not exist yet: none was early.
     assert!(reps.iter().all(|r| r.action == Action::Full), "{reps:?}");
     let cmds = dst.commands();
-    let checked = position(&cmds, "zfs get -Hp -o value guid backup/client/tank/a@s1");
+    let parent = "zfs receive -u -s -o canmount=noauto backup/client/tank/a";
+    let first = position(&cmds, parent);
+    let checked = guid_check(&cmds, "backup/client/tank/a@s2");
+    for kid in ["k1", "k2"] {
+        let recv = position(&cmds, &format!("{parent}/{kid}"));
+        assert!(
+            first < recv && recv < checked,
+            "{kid} starts between its parent's first stream and its check: {cmds:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn in_parallel_children_of_a_parent_that_existed_do_not_wait_for_it() {
+    let tree: &[(&str, &[&str])] = &[
+        ("tank/a", &["s1"]),
+        ("tank/a/k1", &["s1"]),
+        ("tank/a/k2", &["s1"]),
+    ];
+    let (src, dst) = hosts(tree);
+    run_in_parallel(&["tank/a"], &src, &dst).await;
+    for (d, _) in tree {
+        src.snapshot(d, "s2");
+    }
+    dst.slow_receive("backup/client/tank/a");
+    dst.clear_log();
+    let reps = run_in_parallel(&["tank/a"], &src, &dst).await;
+    assert!(
+        reps.iter().all(|r| r.action == Action::Incremental),
+        "{reps:?}"
+    );
+    let cmds = dst.commands();
+    let checked = guid_check(&cmds, "backup/client/tank/a@s2");
     for kid in ["k1", "k2"] {
         let recv = position(
             &cmds,
             &format!("zfs receive -u -s -o canmount=noauto backup/client/tank/a/{kid}"),
         );
-        assert!(
-            checked < recv,
-            "{kid} before its parent was done: {cmds:#?}"
-        );
+        assert!(recv < checked, "{kid} waited for its parent: {cmds:#?}");
+        let copy = dst.snapshots(&format!("backup/client/tank/a/{kid}"));
+        assert_eq!(copy, src.snapshots(&format!("tank/a/{kid}")));
     }
-    assert!(
-        dst.most_receiving() >= 2,
-        "after tank/a, its children and tank/b went at once"
-    );
 }
 
 #[tokio::test]
@@ -331,6 +365,117 @@ fn a_plan_waits_for_the_plan_for_its_parent_or_the_one_creating_it() {
     // b/c's source has no snapshots of its own: b/c/x creates b/c, and b/c/y waits for it.
     let plans = [p("b/c", &[]), p("b/c/x", &["b/c"]), p("b/c/y", &[])];
     assert_eq!(waits_for(&plans), [None, None, w(1, false)]);
+}
+
+#[test]
+fn a_child_waits_for_its_parents_plan_only_as_long_as_it_must() {
+    let snap = |n: &str| Snapshot::new(n).expect("a valid test snapshot");
+    let full = || Step::Send {
+        span: cmd::SendSpan::Full { to: snap("b/p@s1") },
+        raw: false,
+        target: ds("b/p"),
+        snapshots: vec!["s1".into()],
+    };
+    let incremental = || Step::Send {
+        span: cmd::SendSpan::Incremental {
+            from: snap("b/p@s1"),
+            to: snap("b/p@s2"),
+            intermediates: true,
+        },
+        raw: false,
+        target: ds("b/p"),
+        snapshots: vec!["s2".into()],
+    };
+    let rollback = || Step::Rollback {
+        to: snap("b/p@s1"),
+        destroys: vec!["x".into()],
+    };
+    let destroy = || Step::DestroyTarget {
+        target: ds("b/p"),
+        destroys: vec!["x".into()],
+    };
+    let plan = |target: &str, verdict: Verdict, steps: Vec<Step>| DatasetPlan {
+        target: ds(target),
+        steps,
+        source: ds("tank/x"),
+        verdict,
+        base_after: None,
+    };
+    let inc = || Verdict::Transfer {
+        full: false,
+        snapshots: 1,
+    };
+    let new = || Verdict::Transfer {
+        full: true,
+        snapshots: 1,
+    };
+    let up = || Verdict::UpToDate;
+    let on = |plan, for_its_target, need| {
+        Some((
+            Wait {
+                plan,
+                for_its_target,
+            },
+            need,
+        ))
+    };
+    // (the parent's plan, whether its target was missing) -> what its child waits for.
+    let cases = [
+        (
+            plan("b/p", new(), vec![full(), incremental()]),
+            true,
+            on(0, true, Need::Target),
+        ),
+        (plan("b/p", inc(), vec![incremental()]), false, None),
+        (plan("b/p", up(), vec![]), false, None),
+        (
+            plan("b/p", inc(), vec![rollback(), incremental()]),
+            false,
+            on(0, true, Need::Done),
+        ),
+        (
+            plan("b/p", new(), vec![destroy(), full()]),
+            false,
+            on(0, true, Need::Done),
+        ),
+        (
+            plan("b/p", Verdict::Resume, vec![]),
+            false,
+            on(0, true, Need::Done),
+        ),
+        (
+            plan("b/p", new(), vec![full()]),
+            false,
+            on(0, true, Need::Done),
+        ),
+        (plan("b/p", up(), vec![]), true, on(0, true, Need::Done)),
+    ];
+    for (parent, missing, want) in cases {
+        let desc = format!("{:?}, missing: {missing}", parent.steps);
+        let plans = [parent, plan("b/p/c", inc(), vec![])];
+        let got = needs(&plans, |_| missing);
+        assert_eq!(got, [None, want], "{desc}");
+    }
+    // Created as a parent by another plan: until its parents are made.
+    let creates = plan(
+        "b/q/x",
+        new(),
+        vec![Step::CreateParent { dataset: ds("b/q") }, full()],
+    );
+    let plans = [creates, plan("b/q/y", new(), vec![full()])];
+    assert_eq!(needs(&plans, |_| true)[1], on(0, false, Need::Parents));
+    // A child below an unchanged parent waits for what that parent waits for: a
+    // destroy further up must never race its receive.
+    let plans = [
+        plan("b/p", new(), vec![destroy(), full()]),
+        plan("b/p/c", inc(), vec![incremental()]),
+        plan("b/p/c/k", inc(), vec![incremental()]),
+    ];
+    let got = needs(&plans, |_| false);
+    assert_eq!(
+        got,
+        [None, on(0, true, Need::Done), on(0, true, Need::Done)]
+    );
 }
 
 #[tokio::test]

@@ -459,17 +459,20 @@ fn parallel_datasets_match_a_sequential_run_and_a_failure_stays_its_own() {
             .map(String::as_str)
             .collect::<Vec<_>>(),
     );
-    let mut runs = Vec::new();
-    for (dest, parallel) in [("seq", 1), ("par", 4)] {
-        lab.create_allowed("server", &format!("{s}/{dest}"), DST_PERMS);
-        let r = zferry(
+    let pull = |dest: &str, parallel: usize| {
+        zferry(
             lab,
             "server",
             &format!(
                 "-v pull {} --name client --datasets {c}/t {c}/u --destination {s}/{dest} --job-name {dest} --parallel {parallel}",
                 remote(lab, "client")
             ),
-        );
+        )
+    };
+    let mut runs = Vec::new();
+    for (dest, parallel) in [("seq", 1), ("par", 4)] {
+        lab.create_allowed("server", &format!("{s}/{dest}"), DST_PERMS);
+        let r = pull(dest, parallel);
         assert_eq!(r.code, Some(1), "u failed: {r:?}");
         assert!(
             r.stderr
@@ -531,6 +534,22 @@ fn parallel_datasets_match_a_sequential_run_and_a_failure_stays_its_own() {
         let mut tags = tags;
         tags.sort();
         assert_eq!(tags, want, "{src}");
+    }
+    // Incremental, in parallel: the copies of t exist, so its children's receives run
+    // beside its own (they do not wait for it).
+    lab.run_ok("client", &["zfs", "snapshot", "-r", &format!("{c}/t@s3")]);
+    let r = pull("par", 4);
+    assert_eq!(r.code, Some(1), "u failed again: {r:?}");
+    for src in std::iter::once(&format!("{c}/t")).chain(&kids) {
+        assert_eq!(r.dataset(src)["action"], "incremental", "{src}: {r:?}");
+        let copy = format!("{s}/par/client/{src}");
+        assert_eq!(
+            lab.guids("server", &copy),
+            lab.guids("client", src),
+            "{copy}"
+        );
+        let held = lab.run_ok("server", &["zfs", "holds", "-H", &format!("{copy}@s3")]);
+        assert_eq!(held.lines().count(), 1, "the hold moved to s3: {held}");
     }
 }
 
