@@ -4,14 +4,16 @@
 //!    2,000 datasets x 500 snapshots = 1,000,000 lines).
 //! 2. Relay a 1 GiB stream between two local processes through `replicate::stream`,
 //!    checking that peak memory stays flat (the stream is never buffered whole).
-//! 3. Plan pruning: 2,000 datasets x 100 snapshots, and one dataset with 10,000, counting
+//! 3. How parse and plan grow with datasets (a wide tree) and with snapshots: the slope
+//!    of a line through four sizes each, and R² (1 is linear).
+//! 4. Plan pruning: 2,000 datasets x 100 snapshots, and one dataset with 10,000, counting
 //!    the `zfs destroy` commands it would issue.
 //!
 //! Peak RSS is VmHWM from /proc/self/status; each part reports its growth over the
 //! process's high-water mark before it ran.
 
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use zferry::host::Host;
 use zferry::plan::{self, Options};
 use zferry::replicate::stream::Wire;
@@ -53,11 +55,11 @@ fn listing(prefix: &str, n: usize, m: usize, lag: usize) -> String {
     s
 }
 
-fn bench_plan(out: &mut String) {
-    let (n, m) = (2000, 500);
+/// Parses both sides of `n` datasets x `m` snapshots (the target 3 behind) and plans a
+/// pull over them: (parse, plan, listing lines per side).
+fn parse_and_plan(n: usize, m: usize) -> (Duration, Duration, usize) {
     let src_text = listing("tank", n, m, 0);
     let dst_text = listing("backup/client/tank", n, m, 3);
-    let before = peak_rss_kib();
     let t = Instant::now();
     let src = parse_listing(&src_text).unwrap();
     let dst = parse_listing(&dst_text).unwrap();
@@ -75,15 +77,86 @@ fn bench_plan(out: &mut String) {
         .filter(|p| matches!(p.verdict, plan::Verdict::Transfer { full: false, .. }))
         .count();
     assert_eq!(incrementals, n, "every dataset plans one incremental");
+    (parse, planning, src_text.lines().count())
+}
+
+fn bench_plan(out: &mut String) {
+    let (n, m) = (2000, 500);
+    let before = peak_rss_kib();
+    let (parse, planning, lines) = parse_and_plan(n, m);
     writeln!(
         out,
-        "plan: {n} datasets x {m} snapshots ({} listing lines per side): parse both sides {:.0} ms, plan {:.0} ms, peak RSS growth {} MiB",
-        src_text.lines().count(),
+        "plan: {n} datasets x {m} snapshots ({lines} listing lines per side): parse both sides {:.0} ms, plan {:.0} ms, peak RSS growth {} MiB",
         parse.as_secs_f64() * 1e3,
         planning.as_secs_f64() * 1e3,
         peak_rss_kib().saturating_sub(before) / 1024
     )
     .unwrap();
+}
+
+/// Median of three parse-and-plan runs, in milliseconds.
+fn parse_and_plan_ms(n: usize, m: usize) -> f64 {
+    let mut t: Vec<f64> = (0..3)
+        .map(|_| {
+            let (a, b, _) = parse_and_plan(n, m);
+            (a + b).as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[1]
+}
+
+/// Least-squares slope and intercept of `y` over `x`, and R².
+fn fit(points: &[(f64, f64)]) -> (f64, f64, f64) {
+    let k = points.len() as f64;
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / k, sy / k);
+    let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    let syy: f64 = points.iter().map(|(_, y)| (y - my) * (y - my)).sum();
+    let slope = sxy / sxx;
+    (slope, my - slope * mx, sxy * sxy / (sxx * syy))
+}
+
+/// How zferry's own cost (parse both sides and plan) grows with datasets (a wide tree:
+/// 10 snapshots each) and with snapshots (300 datasets): the slope of a straight line
+/// through four sizes, and how well the line fits (R² = 1: linear).
+fn bench_scaling(out: &mut String) {
+    let series = [
+        ("datasets", [300, 600, 1200, 2400].map(|n| (n, 10))),
+        (
+            "snapshots per dataset",
+            [10, 40, 160, 640].map(|m| (300, m)),
+        ),
+    ];
+    for (what, sizes) in series {
+        let points: Vec<(f64, f64)> = sizes
+            .iter()
+            .map(|&(n, m)| {
+                let x = if what == "datasets" { n } else { m };
+                (x as f64, parse_and_plan_ms(n, m))
+            })
+            .collect();
+        let (slope, intercept, r2) = fit(&points);
+        let shown: Vec<String> = points
+            .iter()
+            .map(|(x, y)| format!("{x} -> {y:.1} ms"))
+            .collect();
+        let unit = if what == "datasets" {
+            "per dataset (10 snapshots each)".to_string()
+        } else {
+            "per snapshot per dataset (300 datasets)".to_string()
+        };
+        writeln!(
+            out,
+            "scaling, {what}: {} ; parse+plan = {intercept:.1} ms + {:.1} us {unit}, R^2 {r2:.4}",
+            shown.join(", "),
+            slope * 1e3
+        )
+        .unwrap();
+    }
 }
 
 fn bench_relay(out: &mut String) {
@@ -194,8 +267,8 @@ fn main() {
     let mut out = String::new();
     writeln!(
         out,
-        "zferry benchmarks ({} UTC, {} cores)",
-        zferry::clock::now(),
+        "zferry benchmarks ({}, {} cores)",
+        zferry::clock::utc(zferry::clock::now()),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -203,6 +276,7 @@ fn main() {
     .unwrap();
     bench_relay(&mut out);
     bench_plan(&mut out);
+    bench_scaling(&mut out);
     bench_prune(&mut out);
     print!("{out}");
     std::fs::create_dir_all("bench").unwrap();

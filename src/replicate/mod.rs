@@ -486,7 +486,7 @@ impl Reached {
 /// Lets a running plan tell those waiting on it how far it has come (`None`: nobody
 /// listens).
 #[derive(Clone, Default)]
-pub(crate) struct Herald(Option<Arc<watch::Sender<Reached>>>);
+struct Herald(Option<Arc<watch::Sender<Reached>>>);
 
 impl Herald {
     fn reached(&self, stage: Stage) {
