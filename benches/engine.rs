@@ -145,9 +145,9 @@ fn bench_scaling(out: &mut String) {
             .map(|(x, y)| format!("{x} -> {y:.1} ms"))
             .collect();
         let unit = if what == "datasets" {
-            "per dataset (10 snapshots each)".to_string()
+            "per dataset (10 snapshots each)"
         } else {
-            "per snapshot per dataset (300 datasets)".to_string()
+            "per snapshot per dataset (300 datasets)"
         };
         writeln!(
             out,

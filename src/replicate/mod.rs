@@ -485,7 +485,7 @@ impl Reached {
 
 /// Lets a running plan tell those waiting on it how far it has come (`None`: nobody
 /// listens).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Herald(Option<Arc<watch::Sender<Reached>>>);
 
 impl Herald {
@@ -543,19 +543,21 @@ fn need_of(w: Wait, by: &DatasetPlan, missing: bool) -> Option<Need> {
                 Step::Rollback { .. } | Step::DestroyTarget { .. } | Step::AbortResume { .. }
             )
         });
-    let sends = by.steps.iter().filter_map(|s| match s {
-        Step::Send { span, .. } => Some(span),
-        _ => None,
-    });
-    let (mut any, mut incremental) = (false, true);
-    for span in sends {
-        any = true;
-        incremental &= matches!(span, cmd::SendSpan::Incremental { .. });
-    }
+    let spans: Vec<_> = by
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Send { span, .. } => Some(span),
+            _ => None,
+        })
+        .collect();
+    let incremental = spans
+        .iter()
+        .all(|s| matches!(s, cmd::SendSpan::Incremental { .. }));
     match () {
         _ if reshapes => Some(Need::Done),
         _ if !missing && incremental => None,
-        _ if missing && any => Some(Need::Target),
+        _ if missing && !spans.is_empty() => Some(Need::Target),
         _ => Some(Need::Done),
     }
 }
