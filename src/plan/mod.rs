@@ -10,7 +10,7 @@ use crate::zfs::list::{DatasetInfo, Listing, Point};
 use crate::zfs::name::{Dataset, NameError, Snapshot};
 use crate::zfs::token;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 #[cfg(test)]
 mod tests;
@@ -494,20 +494,23 @@ fn plan_existing(
         plan.steps.retain(|s| matches!(s, Step::AbortResume { .. }));
         plan.verdict = Verdict::Refuse(r);
     };
-    // The newest target snapshot whose GUID the source still has (as snapshot or bookmark).
-    let source_point = |guid: u64| {
-        src.snapshots
-            .iter()
-            .find(|p| p.guid == guid)
-            .or_else(|| src.bookmarks.iter().find(|p| p.guid == guid))
-    };
+    // The newest target snapshot whose GUID the source still has (as snapshot or bookmark;
+    // the snapshot wins: inserted last). One map, so a deep common base costs one pass
+    // over each side, not a scan of the source per target snapshot.
+    let source_points: HashMap<u64, &Point> = src
+        .bookmarks
+        .iter()
+        .chain(&src.snapshots)
+        .map(|p| (p.guid, p))
+        .collect();
     let common = t
         .snapshots
         .iter()
         .rev()
-        .find_map(|tp| source_point(tp.guid).map(|sp| (tp, sp)));
+        .find_map(|tp| source_points.get(&tp.guid).map(|&sp| (tp, sp)));
 
     let Some((t_base, s_base)) = common else {
+        let source_names: HashSet<&str> = src.snapshots.iter().map(|p| p.name.as_str()).collect();
         let r = if t.snapshots.is_empty() {
             Refusal::NotReplicated {
                 target: t.name.clone(),
@@ -519,7 +522,7 @@ fn plan_existing(
                 same_name: t
                     .snapshots
                     .iter()
-                    .filter(|tp| src.snapshots.iter().any(|sp| sp.name == tp.name))
+                    .filter(|tp| source_names.contains(tp.name.as_str()))
                     .map(|tp| tp.name.clone())
                     .collect(),
             }
@@ -632,6 +635,13 @@ pub fn plan_job(
     opts: Options,
 ) -> Vec<DatasetPlan> {
     let mut will_exist: BTreeSet<Dataset> = target.datasets.keys().cloned().collect();
+    // The sources with another source below them, in one pass (asking each pair of
+    // every other pair made a wide tree's plan quadratic).
+    let source_parents: HashSet<&str> = mapping
+        .pairs
+        .iter()
+        .flat_map(|(s, _)| s.ancestor_names())
+        .collect();
     let mut plans = Vec::new();
     for (s, t) in &mapping.pairs {
         let missing: Vec<Dataset> = t
@@ -650,7 +660,7 @@ pub fn plan_job(
             target_name: t,
             target: target.get(t),
             target_children: &children,
-            source_has_children: mapping.pairs.iter().any(|(c, _)| c != s && c.is_within(s)),
+            source_has_children: source_parents.contains(s.as_str()),
         };
         let p = plan_dataset(pair, &missing, opts);
         for step in &p.steps {

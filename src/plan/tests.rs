@@ -433,6 +433,25 @@ fn a_parent_without_snapshots_is_a_quiet_skip_a_leaf_without_is_a_warning() {
 }
 
 #[test]
+fn a_sibling_that_shares_a_name_prefix_is_no_child() {
+    let src = crate::zfs::list::parse_listing(
+        "t/q\tfilesystem\t1\t1\toff\t-\t0\t-\t-\t-\n\
+         t/q-old\tfilesystem\t2\t2\toff\t-\t0\t-\t-\t-\n\
+         t/q-old@1\tsnapshot\t21\t3\t-\t-\t-\t-\t0\t-\n",
+    )
+    .unwrap();
+    let plans = pull_to_empty_target(&src, &["t/q", "t/q-old"]);
+    assert_eq!(
+        plans[0].verdict,
+        Verdict::Skip {
+            why: "source t/q has no snapshots yet".into(),
+            warn: true
+        }
+    );
+    assert!(matches!(plans[1].verdict, Transfer { full: true, .. }));
+}
+
+#[test]
 fn missing_source_fails_alone() {
     let src = crate::zfs::list::parse_listing(
         "t/a\tfilesystem\t1\t1\toff\t-\t0\t-\t-\t-\nt/a@1\tsnapshot\t11\t2\t-\t-\t-\t-\t0\t-\n",

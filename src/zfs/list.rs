@@ -4,6 +4,7 @@ use super::name::{Dataset, Snapshot};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 /// Properties asked for, in column order.
 pub const LIST_PROPS: &[&str] = &[
@@ -171,12 +172,17 @@ impl Listing {
     }
 
     /// `root` and all its descendants, parents first.
-    pub fn subtree<'a>(&'a self, root: &'a Dataset) -> impl Iterator<Item = &'a DatasetInfo> {
-        self.datasets
-            .range(root.clone()..)
-            .take_while(move |(n, _)| n.as_str().starts_with(root.as_str()))
-            .filter(move |(n, _)| n.is_within(root))
-            .map(|(_, d)| d)
+    pub fn subtree<'a>(&'a self, root: &Dataset) -> impl Iterator<Item = &'a DatasetInfo> {
+        // Every name below `root` starts with `root/`, and names sharing a prefix sort
+        // next to each other: one range, never visiting `root-old` or `root2` (a scan
+        // from `root` would, and would cost a wide tree's job a pass per dataset).
+        let below = format!("{root}/");
+        let descendants = self
+            .datasets
+            .range::<str, _>((Bound::Included(below.as_str()), Bound::Unbounded))
+            .take_while(move |(n, _)| n.as_str().starts_with(&below))
+            .map(|(_, d)| d);
+        self.datasets.get(root).into_iter().chain(descendants)
     }
 }
 
@@ -326,6 +332,23 @@ tank/dataz\tfilesystem\t113\t10\toff\t-\t0\t-\t-\t1700000000
         let root = Dataset::new("tank/data").unwrap();
         let names: Vec<_> = l.subtree(&root).map(|d| d.name.to_string()).collect();
         assert_eq!(names, ["tank/data", "tank/data/kid"]);
+    }
+
+    #[test]
+    fn subtree_of_a_missing_root_holds_its_descendants_only() {
+        let l = parse_listing(SAMPLE).unwrap();
+        let names: Vec<_> = l
+            .subtree(&Dataset::new("tank").unwrap())
+            .map(|d| d.name.to_string())
+            .collect();
+        assert_eq!(names, ["tank/data", "tank/data/kid", "tank/dataz"]);
+        let gone = Dataset::new("tank/data/kid/none").unwrap();
+        assert_eq!(l.subtree(&gone).count(), 0);
+        let names: Vec<_> = l
+            .subtree(&Dataset::new("tank/data/kid").unwrap())
+            .map(|d| d.name.to_string())
+            .collect();
+        assert_eq!(names, ["tank/data/kid"]);
     }
 
     #[test]

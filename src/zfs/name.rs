@@ -91,14 +91,14 @@ impl Dataset {
 
     /// Every ancestor, nearest last: `a/b/c` gives `[a, a/b]`.
     pub fn ancestors(&self) -> Vec<Dataset> {
-        let mut out = Vec::new();
-        let mut cur = self.parent();
-        while let Some(p) = cur {
-            cur = p.parent();
-            out.push(p);
-        }
-        out.reverse();
-        out
+        self.ancestor_names()
+            .map(|a| Dataset(a.to_string()))
+            .collect()
+    }
+
+    /// The names of every ancestor, nearest last, without allocating.
+    pub fn ancestor_names(&self) -> impl Iterator<Item = &str> {
+        self.0.match_indices('/').map(|(i, _)| &self.0[..i])
     }
 
     /// True when `self` is `other` or lies below it.
@@ -147,6 +147,15 @@ impl std::str::FromStr for Dataset {
 impl From<Dataset> for String {
     fn from(d: Dataset) -> String {
         d.0
+    }
+}
+
+/// Maps keyed by `Dataset` can be searched by `str`, e.g. the range of names below a
+/// dataset (`a/b/`), which is no valid dataset name itself. Order and hash are the
+/// string's, as `Borrow` requires.
+impl std::borrow::Borrow<str> for Dataset {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
