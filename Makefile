@@ -43,7 +43,7 @@ test: setup lint ansible-check
 LAB24 ?= engine:: safety:: snapshot:: guard::a_hostile_offsite \
   --skip engine::bwlimit_ --skip engine::jobs_to_the_same_host_
 lab24: setup
-	ZFERRY_LAB_IMAGE=zfs24 ZFERRY_LAB_RUN=/var/tmp/zferry-lab24 ZFERRY_LAB_BOOT_TIMEOUT=600 \
+	ZFERRY_LAB_IMAGE=zfs24 ZFERRY_LAB_RUN=/var/tmp/zferry-lab24 \
 	  cargo test --locked --test lab -- $(LAB24); \
 	rc=$$?; ZFERRY_LAB_RUN=/var/tmp/zferry-lab24 tests/lab/lab down; exit $$rc
 
