@@ -24,7 +24,7 @@ sinks: setup
 # Everything: lint, unit and property tests, the Ansible collection's checks, then the lab
 # tests on real OpenZFS (tests/lab/ansible.rs runs playbooks with this build's binary).
 # Two test threads (one per core): the lab keeps both cores busy (a third thread was
-# tried on 2026-12-02: idle CPU stayed ~1 %, and tests only got slower).
+# tried on 2026-12-02: idle CPU stayed ~1 %, and no test got faster).
 test: setup lint ansible-check
 	cargo test --locked
 	# Idle emulated VMs still eat CPU: keep up only what molecule uses (client, server, offsite24).
