@@ -335,7 +335,7 @@ tank/dataz\tfilesystem\t113\t10\toff\t-\t0\t-\t-\t1700000000
     }
 
     #[test]
-    fn subtree_of_a_missing_root_holds_its_descendants_only() {
+    fn subtree_is_the_root_if_listed_and_every_name_below_it() {
         let l = parse_listing(SAMPLE).unwrap();
         let names: Vec<_> = l
             .subtree(&Dataset::new("tank").unwrap())
