@@ -29,19 +29,30 @@ test: setup lint ansible-check
 	cargo test --locked
 	# Idle emulated VMs still eat CPU: keep up only what molecule uses (client, server, offsite24).
 	tests/lab/lab down server24 offsite
-	$(MAKE) molecule
-	$(MAKE) lab24
+	# Side by side: molecule's plays leave CPU idle that the 2.4 lab's tests (own VMs) use.
+	MAKE="$(MAKE)" tests/side-by-side.sh molecule lab24
 
-# The themes whose outcome rests on OpenZFS's own behaviour, again on 2.4: a second lab
-# (its own run dir, the same VM names, every VM from the zfs24 image): replication,
-# resume and divergence, holds and pruning, and a forged resume token against a 2.4
-# sender. Left out, to keep CI under an hour, what is zferry's own or proven on 2.4
-# elsewhere: ansible::, status::, package:: and the guard's own checks (zferry's
-# protocol, sinks, .deb and SSH guard), the relay's pacing and the shared SSH connection,
-# smoke:: (the 2.4 delegations are zfs24::, in the main lab, and molecule's offsite is
-# 2.4) and zfs24:: itself. LAB24="--skip zfs24::" runs every theme there.
-LAB24 ?= engine:: safety:: snapshot:: guard::a_hostile_offsite \
-  --skip engine::bwlimit_ --skip engine::jobs_to_the_same_host_
+# What rests on OpenZFS's own behaviour, again on 2.4: a second lab (its own run dir, the
+# same VM names, every VM from the zfs24 image): full, incremental and raw streams,
+# encryption of created parents, bookmarks as bases, the snapshots_changed property the
+# listing cache trusts, resume tokens (interrupted, stale, forged by a hostile offsite),
+# rollback of a diverged copy, holds, atomic snapshots and pruning. Left out, to keep CI
+# under an hour: what is zferry's own logic on top of the same zfs calls (refusals by
+# GUID, one failure among many, parallel scheduling, a hold that cannot be placed, the
+# holds command), its guard, relay pacing and SSH sharing, ansible::, status::,
+# package::, smoke:: (the 2.4 delegations are zfs24::, in the main lab, and molecule's
+# offsite is 2.4) and zfs24:: itself. LAB24="--skip zfs24::" runs every theme there.
+LAB24 ?= engine::pull_full_then_noop_then_one_incremental \
+  engine::push_raw_with_strip_prefix_keeps_offsite_locked \
+  engine::parents_under_an_encrypted_root_are_encrypted \
+  engine::bookmark_serves_as_base_after_the_snapshot_is_pruned \
+  engine::snapshots_changed_moves_with_snapshots_not_with_holds_or_bookmarks \
+  engine::a_cached_run_lists_snapshots_only_where_they_changed \
+  safety::interrupted_transfers_resume_to_identical_copies \
+  safety::stale_resume_token_is_discarded \
+  safety::diverged_target_is_refused_until_rollback_is_allowed \
+  safety::held_base_survives_pruning_and_holds_stay_one_per_job \
+  snapshot:: guard::a_hostile_offsite
 lab24: setup
 	ZFERRY_LAB_IMAGE=zfs24 ZFERRY_LAB_RUN=/var/tmp/zferry-lab24 \
 	  cargo test --locked --test lab -- $(LAB24); \
