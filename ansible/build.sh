@@ -17,6 +17,18 @@ archs=("$@")
 ((${#archs[@]})) || archs=(x86_64 aarch64)
 jobs=${CARGO_BUILD_JOBS:-2}
 
+# Without the variables cargo sets for a crate (CARGO_MANIFEST_DIR, CARGO_PKG_NAME,
+# CARGO_PKG_VERSION_*, ...), which a caller under cargo (the lab's package test) passes on:
+# ring's build script reruns when any of them changes, and the next build from make
+# (molecule) then rebuilt ring, rustls and zferry for nothing (300 s in a CI run on
+# 2026-12-03, when only CARGO_MANIFEST_DIR was dropped).
+for var in $(compgen -e); do
+  case $var in
+    CARGO_PKG_* | CARGO_MANIFEST_* | CARGO_CRATE_NAME | CARGO_BIN_* | CARGO_PRIMARY_PACKAGE | \
+      CARGO_TARGET_TMPDIR | CARGO_RUSTC_CURRENT_DIR | OUT_DIR) unset "$var" ;;
+  esac
+done
+
 mkdir -p "$here/plugins/bin"
 for arch in "${archs[@]}"; do
   target="$arch-unknown-linux-musl"
@@ -37,10 +49,7 @@ for arch in "${archs[@]}"; do
   esac
   rustup target list --installed | grep -qx "$target" || rustup target add "$target"
   echo "build: $target" >&2
-  # Without CARGO_MANIFEST_DIR, which a caller under cargo (the lab's package test) passes
-  # on: ring's build script reruns when it changes, and the next build from make (molecule)
-  # then rebuilt ring, rustls and zferry (~2 min in CI) for nothing.
-  (cd "$root" && env -u CARGO_MANIFEST_DIR "${env[@]}" cargo build --locked --release -j "$jobs" --target "$target" --bin zferry)
+  (cd "$root" && env "${env[@]}" cargo build --locked --release -j "$jobs" --target "$target" --bin zferry)
   install -m 755 "$root/target/$target/release/zferry" "$here/plugins/bin/zferry-$arch"
   for m in zfs_allow zfs_pull zfs_push; do
     ln -sfn "../bin/zferry-$arch" "$here/plugins/modules/${m}_$arch"
