@@ -95,7 +95,7 @@ ansible-check:
 
 # The roles backup_server, backup_client, offsite on the three lab VMs (molecule/default):
 # create, prepare, converge, idempotence, verify, destroy. Destroy stops the shared lab VMs,
-# so `make test` runs it after the lab tests (then lab24, on its own VMs). While developing: molecule converge / verify (never destroy).
+# so `make test` runs it after the lab tests (lab24 beside it, on its own VMs). While developing: molecule converge / verify (never destroy).
 # Molecule keys its state dir by the project dir's basename (~/.ansible/tmp/molecule.XXXX.default),
 # so every clone named `main` shares one; a stale "created" there once made CI skip create and
 # converge against dead ports. Each run gets its own state dir.
