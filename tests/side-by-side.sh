@@ -10,18 +10,16 @@ set -uo pipefail
   echo "usage: $0 TARGET..." >&2
   exit 2
 }
-pids=()
-for target in "$@"; do
-  # `sed -u` keeps each target's lines whole and in time order in the shared output.
-  (
-    set -o pipefail
-    ${MAKE:-make} --no-print-directory "$target" 2>&1 | sed -u "s/^/[$target] /"
-  ) &
+targets=("$@") pids=()
+for target in "${targets[@]}"; do
+  # `sed -u` keeps each target's lines whole and in time order in the shared output;
+  # pipefail (inherited) makes the subshell fail with make.
+  (${MAKE:-make} --no-print-directory "$target" 2>&1 | sed -u "s/^/[$target] /") &
   pids+=($!)
 done
 failed=()
 for i in "${!pids[@]}"; do
-  wait "${pids[$i]}" || failed+=("${@:i+1:1}")
+  wait "${pids[$i]}" || failed+=("${targets[$i]}")
 done
 if ((${#failed[@]})); then
   echo "side-by-side: failed: ${failed[*]}" >&2
