@@ -23,7 +23,9 @@ What it does, on the host:
 
 Knobs: BENCH_SCALE (full|small), BENCH_REPS, BENCH_TREE_CHILDREN, BENCH_TREE_SNAPS,
 BENCH_PLUS_MANY, BENCH_WIDE, BENCH_WIDE_SNAPS, BENCH_BULK_MIB, BENCH_PHASES (comma list of
-tree,wide,push,bulk), BENCH_OUT (markdown path), BENCH_KEEP, ZFERRY_LAB_MEM, ZFERRY_LAB_DISK.
+tree,wide,push,bulk), BENCH_TOOLS (comma list of zferry,syncoid,bzfs,zab: the tools of the tree
+and wide phases; the report names a group that left one out), BENCH_OUT (markdown path),
+BENCH_KEEP, ZFERRY_LAB_MEM, ZFERRY_LAB_DISK.
 """
 
 import glob
@@ -135,6 +137,9 @@ def config():
         if os.environ.get(env):
             cfg[k] = int(os.environ[env])
     cfg["phases"] = os.environ.get("BENCH_PHASES", "tree,wide,push,bulk").split(",")
+    cfg["tools"] = os.environ.get("BENCH_TOOLS", ",".join(TOOLS)).split(",")
+    if "zferry" not in cfg["tools"] or not set(cfg["tools"]) <= set(TOOLS):
+        sys.exit(f"BENCH_TOOLS must name zferry and only tools of {','.join(TOOLS)}")
     if scale == "full" and cfg["reps"] < 3:
         sys.exit("the real run needs BENCH_REPS >= 3")
     return cfg
@@ -250,6 +255,7 @@ def merge(named):
         res.setdefault("arc_prunes", {}).update(r.get("arc_prunes", {}))
         res["bulk_stream_bytes"] = r.get("bulk_stream_bytes") or res.get("bulk_stream_bytes", 0)
         res["groups"].append({"file": name, "phases": r["config"]["phases"], "reps": r["config"]["reps"], "started": r["started"],
+                              "tools": r["config"].get("tools", TOOLS),
                               "finished": r.get("finished", "NOT FINISHED"), "host_seconds": r.get("host_seconds", "?"),
                               "commit": r.get("zferry_commit", "not recorded")})
     res["config"] = dict(first["config"], reps=min(g["reps"] for g in res["groups"]))
@@ -288,6 +294,37 @@ def times(res, phase, tool, key="seconds"):
     return [r[key] for r in res["runs"] if r["phase"] == phase and r["tool"] == tool and r["ok"] and r.get(key) is not None]
 
 
+def duration(s):
+    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min"
+
+
+def left_out(res):
+    """Why a group ran without a tool, from this benchmark's own numbers: the tool's tree
+    initial rate, extrapolated to the wide tree, and its rank in the tree phases."""
+    c, L = res["config"], []
+    for t in TOOLS:
+        groups = [g["file"] for g in res["groups"] if t not in g["tools"]]
+        if not groups:
+            continue
+        L.append(f"{NAMES.get(t, t)} was left out of {', '.join(groups)} (BENCH_TOOLS) for time.")
+        init = stats(times(res, "tree-initial", t))
+        if init:
+            per = init["median"] / ((c["tree_children"] + 1) * c["tree_snaps"])
+            wide = (c["wide_children"] + 1) * c["wide_snaps"]
+            L[-1] += (f" Its tree initial took {init['median']:.0f} s for {(c['tree_children'] + 1) * c['tree_snaps']} snapshots "
+                      f"({per:.1f} s per snapshot); at that rate the wide tree's {wide} snapshots would take ~{duration(per * wide)} "
+                      "per repetition.")
+        ranks = []
+        for phase, label in PHASES[:4]:
+            meds = sorted((s["median"], u) for u in PEERS if (s := stats(times(res, phase, u))))
+            if any(u == t for _, u in meds):
+                ranks.append(f"{label.split(': ')[1]} {[u for _, u in meds].index(t) + 1} of {len(meds)}")
+        if ranks:
+            L[-1] += f" Its rank among the peers (1 = fastest) in the tree phases: {'; '.join(ranks)}."
+        L.append("")
+    return L
+
+
 def render(res, out):
     c = res["config"]
     v = res["versions"]
@@ -307,8 +344,11 @@ def render(res, out):
     L.append("")
     for g in res["groups"]:
         L.append(f"- `{g['file']}`: {', '.join(g['phases'])}; {g['reps']} repetitions; started {g['started']}, finished "
-                 f"{g['finished']}; {g['host_seconds']} s on the host; zferry built from {g['commit']}.")
+                 f"{g['finished']}; {g['host_seconds']} s on the host; zferry built from {g['commit']}"
+                 + ("." if g["tools"] == TOOLS else
+                    f"; tools: {', '.join(NAMES.get(t, t) for t in g['tools'])} only (BENCH_TOOLS, the reason below)."))
     L.append("")
+    L += left_out(res)
     if res["failures"]:
         L.append(f"## !!! {len(res['failures'])} FAILURE(S) — a tool failed or a copy's newest GUID differs from the source")
         L.append("")
@@ -381,6 +421,9 @@ def render(res, out):
         L.append("|---|---|---|")
         for t in TOOLS:
             n_all = len([r for r in res["runs"] if r["phase"] == phase and r["tool"] == t])
+            if n_all == 0:
+                L.append(f"| {NAMES.get(t, t)} | not run in this group (BENCH_TOOLS) | — |")
+                continue
             L.append(f"| {NAMES.get(t, t)} | {fmt(row[t])} | {row[t]['n'] if row[t] else 0} of {n_all} ok |")
         if fl:
             L.append(f"| floor (ssh + list source, list target) | {fmt(fl)} | {fl['n']} |")

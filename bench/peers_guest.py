@@ -392,7 +392,7 @@ class Bench:
         return tools[k:] + tools[:k]
 
     def run_tools(self, phase, kind, rep):
-        for tool in self.order(rep, TOOLS):
+        for tool in self.order(rep, self.cfg.get("tools", TOOLS)):
             dt, rc, path = self.timed(command(tool, kind), f"{phase}-r{rep}-{tool}")
             self.record(phase, rep, tool, dt, rc, path, self.check(tool, kind))
 
