@@ -88,6 +88,8 @@ struct Lists {
     fresh: Option<JobCache>,
     /// Datasets whose snapshots came from the cache, both sides.
     reused: usize,
+    /// Whether the target reports `snapshots_changed` (see [`crate::sides::Cached`]).
+    dst_tracks: bool,
 }
 
 /// Lists both sides at once (different hosts): the source's datasets, and what the job
@@ -114,6 +116,7 @@ async fn list_sides(job: &Job, sides: &Sides, cache: Option<&JobCache>) -> Resul
     }
     Ok(Lists {
         reused: src.reused + dst.reused,
+        dst_tracks: dst.tracks,
         fresh: cache.map(|_| JobCache {
             saved: now(),
             source: src.fresh,
@@ -165,6 +168,7 @@ async fn run_datasets(
         dst: dst_list,
         fresh,
         reused,
+        dst_tracks,
     } = lists;
     if cache.is_some() {
         log::debug!("{name}: snapshots of {reused} datasets taken from the last run's listing");
@@ -188,12 +192,10 @@ async fn run_datasets(
         .map(|p| (p.source.clone(), p.target.clone()))
         .collect();
     // Targets whose snapshots_changed each receive left, for the cache (OpenZFS >= 2.2).
+    // Asked of the host, not of its datasets: before an initial run none of the job's
+    // targets exists, and parents without snapshots have no snapshots_changed yet.
     let marks = Marks::default();
-    let track = cache.is_some()
-        && dst_list
-            .datasets
-            .values()
-            .any(|d| d.snapshots_changed.is_some());
+    let track = cache.is_some() && dst_tracks;
     let mut reports = run_plans(
         plans,
         job.parallel(),

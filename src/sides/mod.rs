@@ -45,6 +45,9 @@ pub(crate) struct Cached {
     pub fresh: SideCache,
     /// Datasets whose snapshots came from the cache.
     pub reused: usize,
+    /// Whether the host answered with `snapshots_changed` (OpenZFS >= 2.2), so what a
+    /// receive leaves can be kept for the next run, also on datasets the run makes.
+    pub tracks: bool,
 }
 
 /// [`list`] as a [`Cached`] that keeps nothing.
@@ -55,6 +58,7 @@ async fn uncached(host: &Host, roots: &[Dataset]) -> Result<Cached> {
         missing,
         fresh: SideCache::default(),
         reused: 0,
+        tracks: false,
     })
 }
 
@@ -109,6 +113,7 @@ pub(crate) async fn list_cached(
         missing,
         fresh,
         reused,
+        tracks: true,
     })
 }
 
