@@ -4,6 +4,7 @@
 #   export ZFERRY_LAB_RUN=/var/tmp/zferry-lab-meas ZFERRY_LAB_DISK=4G
 #   tests/lab/lab up meas && tests/lab/lab provision target/release/zferry meas
 #   tests/lab/lab cp meas bench/bulk_phases_guest.sh /root/b.sh
+#   tests/lab/lab cp meas bench/guest_common.sh /root/guest_common.sh
 #   tests/lab/lab cp meas OTHER-BUILD /usr/local/bin/zferry-b     # optional second build
 #   tests/lab/lab ssh meas -- sh /root/b.sh [ROUNDS] [MIB]
 # Like the bulk phase of `make bench-peers`: MIB (1024) of random data in one dataset, a raw
@@ -16,6 +17,8 @@
 # zferry-read+write-calls zferry-context-switches" per run: zferry's own CPU time (not its
 # children's) and all CPU the guest spent meanwhile.
 set -eu
+# shellcheck source-path=SCRIPTDIR source=guest_common.sh
+. "$(dirname "$0")/guest_common.sh"
 ROUNDS=${1:-5}
 MIB=${2:-1024}
 if ! zpool list bs >/dev/null 2>&1; then
@@ -25,12 +28,8 @@ if ! zpool list bs >/dev/null 2>&1; then
   dd if=/dev/urandom of=/bs/src/random.bin bs=1M count="$MIB" status=none
   zfs snapshot bs/src@s1
 fi
-[ -f /root/.ssh/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519
-grep -qf /root/.ssh/id_ed25519.pub /root/.ssh/authorized_keys 2>/dev/null ||
-  cat /root/.ssh/id_ed25519.pub >> /root/.ssh/authorized_keys
-ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null > /root/.ssh/known_hosts
-variants="bare zferry"
-command -v zferry-b >/dev/null && variants="$variants zferry-b"
+ssh_to_self
+variants=$(variants)
 
 # Drops every hold under $1 (zferry holds both ends), then $1 itself.
 scrub() {
@@ -38,16 +37,6 @@ scrub() {
     zfs holds -H "$snap" | while read -r _ tag _; do zfs release "$tag" "$snap"; done
   done
   zfs destroy -r "$1"
-}
-# Stamps each line written to the fifo $1 with the epoch in milliseconds, into $2. Python is
-# started (slow under TCG) and waiting before zferry starts, so the stamps are not late.
-stamper() {
-  rm -f "$1"; mkfifo "$1"
-  python3 -u -c 'import sys, time
-with open(sys.argv[1]) as f, open(sys.argv[2], "w") as out:
-    for line in f:
-        out.write("%d %s" % (time.time() * 1000, line))' "$1" "$2" &
-  sleep 3
 }
 # Guest CPU busy so far, in ms of all vCPUs (/proc/stat: user nice system irq softirq steal).
 busy() {
@@ -81,6 +70,7 @@ one() { # round variant
       calls=$(awk '/^sysc[rw]/ { n += $2 } END { print n }' /proc/$pid/io 2>/dev/null) || break
       switches=$(cat /proc/$pid/task/*/status 2>/dev/null |
         awk '/ctxt_switches/ { n += $2 } END { print n }') || break
+      # shellcheck disable=SC2086 # the fields of stat
       set -- $stat
       [ "$3" = Z ] && break
       sleep 1
@@ -102,6 +92,7 @@ one() { # round variant
 }
 r=0
 while [ $r -lt "$ROUNDS" ]; do
+  # shellcheck disable=SC2086 # the variants are words
   set -- $variants
   i=0; while [ $i -lt $((r % $#)) ]; do v=$1; shift; set -- "$@" "$v"; i=$((i + 1)); done
   for v in "$@"; do one $r "$v"; done
