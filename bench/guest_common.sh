@@ -25,3 +25,27 @@ with open(sys.argv[1]) as f, open(sys.argv[2], "w") as out:
         out.write("%d %s" % (time.time() * 1000, line))' "$1" "$2" &
   sleep 3
 }
+
+# Pools $1 (source, /dev/vdb) and $2 (copies, /dev/vdc), and $1/src with 64 KiB at @base;
+# kept when they exist (a second run of a script goes on from them).
+pools_with_base() {
+  zpool list "$1" >/dev/null 2>&1 && return
+  zpool create -f -O mountpoint=none "$1" /dev/vdb
+  zpool create -f -O mountpoint=none "$2" /dev/vdc
+  zfs create -o mountpoint="/$1/src" "$1/src"
+  dd if=/dev/urandom of="/$1/src/base.bin" bs=64K count=1 status=none
+  zfs snapshot "$1/src@base"
+}
+
+# The newest snapshot's name (after the @) of dataset $1.
+newest() { zfs list -H -t snapshot -o name -s createtxg -d 1 "$1" | tail -1 | cut -d@ -f2; }
+
+# $3 snapshots of dataset $1 (mounted at /$1), named $2m000..., 4 KiB of new data each.
+small_snapshots() {
+  n=0
+  while [ "$n" -lt "$3" ]; do
+    dd if=/dev/urandom of="/$1/many.bin" bs=4K count=1 status=none
+    zfs snapshot "$1@$2m$(printf %03d "$n")"
+    n=$((n + 1))
+  done
+}

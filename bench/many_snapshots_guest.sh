@@ -18,13 +18,7 @@ set -eu
 . "$(dirname "$0")/guest_common.sh"
 ROUNDS=${1:-3}
 SNAPS=${2:-100}
-if ! zpool list ms >/dev/null 2>&1; then
-  zpool create -f -O mountpoint=none ms /dev/vdb
-  zpool create -f -O mountpoint=none md /dev/vdc
-  zfs create -o mountpoint=/ms/src ms/src
-  dd if=/dev/urandom of=/ms/src/base.bin bs=64K count=1 status=none
-  zfs snapshot ms/src@base
-fi
+pools_with_base ms md
 ssh_to_self
 variants=$(variants)
 for v in $variants; do
@@ -34,7 +28,6 @@ done
 if ! zfs list -H md/bare/src >/dev/null 2>&1; then
   zfs send ms/src@base | zfs receive -u -o canmount=noauto md/bare/src
 fi
-newest() { zfs list -H -t snapshot -o name -s createtxg -d 1 "$1" | tail -1 | cut -d@ -f2; }
 one() { # round variant
   round=$1 variant=$2
   zpool sync
@@ -71,12 +64,7 @@ for v in $variants; do
 done
 r=1
 while [ $r -le "$ROUNDS" ]; do
-  i=0
-  while [ $i -lt "$SNAPS" ]; do
-    dd if=/dev/urandom of=/ms/src/many.bin bs=4K count=1 status=none
-    zfs snapshot "ms/src@r${r}m$(printf %03d $i)"
-    i=$((i + 1))
-  done
+  small_snapshots ms/src "r$r" "$SNAPS"
   sleep 3
   # shellcheck disable=SC2086 # the variants are words
   set -- $variants

@@ -4,21 +4,18 @@
 #   export ZFERRY_LAB_RUN=/var/tmp/zferry-lab-meas ZFERRY_LAB_DISK=4G
 #   tests/lab/lab up meas
 #   tests/lab/lab cp meas bench/receive_flags_guest.sh /root/f.sh
+#   tests/lab/lab cp meas bench/guest_common.sh /root/guest_common.sh
 #   tests/lab/lab ssh meas -- sh /root/f.sh [ROUNDS] [SNAPS]
 # Each round adds SNAPS snapshots (4 KiB of random data each) to fs/src; then each variant
 # receives them, `zfs send -I | zfs receive FLAGS` on the guest itself (no ssh: only the
 # receive differs), into a copy of its own, the order rotated each round. Prints "round
 # variant ms".
 set -eu
+# shellcheck source-path=SCRIPTDIR source=guest_common.sh
+. "$(dirname "$0")/guest_common.sh"
 ROUNDS=${1:-3}
 SNAPS=${2:-100}
-if ! zpool list fs >/dev/null 2>&1; then
-  zpool create -f -O mountpoint=none fs /dev/vdb
-  zpool create -f -O mountpoint=none fd /dev/vdc
-  zfs create -o mountpoint=/fs/src fs/src
-  dd if=/dev/urandom of=/fs/src/base.bin bs=64K count=1 status=none
-  zfs snapshot fs/src@base
-fi
+pools_with_base fs fd
 # variant name and its receive flags
 flags() {
   case $1 in
@@ -32,15 +29,9 @@ variants="plain resumable noauto zferry"
 for v in $variants; do
   zfs list -H "fd/$v" >/dev/null 2>&1 || zfs send fs/src@base | zfs receive -u "fd/$v"
 done
-newest() { zfs list -H -t snapshot -o name -s createtxg -d 1 "$1" | tail -1 | cut -d@ -f2; }
 r=1
 while [ $r -le "$ROUNDS" ]; do
-  i=0
-  while [ $i -lt "$SNAPS" ]; do
-    dd if=/dev/urandom of=/fs/src/many.bin bs=4K count=1 status=none
-    zfs snapshot "fs/src@r${r}m$(printf %03d $i)"
-    i=$((i + 1))
-  done
+  small_snapshots fs/src "r$r" "$SNAPS"
   last=$(newest fs/src)
   # shellcheck disable=SC2086 # the variants are words
   set -- $variants
