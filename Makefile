@@ -36,7 +36,8 @@ test: setup lint ansible-check
 # same VM names, every VM from the zfs24 image): full, incremental and raw streams,
 # encryption of created parents, bookmarks as bases, the snapshots_changed property the
 # listing cache trusts, resume tokens (interrupted, stale, forged by a hostile offsite),
-# rollback of a diverged copy, holds, atomic snapshots and pruning. Left out, to keep CI
+# rollback of a diverged copy, holds, atomic snapshots and pruning, what a stream's
+# properties do to a local canmount and the stream heads the guard judges. Left out, to keep CI
 # under an hour: what is zferry's own logic on top of the same zfs calls (refusals by
 # GUID, one failure among many, parallel scheduling, a hold that cannot be placed, the
 # holds command), its guard, relay pacing and SSH sharing, ansible::, status::,
@@ -52,6 +53,8 @@ LAB24 ?= engine::pull_full_then_noop_then_one_incremental \
   safety::stale_resume_token_is_discarded \
   safety::diverged_target_is_refused_until_rollback_is_allowed \
   safety::held_base_survives_pruning_and_holds_stay_one_per_job \
+  engine::an_incremental_leaves_canmount_and_a_stream_with_properties_is_refused \
+  guard::a_receive_that_leaves_canmount_passes_the_guard_only_as_an_incremental \
   snapshot:: guard::a_hostile_offsite
 lab24: setup
 	ZFERRY_LAB_IMAGE=zfs24 ZFERRY_LAB_RUN=/var/tmp/zferry-lab24 \

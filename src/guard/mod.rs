@@ -60,8 +60,20 @@ pub enum Checked {
     /// the token names, in the local pool, because `zfs send -t` resolves them by GUID
     /// anywhere in the pool.
     Token(ResumeToken),
-    /// A receive on a raw-only key: the stream's head must say raw.
-    RawReceive,
+    /// A receive: the stream's head must first be read and judged (never a stream with
+    /// properties, which would outrank what the copy keeps; see [`crate::zfs::begin`]).
+    Receive(Want),
+}
+
+/// What a receive's stream head must say before `zfs receive` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    /// Raw (a raw-only key).
+    pub raw: bool,
+    /// Incremental: a receive that leaves the target's `canmount` as it is
+    /// ([`cmd::Canmount::Kept`]) may only extend a dataset that exists, never make one
+    /// that a hostile stream's properties would mount at boot.
+    pub incremental: bool,
 }
 
 /// Why a command was refused.
@@ -331,10 +343,28 @@ impl Policy {
                 argv
             }
             (Mode::Receive, ["zfs", "receive", "-u", .., ds]) => {
-                if self.raw_only {
-                    checked = Checked::RawReceive;
+                let ds = self.dataset(ds)?;
+                let kept = cmd::receive(&ds, cmd::Canmount::Kept);
+                let want = Want {
+                    raw: self.raw_only,
+                    incremental: argv == kept,
+                };
+                checked = Checked::Receive(want);
+                if want.incremental {
+                    kept
+                } else {
+                    cmd::receive(&ds, cmd::Canmount::Noauto)
                 }
-                cmd::receive(&self.dataset(ds)?)
+            }
+            (
+                Mode::Receive,
+                ["zfs", "get", "-Hp", "-s", "local", "-o", "name,value", "canmount", targets @ ..],
+            ) if !targets.is_empty() => {
+                cmd::get_local_canmount(&targets.iter().map(|t| self.dataset(t)).collect::<Result<
+                    Vec<_>,
+                    _,
+                >>(
+                )?)
             }
             (Mode::Receive, ["zfs", "receive", "-A", ds]) if self.allow_destroy => {
                 cmd::receive_abort(&self.dataset(ds)?)
@@ -418,6 +448,7 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::host::shell_quote;
+    use crate::zfs::cmd::Canmount;
     use crate::zfs::list::list_argv;
     use proptest::prelude::*;
 
@@ -490,14 +521,24 @@ mod tests {
             &cmd::holds(&[s("tank/data@a"), s("tank/data/kid@b")])
         ));
         // Receive-side verbs are not for this key.
-        assert!(!ok(&p, &cmd::receive(&d)));
+        assert!(!ok(&p, &cmd::receive(&d, Canmount::Noauto)));
     }
 
     #[test]
     fn receive_side_and_its_options() {
         let mut p = policy(Mode::Receive);
         let d = Dataset::new("tank/data/x").unwrap();
-        assert!(ok(&p, &cmd::receive(&d)));
+        assert!(ok(&p, &cmd::receive(&d, Canmount::Noauto)));
+        assert!(ok(&p, &cmd::receive(&d, Canmount::Kept)));
+        let canmount = |n: &[&str]| {
+            cmd::get_local_canmount(
+                &n.iter()
+                    .map(|x| Dataset::new(x).unwrap())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert!(ok(&p, &canmount(&["tank/data/x", "tank/data/y"])));
+        assert!(!ok(&p, &canmount(&["tank/data/x", "tank/other"])));
         assert!(ok(&p, &cmd::create_parent(&d)));
         assert!(ok(&p, &cmd::get_guid(&s("tank/data/x@a"))));
         let only = |d: &str| list_argv_at(&[Dataset::new(d).unwrap()], Depth::Only);
@@ -640,13 +681,22 @@ mod tests {
         assert!(plain.unwrap_err().0.contains("non-raw"));
         // The receive side defers to the stream's head.
         let d = Dataset::new("tank/data/x").unwrap();
+        let want = |raw, incremental| Ok(Checked::Receive(Want { raw, incremental }));
+        let p = raw_only(Mode::Receive);
         assert_eq!(
-            raw_only(Mode::Receive).check(&cmd::receive(&d)),
-            Ok(Checked::RawReceive)
+            p.check(&cmd::receive(&d, Canmount::Noauto)),
+            want(true, false)
         );
+        assert_eq!(p.check(&cmd::receive(&d, Canmount::Kept)), want(true, true));
+        let p = policy(Mode::Receive);
         assert_eq!(
-            policy(Mode::Receive).check(&cmd::receive(&d)),
-            Ok(Checked::Run)
+            p.check(&cmd::receive(&d, Canmount::Noauto)),
+            want(false, false)
+        );
+        // Leaving canmount as it is needs an incremental head, on any key.
+        assert_eq!(
+            p.check(&cmd::receive(&d, Canmount::Kept)),
+            want(false, true)
         );
     }
 
@@ -759,7 +809,7 @@ mod tests {
         );
         // A raw-only key never compresses; a receiving key takes no pipeline at all.
         assert!(piped(&raw_only(Mode::Send), &line(&full, &z3)).is_err());
-        let recv = cmd::receive(&Dataset::new("tank/data/a").unwrap());
+        let recv = cmd::receive(&Dataset::new("tank/data/a").unwrap(), Canmount::Noauto);
         let unzstd = w(&["zstd", "-dc"]);
         assert!(piped(&policy(Mode::Receive), &line(&unzstd, &recv)).is_err());
         // One command alone still has no pipe.
@@ -789,19 +839,21 @@ mod tests {
 
         /// One extra word anywhere in an allowed command makes it a refused one.
         #[test]
-        fn extra_words_are_rejected(extra in "[ -~]{1,10}", pos in 0usize..8, which in 0usize..7) {
+        fn extra_words_are_rejected(extra in "[ -~]{1,10}", pos in 0usize..10, which in 0usize..9) {
             let mut p = policy(Mode::Receive);
             p.allow_destroy = true;
             p.allow_rollback = true;
             let d = Dataset::new("tank/data/x").unwrap();
             let mut argv = [
-                cmd::receive(&d),
+                cmd::receive(&d, Canmount::Noauto),
                 cmd::create_parent(&d),
                 cmd::rollback(&s("tank/data/x@a")),
                 list_argv(std::slice::from_ref(&d)),
                 cmd::get_guid(&s("tank/data/x@a")),
                 list_argv_at(std::slice::from_ref(&d), Depth::Filesystems),
                 list_argv_at(std::slice::from_ref(&d), Depth::Snapshots),
+                cmd::receive(&d, Canmount::Kept),
+                cmd::get_local_canmount(std::slice::from_ref(&d)),
             ][which].clone();
             prop_assert!(p.check(&argv).is_ok());
             argv.insert(pos.min(argv.len()), extra);
@@ -811,7 +863,7 @@ mod tests {
         /// Every command zferry builds passes its key; replacing any one word of it by
         /// another dataset, flag, tag or token is refused.
         #[test]
-        fn any_single_mutation_is_refused(which in 0usize..11, pos in 0usize..20, with in 0usize..8) {
+        fn any_single_mutation_is_refused(which in 0usize..13, pos in 0usize..20, with in 0usize..8) {
             use crate::zfs::token::build::token;
             let send_side = raw_only(Mode::Send);
             let mut recv_side = raw_only(Mode::Receive);
@@ -826,10 +878,12 @@ mod tests {
                 3 => (&send_side, cmd::hold("zferry:job", &s("tank/data/x@a"))),
                 4 => (&send_side, cmd::release("zferry:job", &s("tank/data/x@a"))),
                 5 => (&send_side, list_argv(std::slice::from_ref(&d))),
-                6 => (&recv_side, cmd::receive(&d)),
+                6 => (&recv_side, cmd::receive(&d, Canmount::Noauto)),
                 7 => (&recv_side, cmd::create_parent(&d)),
                 8 => (&recv_side, cmd::rollback(&s("tank/data/x@a"))),
                 9 => (&send_side, list_argv_at(std::slice::from_ref(&d), Depth::Filesystems)),
+                10 => (&recv_side, cmd::receive(&d, Canmount::Kept)),
+                11 => (&recv_side, cmd::get_local_canmount(std::slice::from_ref(&d))),
                 _ => (&recv_side, list_argv_at(std::slice::from_ref(&d), Depth::Snapshots)),
             };
             prop_assert!(p.check(&argv).is_ok(), "{:?}", argv);

@@ -3,8 +3,8 @@
 //! (by `exec`, or through a relay when the head had to be read first). Rejections go
 //! to stderr and syslog, escaped, with the client's address.
 
-use super::{tokenize_pipeline, Checked, Policy, Rejected};
-use crate::zfs::begin::{self, Head};
+use super::{tokenize_pipeline, Checked, Policy, Rejected, Want};
+use crate::zfs::begin::{self, Begin, Head};
 use crate::zfs::token::ResumeToken;
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -43,7 +43,7 @@ pub fn run(policy: &Policy, command: Option<OsString>) -> Result<i32, ServeError
     match checked {
         Checked::Run => {}
         Checked::Token(t) => confirm_token(&t, &list_points(&t)?)?,
-        Checked::RawReceive => return relay_raw(argv),
+        Checked::Receive(want) => return relay_judged(argv, want),
     }
     if let Some(zstd) = compressor {
         return piped(argv, &zstd);
@@ -101,9 +101,26 @@ pub fn confirm_token(t: &ResumeToken, listing: &str) -> Result<(), Rejected> {
     Ok(())
 }
 
-/// Reads the stream's head, refuses it unless raw, then feeds head and rest to
+/// Whether a stream whose first substream begins with `first` is one `want` admits.
+pub fn judge(first: &Begin, want: Want) -> Result<(), Rejected> {
+    if want.raw && !first.raw {
+        return Err(Rejected(format!(
+            "stream of {} is not raw: this key receives encrypted (zfs send -w) streams only, plaintext never reaches zfs receive",
+            escape(&first.toname)
+        )));
+    }
+    if want.incremental && !first.incremental {
+        return Err(Rejected(format!(
+            "stream of {} is a full stream: a receive that leaves canmount as it is (no -o canmount=noauto) only extends a dataset that exists",
+            escape(&first.toname)
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the stream's head and [`judge`]s it, then feeds head and rest to
 /// `zfs receive`: not one byte reaches it before the head was judged.
-fn relay_raw(argv: &[String]) -> Result<i32, ServeError> {
+fn relay_judged(argv: &[String], want: Want) -> Result<i32, ServeError> {
     let mut stdin = std::io::stdin().lock();
     let mut head = Vec::new();
     let first = loop {
@@ -118,13 +135,7 @@ fn relay_raw(argv: &[String]) -> Result<i32, ServeError> {
             }
         }
     };
-    if !first.raw {
-        return Err(Rejected(format!(
-            "stream of {} is not raw: this key receives encrypted (zfs send -w) streams only, plaintext never reaches zfs receive",
-            escape(&first.toname)
-        ))
-        .into());
-    }
+    judge(&first, want)?;
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::piped())
@@ -233,6 +244,29 @@ mod tests {
         assert!(confirm_token(&tok(None), prefix).is_err());
         // The base is not this dataset's.
         assert!(confirm_token(&tok(Some(99)), here).is_err());
+    }
+
+    #[test]
+    fn a_head_is_judged_by_what_the_receive_wants() {
+        use crate::zfs::begin::{build::compound, inspect, Head};
+        let head = |raw, incremental| Begin {
+            toname: "t/a@2".into(),
+            raw,
+            incremental,
+        };
+        let want = |raw, incremental| Want { raw, incremental };
+        assert!(judge(&head(false, false), want(false, false)).is_ok());
+        assert!(judge(&head(true, true), want(true, true)).is_ok());
+        let e = judge(&head(false, true), want(true, false)).unwrap_err();
+        assert!(e.0.contains("not raw"), "{e}");
+        let e = judge(&head(true, false), want(true, true)).unwrap_err();
+        assert!(e.0.contains("full stream"), "{e}");
+        assert!(judge(&head(false, false), want(false, true)).is_err());
+        // The head zfs send -w -I writes passes both.
+        let Ok(Head::Done(first)) = inspect(&compound(true)) else {
+            panic!("a whole head")
+        };
+        assert!(judge(&first, want(true, true)).is_ok());
     }
 
     #[test]

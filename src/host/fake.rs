@@ -9,6 +9,7 @@
 //! small text description of the snapshots they bring, so `stream::transfer` runs as is.
 
 use super::shell_pipeline;
+use crate::zfs::begin;
 use crate::zfs::list::{LIST_PROPS, SNAPSHOTS_CHANGED};
 use crate::zfs::token;
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,6 +39,8 @@ struct Ds {
     txg: u64,
     snaps: Vec<Snap>,
     token: Option<String>,
+    /// `canmount` set locally (`None`: the default, `on`).
+    canmount: Option<String>,
 }
 
 /// What a scripted failure does to receives into one target.
@@ -75,6 +78,8 @@ pub struct Fake {
     no_zstd: AtomicBool,
     /// Bytes this host wrote through `zstd -c` (what crossed the wire compressed).
     zstd_out: AtomicU64,
+    /// Sends carry properties, as a hostile source's `zfs send -p` would.
+    props_in_streams: AtomicBool,
     /// Refuses what an older zferry's guard does not know (the GUID read with the mark,
     /// the listing by name).
     old_guard: AtomicBool,
@@ -148,6 +153,21 @@ impl Fake {
         d.token = Some(token.to_string());
     }
 
+    /// Sets `ds`'s own `canmount` (`None`: back to the default).
+    pub fn set_canmount(&self, ds: &str, value: Option<&str>) {
+        let mut m = lock(&self.model);
+        let d = m
+            .datasets
+            .get_mut(ds)
+            .expect("canmount of a dataset the test created");
+        d.canmount = value.map(str::to_string);
+    }
+
+    /// `ds`'s own `canmount`, if set.
+    pub fn canmount(&self, ds: &str) -> Option<String> {
+        lock(&self.model).datasets.get(ds)?.canmount.clone()
+    }
+
     /// Every receive into `target` fails with `stderr`.
     pub fn fail_receive(&self, target: &str, stderr: &str) {
         lock(&self.model)
@@ -179,6 +199,12 @@ impl Fake {
         lock(&self.model).refused_holds.insert(snap.to_string());
     }
 
+    /// Makes this host's sends carry properties (a compound header with a payload), as a
+    /// hostile source answering `zfs send` with `zfs send -p` would.
+    pub fn send_properties(&self) {
+        self.props_in_streams.store(true, Ordering::SeqCst);
+    }
+
     /// Makes `zfs send -nP` estimate every stream at `bytes`.
     pub fn set_send_size(&self, bytes: u64) {
         self.send_size.store(bytes, Ordering::SeqCst);
@@ -190,7 +216,8 @@ impl Fake {
     }
 
     /// Makes this host refuse, as an older zferry's guard would, the GUID read with the
-    /// mark and the listing by name.
+    /// mark, the listing by name, the question of `canmount` and the receive that
+    /// leaves it.
     pub fn behind_old_guard(&self) {
         self.old_guard.store(true, Ordering::SeqCst);
     }
@@ -282,6 +309,8 @@ impl Fake {
             a.as_slice(),
             ["zfs", "get", "-Hp", "-o", "name,property,value", ..]
                 | ["zfs", "list", "-Hp", "-t", "filesystem,volume,snapshot", ..]
+                | ["zfs", "get", "-Hp", "-s", "local", ..]
+                | ["zfs", "receive", "-u", "-s", _]
         );
         if new_shape && self.old_guard.load(Ordering::SeqCst) {
             return (
@@ -320,16 +349,21 @@ impl Fake {
                 (format!("size\t{size}\n"), (Some(0), String::new()))
             }
             ["zfs", "send", rest @ ..] => self.send(rest),
-            ["zfs", "receive", "-u", "-s", "-o", "canmount=noauto", target] => {
+            ["zfs", "get", "-Hp", "-s", "local", "-o", "name,value", "canmount", names @ ..] => {
+                self.local_canmount(names)
+            }
+            ["zfs", "receive", "-u", "-s", opts @ .., target]
+                if matches!(opts, [] | ["-o", "canmount=noauto"]) =>
+            {
                 // Like zfs, a new filesystem's parent is opened before the stream is read.
                 if let Some(missing) = self.parent_missing(target) {
                     return fail(missing);
                 }
                 let now = self.receiving.fetch_add(1, Ordering::SeqCst) + 1;
                 self.most_receiving.fetch_max(now, Ordering::SeqCst);
-                let mut stream = String::new();
+                let mut stream = Vec::new();
                 let read = match stdin {
-                    Some(mut i) => i.read_to_string(&mut stream).await.map(|_| ()),
+                    Some(mut i) => i.read_to_end(&mut stream).await.map(|_| ()),
                     None => Ok(()),
                 };
                 // A receive takes a while: other datasets' streams may start meanwhile.
@@ -341,19 +375,40 @@ impl Fake {
                 if let Err(e) = read {
                     return fail(format!("reading the stream: {e}"));
                 }
-                (String::new(), self.receive(target, &stream))
+                let (props, text) = unwrap_stream(&stream);
+                let exit = self.receive(target, &text);
+                if exit.0 == Some(0) {
+                    // As zfs does: the stream's canmount (on) outranks a local value, and
+                    // -o is set after it.
+                    if props {
+                        self.set_canmount(target, None);
+                    }
+                    if !opts.is_empty() {
+                        self.set_canmount(target, Some("noauto"));
+                    }
+                }
+                (String::new(), exit)
             }
             _ => (
                 String::new(),
                 fail(format!("fake: unknown command {}", argv.join(" "))),
             ),
         };
+        let mut out = out.into_bytes();
+        if a.starts_with(&["zfs", "send"]) && !a.contains(&"-nP") && exit.0 == Some(0) {
+            let head = if self.props_in_streams.load(Ordering::SeqCst) {
+                begin::build::with_properties()
+            } else {
+                begin::build::substream(0, "fake")
+            };
+            out.splice(0..0, head);
+        }
         let out = match level {
-            None => out.into_bytes(),
+            None => out,
             Some(l) => {
                 let mut z = Vec::new();
                 let level = async_compression::Level::Precise(l);
-                async_compression::tokio::bufread::ZstdEncoder::with_quality(out.as_bytes(), level)
+                async_compression::tokio::bufread::ZstdEncoder::with_quality(out.as_slice(), level)
                     .read_to_end(&mut z)
                     .await
                     .expect("compressing in memory");
@@ -570,7 +625,27 @@ impl Fake {
             );
         }
         self.create(ds);
+        self.set_canmount(ds, Some("off"));
         (String::new(), (Some(0), String::new()))
+    }
+
+    /// `zfs get -s local canmount`: a line for each name with its own value; a name that
+    /// does not exist is an error, the others are still answered.
+    fn local_canmount(&self, names: &[&str]) -> (String, Exit) {
+        let m = lock(&self.model);
+        let (mut out, mut err) = (String::new(), String::new());
+        for n in names {
+            match m.datasets.get(*n) {
+                Some(d) => {
+                    if let Some(v) = &d.canmount {
+                        out.push_str(&format!("{n}\t{v}\n"));
+                    }
+                }
+                None => err.push_str(&format!("cannot open '{n}': dataset does not exist\n")),
+            }
+        }
+        let code = if err.is_empty() { 0 } else { 1 };
+        (out, (Some(code), err))
     }
 
     /// The stream: a header naming the source snapshot it ends at and the base GUID,
@@ -703,6 +778,17 @@ impl Fake {
         }
         (Some(0), String::new())
     }
+}
+
+/// A fake stream's head and text: whether the head carries properties (one
+/// [`begin::inspect`] refuses), and the text from `FAKESTREAM` on.
+fn unwrap_stream(stream: &[u8]) -> (bool, String) {
+    let props = begin::inspect(stream).is_err();
+    let at = stream
+        .windows(b"FAKESTREAM ".len())
+        .position(|w| w == b"FAKESTREAM ")
+        .unwrap_or(0);
+    (props, String::from_utf8_lossy(&stream[at..]).into_owned())
 }
 
 /// The fake's `snapshots_changed`: it moves whenever a snapshot comes or goes, as the

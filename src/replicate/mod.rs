@@ -16,7 +16,7 @@ use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::cache::{JobCache, SideCache};
 use crate::sides::holds::HoldBook;
-use crate::sides::{list_cached, list_owned, relist, reread, Sides};
+use crate::sides::{list_cached, list_owned, relist, reread, unmountable, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::{Dataset, Snapshot};
@@ -178,9 +178,26 @@ async fn run_datasets(
         job.bwlimit.map(|b| Pace::new(b.bytes_per_sec())),
         job.compress,
     );
-    let (mut src_holds, mut dst_holds) = tokio::join!(
+    // Asked only of copies that exist and will receive an incremental: a run that sends
+    // nothing costs no more commands than before. A copy this run makes gets the flag
+    // with its full stream (see `execute_steps`).
+    let incremental: Vec<Dataset> = plans
+        .iter()
+        .filter(|p| dst_list.datasets.contains_key(&p.target))
+        .filter(|p| p.steps.iter().any(receives_incremental))
+        .map(|p| p.target.clone())
+        .collect();
+    let asks_canmount = !opts.dry_run && !incremental.is_empty();
+    let (mut src_holds, mut dst_holds, kept_unmounted) = tokio::join!(
         HoldBook::load(&sides.source, &src_list, &tag),
-        HoldBook::load(&sides.target, &dst_list, &tag)
+        HoldBook::load(&sides.target, &dst_list, &tag),
+        async {
+            if asks_canmount {
+                unmountable(&sides.target, &incremental).await
+            } else {
+                BTreeSet::new()
+            }
+        }
     );
     log::debug!(
         "{name}: {} datasets, {} at once",
@@ -196,13 +213,19 @@ async fn run_datasets(
     // targets exists, and parents without snapshots have no snapshots_changed yet.
     let marks = Marks::default();
     let track = cache.is_some() && dst_tracks;
+    let shared = Shared {
+        sides,
+        src_list: &src_list,
+        popts,
+        opts,
+        wire: &wire,
+        marks: track.then_some(&marks),
+        unmountable: &kept_unmounted,
+    };
     let mut reports = run_plans(
         plans,
         job.parallel(),
-        |p, herald| {
-            let track = track.then_some(&marks);
-            execute_dataset(sides, &src_list, p, (popts, opts), &wire, track, herald)
-        },
+        |p, herald| execute_dataset(&shared, p, herald),
         |parent| !dst_list.datasets.contains_key(parent),
     )
     .await;
@@ -622,15 +645,40 @@ fn action_of(v: &Verdict) -> Action {
     }
 }
 
-async fn execute_dataset(
-    sides: &Sides,
-    src_list: &Listing,
-    mut plan: DatasetPlan,
-    (popts, opts): (Options, RunOptions),
-    wire: &Wire,
-    marks: Option<&Marks>,
-    herald: Herald,
-) -> DatasetReport {
+/// What every dataset of one run shares.
+struct Shared<'a> {
+    sides: &'a Sides,
+    src_list: &'a Listing,
+    popts: Options,
+    opts: RunOptions,
+    wire: &'a Wire,
+    /// Where each receive's `snapshots_changed` goes, when the run keeps a cache.
+    marks: Option<&'a Marks>,
+    /// Targets that keep themselves unmounted ([`cmd::Canmount::Kept`]).
+    unmountable: &'a BTreeSet<Dataset>,
+}
+
+/// A step that receives an incremental stream.
+fn receives_incremental(s: &Step) -> bool {
+    matches!(
+        s,
+        Step::Send {
+            span: cmd::SendSpan::Incremental { .. },
+            ..
+        }
+    )
+}
+
+async fn execute_dataset(run: &Shared<'_>, mut plan: DatasetPlan, herald: Herald) -> DatasetReport {
+    let Shared {
+        sides,
+        src_list,
+        popts,
+        opts,
+        wire,
+        marks,
+        unmountable,
+    } = *run;
     let started = Instant::now();
     let mut rep = DatasetReport {
         source: plan.source.to_string(),
@@ -651,7 +699,8 @@ async fn execute_dataset(
         let result = if opts.dry_run {
             estimate(sides, &plan, &mut rep).await
         } else {
-            execute_steps(sides, &plan, wire, &mut rep, &herald).await
+            let kept = unmountable.contains(&plan.target);
+            execute_steps(sides, &plan, wire, kept, &mut rep, &herald).await
         };
         if let Err(e) = result {
             rep.action = Action::Failed;
@@ -754,6 +803,7 @@ async fn execute_steps(
     sides: &Sides,
     plan: &DatasetPlan,
     wire: &Wire,
+    mut kept: bool,
     rep: &mut DatasetReport,
     herald: &Herald,
 ) -> Result<()> {
@@ -825,7 +875,13 @@ async fn execute_steps(
                 snapshots,
             } => {
                 let send = cmd::send(span, *raw, false);
-                let recv = cmd::receive(t);
+                // `kept`: the target keeps itself unmounted (see `Shared::unmountable`),
+                // or this plan's full stream just made it with canmount=noauto.
+                let canmount = match span {
+                    cmd::SendSpan::Incremental { .. } if kept => cmd::Canmount::Kept,
+                    _ => cmd::Canmount::Noauto,
+                };
+                let recv = cmd::receive(t, canmount);
                 let raw = sends_raw(span, *raw);
                 let src = &sides.source;
                 let wanted = progress::wanted() || wire.compresses(src, raw, None);
@@ -850,6 +906,8 @@ async fn execute_steps(
                     );
                 }
                 rep.snapshots.extend(snapshots.iter().cloned());
+                kept |=
+                    canmount == cmd::Canmount::Noauto && matches!(span, cmd::SendSpan::Full { .. });
                 herald.reached(Stage::TargetMade);
             }
         }

@@ -3,6 +3,7 @@
 use crate::config::Compress;
 use crate::host::{shell_pipeline, shell_quote, Host, Io};
 use crate::log;
+use crate::zfs::begin::{self, Head};
 use crate::zfs::cmd;
 use anyhow::{anyhow, bail, Result};
 use async_compression::tokio::bufread::ZstdDecoder;
@@ -182,6 +183,12 @@ fn unzstd<R: AsyncRead + Unpin>(inner: R, read: Arc<AtomicU64>) -> impl AsyncRea
 /// says what moved. With `compress`, `src` runs `send | zstd -c -LEVEL` and the relay
 /// decompresses (see [`Wire::compresses`]); the far side's `zstd` is checked first.
 ///
+/// Before the receiver sees a byte, the relay reads the stream's head and refuses it
+/// unless [`begin::inspect`] accepts it: whoever answers `zfs send` may be hostile, and
+/// properties in a stream (`zfs send -p`/`-R`, never asked for) would be set on the
+/// copy, outranking what it keeps (`canmount`, see [`cmd::Canmount::Kept`]), and could
+/// share it or reserve the target's pool full.
+///
 /// The stream is never buffered whole: between hosts that take pipes, when nothing must
 /// touch the bytes, it is spliced pipe to pipe (`splice_relay`); otherwise it passes
 /// through this process in fixed-size chunks (`copy_relay`). Both count the bytes and
@@ -308,9 +315,15 @@ async fn copy_relay(
     let mut bytes = 0u64;
     // Wire bytes already given a slot of the pace (compressed streams).
     let mut paced = 0u64;
-    let mut error = None;
     let mut receiver_quit = false;
-    loop {
+    let mut head = Vec::new();
+    let mut error = read_head_async(&mut from, &mut head)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    // The judged head is read again, as the stream's first bytes.
+    let mut from = std::io::Cursor::new(head).chain(from);
+    while error.is_none() {
         let n = match from.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
@@ -362,9 +375,10 @@ const GATHER_MAX: Duration = Duration::from_millis(50);
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// Moves the stream from the sender's pipe into the receiver's with splice(2), on a
-/// thread of its own: pages go pipe to pipe inside the kernel and are never copied
-/// through this process, and this task only reads a counter for `progress`. Dropping
-/// the ends tells each side the other is done.
+/// thread of its own: once its head was read and judged ([`pass_head`]), pages go pipe
+/// to pipe inside the kernel and are never copied through this process, and this task
+/// only reads a counter for `progress`. Dropping the ends tells each side the other is
+/// done.
 ///
 /// Why not a read/write loop on this runtime: `zfs send` writes a stream in pieces of a
 /// record or less, and waking per piece cost zferry 20 s of CPU per GiB in the lab (a
@@ -381,7 +395,7 @@ async fn splice_relay(
     let spawned = std::thread::Builder::new()
         .name("zferry-splice".into())
         .spawn(move || {
-            let r = splice_all(&from, &to, &counter);
+            let r = pass_head(&from, &to, &counter).and_then(|_| splice_all(&from, &to, &counter));
             drop((from, to));
             let _ = tx.send(r);
         });
@@ -411,6 +425,7 @@ async fn splice_relay(
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             Some(format!("writing to the receiver: {e}"))
         }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => Some(e.to_string()),
         Ok(Err(e)) => Some(format!("moving the stream (splice): {e}")),
         Err(_) => Some("the relay's thread ended without a word".to_string()),
     };
@@ -420,6 +435,53 @@ async fn splice_relay(
         error,
         receiver_quit,
     }
+}
+
+/// A head [`begin::inspect`] refused, as the relay's error.
+fn refused(e: begin::BadStream) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{e}; refused before zfs receive saw a byte (zferry never sends -p or -R)"),
+    )
+}
+
+/// How many more bytes of the head [`begin::inspect`] needs, none once it accepted it.
+fn head_needs(head: &[u8]) -> std::io::Result<Option<usize>> {
+    match begin::inspect(head).map_err(refused)? {
+        Head::Done(_) => Ok(None),
+        Head::Need(n) => Ok(Some(n - head.len())),
+    }
+}
+
+/// Reads the stream's head from `from` into `head` until [`begin::inspect`] accepts it
+/// (or the stream ends sooner: zfs receive then refuses what little came); a refused
+/// head is an `InvalidData` error.
+async fn read_head_async(
+    from: &mut (dyn AsyncRead + Unpin + Send),
+    head: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    while let Some(more) = head_needs(head)? {
+        if (&mut *from).take(more as u64).read_to_end(head).await? < more {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// [`read_head_async`] on the splice relay's thread, then the head written into `to`
+/// and counted: the splices go on from where it ended.
+fn pass_head(from: &OwnedFd, to: &OwnedFd, moved: &AtomicU64) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut r = std::fs::File::from(from.try_clone()?);
+    let mut head = Vec::new();
+    while let Some(more) = head_needs(&head)? {
+        if (&mut r).take(more as u64).read_to_end(&mut head)? < more {
+            break;
+        }
+    }
+    std::fs::File::from(to.try_clone()?).write_all(&head)?;
+    moved.fetch_add(head.len() as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Splices `from` into `to` until the end of the stream, adding what moved to `moved`.
@@ -599,13 +661,30 @@ mod tests {
         words.iter().map(|w| w.to_string()).collect()
     }
 
-    /// `send` into `recv` on this machine: the splice relay (local hosts take fds).
-    async fn local(send: &[&str], recv: &[&str], pace: Option<Pace>) -> Result<Moved> {
+    /// A shell command writing `bytes` in one write (octal escapes, no file).
+    fn printf(bytes: &[u8]) -> String {
+        let escaped: String = bytes.iter().map(|b| format!("\\{b:03o}")).collect();
+        format!("printf '{escaped}'")
+    }
+
+    /// `words` as a sender the relay lets through: the head of a plain `zfs send` first.
+    fn headed(words: &[&str]) -> Vec<String> {
+        let head = printf(&begin::build::substream(0, "t/a@1"));
+        let mut a = argv(&["sh", "-c", &format!("{head} && exec \"$@\""), "sh"]);
+        a.extend(argv(words));
+        a
+    }
+
+    const HEAD: u64 = begin::RECORD as u64;
+
+    /// `send` into `recv` on this machine: the splice relay (local hosts take fds), or
+    /// the copying one when paced.
+    async fn local(send: &[String], recv: &[&str], pace: Option<Pace>) -> Result<Moved> {
         let wire = Wire::new(pace, Compress::None);
         let mut seen = 0;
         let moved = transfer(
             &Host::Local,
-            &argv(send),
+            send,
             &Host::Local,
             &argv(recv),
             &wire,
@@ -624,14 +703,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("zferry-splice-{}", std::process::id()));
         let out = dir.to_str().unwrap().to_string();
         let cat = format!("cat > '{out}'");
-        let moved = local(&["seq", "1", "400000"], &["sh", "-c", &cat], None)
-            .await
-            .unwrap();
-        let want = std::process::Command::new("seq")
-            .args(["1", "400000"])
-            .output()
-            .unwrap()
-            .stdout;
+        let seq = headed(&["seq", "1", "400000"]);
+        let moved = local(&seq, &["sh", "-c", &cat], None).await.unwrap();
+        let mut want = begin::build::substream(0, "t/a@1");
+        want.extend(
+            std::process::Command::new("seq")
+                .args(["1", "400000"])
+                .output()
+                .unwrap()
+                .stdout,
+        );
         let got = std::fs::read(&dir).unwrap();
         std::fs::remove_file(&dir).unwrap();
         assert!(want.len() > 2 << 20, "bigger than the pipes");
@@ -649,7 +730,7 @@ mod tests {
     async fn a_failed_side_fails_the_splice_relay_with_both_sides_said() {
         // The receiver quits: the send stops on a broken pipe, the receiver is named first.
         let e = local(
-            &["head", "-c", "50000000", "/dev/zero"],
+            &headed(&["head", "-c", "50000000", "/dev/zero"]),
             &["sh", "-c", "exit 3"],
             None,
         )
@@ -663,14 +744,14 @@ mod tests {
         assert!(e.contains("relay: writing to the receiver"), "{e}");
         // The sender fails after some bytes: said, and what got through counted.
         let e = local(
-            &["sh", "-c", "echo part; exit 4"],
+            &headed(&["sh", "-c", "echo part; exit 4"]),
             &["sh", "-c", "cat >/dev/null"],
             None,
         )
         .await
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("transfer failed after 5 bytes"), "{e}");
+        assert!(e.starts_with("transfer failed after 317 bytes"), "{e}");
         assert!(e.contains("on local: exit 4"), "{e}");
     }
 
@@ -681,13 +762,13 @@ mod tests {
         let last = pace.chunk() as f64 / (1 << 20) as f64;
         let start = std::time::Instant::now();
         let moved = local(
-            &["head", "-c", "524288", "/dev/zero"],
+            &headed(&["head", "-c", "524288", "/dev/zero"]),
             &["sh", "-c", "cat >/dev/null"],
             Some(pace),
         )
         .await
         .unwrap();
-        assert_eq!(moved.bytes, 512 << 10);
+        assert_eq!(moved.bytes, HEAD + (512 << 10));
         assert!(
             start.elapsed().as_secs_f64() >= 0.5 - last,
             "{:?}",
@@ -700,20 +781,21 @@ mod tests {
         // The receiver closes its stdin and exits 0; the sender then writes and exits 0:
         // the relay meets a closed pipe, both sides said yes (the GUID check follows).
         let quits = ["sh", "-c", "exec 0<&-; exit 0"];
-        let late = ["sh", "-c", "sleep 0.3; echo tail"];
-        let moved = local(&late, &quits, None).await.unwrap();
+        // Head and tail in one write (less than a pipe's atomic size), after the receiver quit.
+        let mut stream = begin::build::substream(0, "t/a@1");
+        stream.extend(b"tail\n");
+        let write = printf(&stream);
+        let late = |code| argv(&["sh", "-c", &format!("sleep 0.3; {write}; exit {code}")]);
+        let moved = local(&late(0), &quits, None).await.unwrap();
         assert_eq!(moved.bytes, 0);
         // A receiver that quits with a failure still fails the transfer, and so does a
         // sender that fails when the receiver quit early.
-        let e = local(&late, &["sh", "-c", "exec 0<&-; exit 3"], None)
+        let e = local(&late(0), &["sh", "-c", "exec 0<&-; exit 3"], None)
             .await
             .unwrap_err()
             .to_string();
         assert!(e.contains("on local: exit 3"), "{e}");
-        let e = local(&["sh", "-c", "sleep 0.3; echo tail; exit 4"], &quits, None)
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = local(&late(4), &quits, None).await.unwrap_err().to_string();
         assert!(e.contains("on local: exit 4"), "{e}");
     }
 
@@ -721,10 +803,46 @@ mod tests {
     async fn a_trickle_crosses_the_splice_relay_whole() {
         // Pieces far apart: every one waits to gather, none is lost or reordered.
         let e = "for i in 1 2 3 4 5; do echo piece$i; sleep 0.1; done";
-        let moved = local(&["sh", "-c", e], &["sh", "-c", "cat >/dev/null"], None)
+        let trickle = headed(&["sh", "-c", e]);
+        let moved = local(&trickle, &["sh", "-c", "cat >/dev/null"], None)
             .await
             .unwrap();
-        assert_eq!(moved.bytes, 5 * "piece1\n".len() as u64);
+        assert_eq!(moved.bytes, HEAD + 5 * "piece1\n".len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_head_that_is_no_plain_send_never_reaches_the_receiver() {
+        // zfs send -p (properties), and bytes that are no stream at all; through the
+        // splice relay and, paced, the copying one. The receiver counts what it got.
+        let props = printf(&begin::build::with_properties());
+        let out = std::env::temp_dir().join(format!("zferry-got-{}", std::process::id()));
+        let count = format!("wc -c > '{}'", out.display());
+        for (send, why) in [
+            (format!("{props}; head -c 2000000 /dev/zero"), "a payload"),
+            (
+                "head -c 2000000 /dev/zero".to_string(),
+                "no send stream magic",
+            ),
+        ] {
+            for pace in [None, Some(Pace::new(1 << 30))] {
+                let paced = pace.is_some();
+                let e = local(&argv(&["sh", "-c", &send]), &["sh", "-c", &count], pace)
+                    .await
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    e.contains(why) && e.contains("refused before zfs receive saw a byte"),
+                    "{e}"
+                );
+                let got = std::fs::read_to_string(&out).unwrap();
+                assert_eq!(
+                    got.trim(),
+                    "0",
+                    "{why}, paced {paced}: the receiver got bytes"
+                );
+            }
+        }
+        std::fs::remove_file(&out).unwrap();
     }
 
     #[test]

@@ -106,6 +106,115 @@ async fn a_first_run_copies_every_dataset_with_its_guids_and_holds_both_ends() {
     assert_eq!(dst.held("backup/client/tank/a", TAG), ["s2"]);
 }
 
+#[tokio::test]
+async fn an_incremental_leaves_canmount_only_where_the_target_keeps_itself_unmounted() {
+    let (src, dst) = hosts(&[
+        ("tank/a", &["s0", "s1"]),
+        ("tank/b", &["s0", "s1"]),
+        ("tank/c", &["s0", "s1"]),
+    ]);
+    let j = job(&["tank/a", "tank/b", "tank/c"]);
+    let recv = |kept: bool, d: &str| {
+        let o = if kept { "" } else { "-o canmount=noauto " };
+        format!("zfs receive -u -s {o}backup/client/tank/{d}")
+    };
+    let asked = |cmds: &[String]| {
+        cmds.iter()
+            .filter(|c| c.contains("zfs get -Hp -s local -o name,value canmount"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // New datasets are made with canmount=noauto by their full stream, which the
+    // incremental after it leaves; nothing is asked.
+    run(&j, &src, &dst).await;
+    let cmds = dst.commands();
+    for d in ["a", "b", "c"] {
+        assert!(position(&cmds, &recv(false, d)) < position(&cmds, &recv(true, d)));
+        assert_eq!(
+            dst.canmount(&format!("backup/client/tank/{d}")).as_deref(),
+            Some("noauto")
+        );
+    }
+    assert_eq!(asked(&cmds), Vec::<String>::new());
+    // An admin let b mount again and c went back to the default: only a keeps it.
+    dst.set_canmount("backup/client/tank/b", Some("on"));
+    dst.set_canmount("backup/client/tank/c", None);
+    for d in ["tank/a", "tank/b", "tank/c"] {
+        src.snapshot(d, "s2");
+    }
+    dst.clear_log();
+    let reps = run(&j, &src, &dst).await;
+    assert!(
+        reps.iter().all(|r| r.action == Action::Incremental),
+        "{reps:?}"
+    );
+    let cmds = dst.commands();
+    assert_eq!(
+        asked(&cmds),
+        ["zfs get -Hp -s local -o name,value canmount backup/client/tank/a backup/client/tank/b backup/client/tank/c"]
+    );
+    position(&cmds, &recv(true, "a"));
+    position(&cmds, &recv(false, "b"));
+    position(&cmds, &recv(false, "c"));
+    for d in ["a", "b", "c"] {
+        assert_eq!(
+            dst.canmount(&format!("backup/client/tank/{d}")).as_deref(),
+            Some("noauto")
+        );
+    }
+    // A run with nothing to send asks nothing.
+    dst.clear_log();
+    run(&j, &src, &dst).await;
+    assert_eq!(asked(&dst.commands()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_source_whose_streams_carry_properties_gets_nothing_received() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    let j = job(&["tank/a", "tank/b"]);
+    run(&j, &src, &dst).await;
+    let before = dst.snapshots("backup/client/tank/a");
+    // The source turns hostile: its zfs send answers with properties (zfs send -p).
+    src.send_properties();
+    src.snapshot("tank/a", "s2");
+    src.create("tank/c");
+    src.snapshot("tank/c", "s1");
+    let reps = run(&job(&["tank/a", "tank/b", "tank/c"]), &src, &dst).await;
+    for d in ["tank/a", "tank/c"] {
+        let r = report(&reps, d);
+        assert_eq!(r.action, Action::Failed, "{r:?}");
+        let e = r.error.as_deref().unwrap_or_default();
+        assert!(
+            e.contains("a payload") && e.contains("never sends -p"),
+            "{e}"
+        );
+    }
+    assert_eq!(report(&reps, "tank/b").action, Action::UpToDate);
+    assert_eq!(dst.snapshots("backup/client/tank/a"), before);
+    assert_eq!(
+        dst.canmount("backup/client/tank/a").as_deref(),
+        Some("noauto")
+    );
+    assert!(!dst.exists("backup/client/tank/c"));
+}
+
+#[tokio::test]
+async fn a_target_that_cannot_say_its_canmount_gets_it_set_again() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"])]);
+    let j = job(&["tank/a"]);
+    run(&j, &src, &dst).await;
+    src.snapshot("tank/a", "s2");
+    // An older guard refuses the question; the receive then takes the long form.
+    dst.behind_old_guard();
+    dst.clear_log();
+    let reps = run(&j, &src, &dst).await;
+    assert_eq!(reps[0].action, Action::Incremental, "{reps:?}");
+    position(
+        &dst.commands(),
+        "zfs receive -u -s -o canmount=noauto backup/client/tank/a",
+    );
+}
+
 /// `tank/a@s1` half received into `backup/client/tank/a`: the target has a resume token
 /// for the full stream and no snapshot yet.
 fn interrupted_full_receive() -> (Arc<Fake>, Arc<Fake>) {
@@ -281,7 +390,7 @@ async fn in_parallel_children_of_a_parent_that_existed_do_not_wait_for_it() {
     for kid in ["k1", "k2"] {
         let recv = position(
             &cmds,
-            &format!("zfs receive -u -s -o canmount=noauto backup/client/tank/a/{kid}"),
+            &format!("zfs receive -u -s backup/client/tank/a/{kid}"),
         );
         assert!(recv < checked, "{kid} waited for its parent: {cmds:#?}");
         let copy = dst.snapshots(&format!("backup/client/tank/a/{kid}"));
@@ -606,6 +715,8 @@ async fn one_new_snapshot_costs_one_stream_one_check_and_one_hold_move() {
             "zfs list -Hp",
             "zfs list -Hp",
             "zfs holds -H",
+            // Whether the copy keeps canmount itself: its receive then leaves out -o.
+            "zfs get -Hp",
             "zfs receive -u",
             "zfs get -Hp",
             "zfs hold zferry:job",

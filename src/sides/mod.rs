@@ -12,6 +12,7 @@ pub mod holds;
 use crate::clock::now;
 use crate::host::{Host, Output};
 use crate::log;
+use crate::zfs::cmd;
 use crate::zfs::list::{
     list_argv_at, list_named_argv, missing_from_stderr, parse_filesystems, parse_listing,
     parse_named, DatasetInfo, Depth, Listing, SNAPSHOTS_CHANGED,
@@ -235,6 +236,31 @@ fn only_asked(listing: &Listing, names: &[String]) -> std::result::Result<(), St
         }
     }
     Ok(())
+}
+
+/// Which of `targets` keep themselves unmounted with a `canmount` of their own (see
+/// [`Canmount::Kept`](crate::zfs::cmd::Canmount::Kept)). When `host` cannot say (a target
+/// went away meanwhile, or it answered what was not asked), none of a batch: their
+/// receives set it again, as they always may.
+pub(crate) async fn unmountable(host: &Host, targets: &[Dataset]) -> BTreeSet<Dataset> {
+    let mut kept = BTreeSet::new();
+    // A dataset name has at most 255 bytes: a batch stays within NAMES_PER_COMMAND.
+    for batch in targets.chunks(NAMES_PER_COMMAND / 256) {
+        let answer = host
+            .run_ok(&cmd::get_local_canmount(batch))
+            .await
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|o| cmd::parse_unmountable(&o.stdout, batch));
+        match answer {
+            Ok(k) => kept.extend(k),
+            Err(e) => log::debug!(
+                "{}: canmount of {} targets unknown, their receives set it: {e}",
+                host.label(),
+                batch.len()
+            ),
+        }
+    }
+    kept
 }
 
 /// Lists one dataset again (after a resume), `None` if it does not exist.

@@ -10,7 +10,10 @@
 //! Checking the first substream is enough to keep plaintext off a host: later
 //! substreams of the same stream land in the dataset the first one made or extended,
 //! which is then encrypted with a key that host does not hold, and the kernel refuses
-//! a non-raw stream into an encrypted dataset whose key is not loaded.
+//! a non-raw stream into an encrypted dataset whose key is not loaded. Likewise an
+//! incremental first substream needs its target to exist already, and a later full
+//! substream cannot make it anew: zfs refuses a full stream into an existing dataset
+//! without `-F`, which no key admits.
 
 /// Size of one `dmu_replay_record_t`.
 pub const RECORD: usize = 312;
@@ -158,6 +161,18 @@ pub(crate) mod build {
         let mut r = vec![0u8; RECORD];
         r[0..4].copy_from_slice(&DRR_END.to_le_bytes());
         r
+    }
+
+    /// The head of a plain `zfs send [-i]`: one substream.
+    pub fn substream(fromguid: u64, toname: &str) -> Vec<u8> {
+        begin(DMU_SUBSTREAM, false, fromguid, toname)
+    }
+
+    /// The head of `zfs send -p`: a compound header with a payload (the properties).
+    pub fn with_properties() -> Vec<u8> {
+        let mut h = compound(false);
+        h[4] = 1;
+        h
     }
 
     /// The head of `zfs send [-w] -I`: compound header, END, first substream.

@@ -742,3 +742,134 @@ fn a_cached_run_lists_snapshots_only_where_they_changed() {
         lab.guids("client", &format!("{c}/data/k1"))
     );
 }
+
+/// Makes `c`'s zfs on the client answer the lab user's `zfs send` of `c`'s datasets with
+/// the flags in /var/tmp/`c`.flag added (`-p`, `-R`): a hostile client.
+fn hostile_client(lab: &Lab, c: &str) {
+    let wrapper = format!(
+        r#"#!/bin/sh
+real=/usr/sbin/zfs
+case " $* " in *" {c}/"*) ;; *) exec $real "$@" ;; esac
+[ "$(id -un)" = {USER} ] || exec $real "$@"
+if [ "$1" = send ] && [ "$2" != -nP ]; then shift; exec $real send $(cat /var/tmp/{c}.flag) "$@"; fi
+exec $real "$@"
+"#
+    );
+    lab.ok(
+        "client",
+        &format!(
+            "test -x /usr/sbin/zfs
+             cat > /usr/local/bin/zfs.new <<'WRAPPER'
+{wrapper}WRAPPER
+             chmod 755 /usr/local/bin/zfs.new && mv /usr/local/bin/zfs.new /usr/local/bin/zfs"
+        ),
+    );
+}
+
+/// `canmount=noauto` is set where a copy is made, and left out of an incremental into a
+/// copy that keeps it locally; a copy whose `canmount` an admin set back to `on` gets it
+/// set again. A stream with properties, which would outrank the local value, never
+/// reaches `zfs receive`: a hostile client's `zfs send -p`/`-R` is refused by the relay.
+#[test]
+fn an_incremental_leaves_canmount_and_a_stream_with_properties_is_refused() {
+    let lab = lab();
+    let (c, s) = ("e14c", "e14s");
+    setup_pull(lab, c, s);
+    let args = pull_args(lab, c, s, &format!("{c}/plain"));
+    let copy = format!("{s}/backup/client/{c}/plain");
+    let canmount = || {
+        lab.ok(
+            "server",
+            &format!("zfs get -H -o value,source canmount {copy}"),
+        )
+        .trim()
+        .to_string()
+    };
+    let pull = |snap: &str| {
+        lab.write_and_snap("client", &format!("{c}/plain"), snap, 1);
+        let r = zferry(lab, "server", &args);
+        assert_eq!(r.code, Some(0), "{r:?}");
+        r
+    };
+    assert_eq!(pull("s3").action(&format!("{c}/plain")), "full");
+    assert_eq!(canmount(), "noauto\tlocal");
+    // The full stream of s1 sets it; the -I to s3 after it leaves it.
+    assert_eq!(
+        lab.receives("server", &copy),
+        ["-u -s -o canmount=noauto", "-u -s"]
+    );
+
+    assert_eq!(pull("s4").action(&format!("{c}/plain")), "incremental");
+    assert_eq!(canmount(), "noauto\tlocal");
+    assert_eq!(lab.receives("server", &copy).last().unwrap(), "-u -s");
+
+    // An admin lets the copy mount: the next receive sets noauto again.
+    lab.ok("server", &format!("zfs set canmount=on {copy}"));
+    assert_eq!(pull("s5").action(&format!("{c}/plain")), "incremental");
+    assert_eq!(canmount(), "noauto\tlocal");
+    assert_eq!(
+        lab.receives("server", &copy).last().unwrap(),
+        "-u -s -o canmount=noauto"
+    );
+
+    // A hostile client: its zfs answers zferry's `zfs send` with properties (-p, then
+    // -R) that ask to mount the copy over a directory of the server. The relay refuses
+    // each stream before zfs receive sees a byte: nothing received, nothing set.
+    lab.ok(
+        "server",
+        "mkdir -p /srv/e14-evil && touch /srv/e14-evil/keep",
+    );
+    lab.ok(
+        "client",
+        &format!("zfs set canmount=on mountpoint=/srv/e14-evil {c}/plain"),
+    );
+    hostile_client(lab, c);
+    let before = lab.guids("server", &copy);
+    for (flag, snap) in [("-p", "s6"), ("-R", "s7")] {
+        lab.ok("client", &format!("echo '{flag}' > /var/tmp/{c}.flag"));
+        lab.write_and_snap("client", &format!("{c}/plain"), snap, 1);
+        let r = zferry(lab, "server", &args);
+        assert_eq!(r.code, Some(1), "{flag}: {r:?}");
+        let e = r.dataset(&format!("{c}/plain"))["error"].to_string();
+        assert!(
+            e.contains("a payload") && e.contains("refused before zfs receive saw a byte"),
+            "{flag}: {e}"
+        );
+        assert_eq!(lab.guids("server", &copy), before, "{flag}");
+        assert_eq!(canmount(), "noauto\tlocal", "{flag}");
+        let mp = lab.ok(
+            "server",
+            &format!("zfs get -H -o value,source mountpoint {copy}"),
+        );
+        assert!(
+            !mp.contains("e14-evil") && !mp.contains("received"),
+            "{flag}: {mp}"
+        );
+    }
+    lab.ok("client", "rm -f /usr/local/bin/zfs");
+    assert_eq!(lab.ok("server", "ls /srv/e14-evil").trim(), "keep");
+
+    // Why the relay must refuse them: received as zferry's incremental is, without -o,
+    // such a stream sets canmount from its properties over the copy's local value (here
+    // on a scratch copy of a dataset of the server, destroyed at once).
+    let (evil, scratch) = (format!("{s}/e14evil"), format!("{s}/e14scratch"));
+    lab.ok(
+        "server",
+        &format!(
+            "zfs create -o canmount=on -o mountpoint=/srv/e14-src {evil}
+             zfs snapshot {evil}@1
+             zfs send {evil}@1 | zfs receive -u -s -o canmount=noauto {scratch}
+             zfs snapshot {evil}@2
+             zfs send -p -i @1 {evil}@2 | zfs receive -u -s {scratch}"
+        ),
+    );
+    let taken = lab.ok(
+        "server",
+        &format!("zfs get -H -o value,source canmount {scratch}"),
+    );
+    lab.ok(
+        "server",
+        &format!("zfs destroy -r {scratch}; zfs destroy -r {evil}"),
+    );
+    assert_eq!(taken.trim(), "on\treceived");
+}

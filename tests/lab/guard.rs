@@ -592,3 +592,82 @@ fn compressed_pulls_by_shell_and_by_guard_and_a_missing_zstd_is_named() {
     assert_eq!(r.action(&data), "incremental", "{r:?}");
     assert!(r.dataset(&data).get("wire_bytes").is_none(), "{r:?}");
 }
+
+/// A receive that leaves `canmount` as it is passes a receive key only with an
+/// incremental stream: zferry's second push takes that form (the copy keeps
+/// `canmount=noauto` from its first), and a full stream in it is refused before
+/// `zfs receive` sees a byte, so no copy is made that a stream's properties could mount.
+/// A stream with properties is refused in any form.
+#[test]
+fn a_receive_that_leaves_canmount_passes_the_guard_only_as_an_incremental() {
+    let lab = lab();
+    let (s, o) = ("gk1s", "gk1o");
+    lab.pool("server", s);
+    lab.pool("offsite", o);
+    let src = format!("{s}/data");
+    lab.encrypted("server", &src);
+    write_marker_and_snap(lab, "server", &src, "p1");
+    lab.allow("server", SRC_PERMS, s);
+    lab.ok("offsite", &format!("zfs create {o}/off"));
+    guarded_user(
+        lab,
+        "offsite",
+        "zfkeep",
+        &format!("--mode receive --root {o}/off"),
+        DST_PERMS,
+        &format!("{o}/off"),
+    );
+    let oport = lab.port("offsite");
+    let push = format!(
+        "push --host 10.0.2.2 --port {oport} --user zfkeep --datasets {src} --destination {o}/off --strip-prefix {s} --job-name k-{o}"
+    );
+    let copy = format!("{o}/off/data");
+    let p = zferry(lab, "server", &push);
+    assert_eq!(p.code, Some(0), "{p:?}");
+    assert_eq!(p.action(&src), "full");
+    write_marker_and_snap(lab, "server", &src, "p2");
+    let p = zferry(lab, "server", &push);
+    assert_eq!(p.code, Some(0), "{p:?}");
+    assert_eq!(p.action(&src), "incremental");
+    assert_eq!(
+        lab.receives("offsite", &copy),
+        ["-u -s -o canmount=noauto", "-u -s"]
+    );
+    assert_eq!(lab.guids("offsite", &copy), lab.guids("server", &src));
+    assert_eq!(
+        lab.ok(
+            "offsite",
+            &format!("zfs get -H -o value,source canmount {copy}")
+        )
+        .trim(),
+        "noauto\tlocal"
+    );
+
+    let other = format!("{o}/off/other");
+    let out = lab.sh_as(
+        "server",
+        USER,
+        &format!("zfs send -w {src}@p1 | ssh -p {oport} zfkeep@10.0.2.2 zfs receive -u -s {other}"),
+    );
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("is a full stream"), "{out:?}");
+    let made = lab.sh("offsite", &format!("zfs list {other}"));
+    assert_ne!(made.code, Some(0), "{other} was made: {made:?}");
+    // Properties never pass, in either form: refused before zfs receive sees a byte.
+    for form in ["-u -s", "-u -s -o canmount=noauto"] {
+        let out = lab.sh_as(
+            "server",
+            USER,
+            &format!("zfs send -w -p -i @p1 {src}@p2 | ssh -p {oport} zfkeep@10.0.2.2 zfs receive {form} {copy}"),
+        );
+        assert_ne!(out.code, Some(0), "{form}: {out:?}");
+        assert!(out.stderr.contains("a payload"), "{form}: {out:?}");
+    }
+    // The same stream with zferry's flag for a new copy is received.
+    lab.ok_as(
+        "server",
+        USER,
+        &format!("zfs send -w {src}@p1 | ssh -p {oport} zfkeep@10.0.2.2 zfs receive -u -s -o canmount=noauto {other}"),
+    );
+    assert_eq!(lab.guids("offsite", &other), lab.guids("server", &src)[..1]);
+}

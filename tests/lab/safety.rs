@@ -141,7 +141,7 @@ fn interrupted_pull(lab: &Lab, c: &str, s: &str, ds: &str, kill: &str) -> String
     lab.ok(
         "server",
         &format!(
-            "for i in $(seq 150); do pgrep -f 'zfs receive -u -s {s}/' >/dev/null && break; sleep 0.2; done"
+            "for i in $(seq 150); do pgrep -f 'zfs receive -u -s (-o canmount=noauto )?{s}/' >/dev/null && break; sleep 0.2; done"
         ),
     );
     lab.ok("client", kill);

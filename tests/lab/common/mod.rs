@@ -245,4 +245,17 @@ impl Lab {
     pub fn prop(&self, vm: &str, ds: &str, prop: &str) -> String {
         self.run_ok(vm, &["zfs", "get", "-Hpo", "value", prop, ds])
     }
+
+    /// The options of every `zfs receive` into `target`, from its pool's own history
+    /// (what zfs ran, not what zferry says it ran), oldest first.
+    pub fn receives(&self, vm: &str, target: &str) -> Vec<String> {
+        let pool = target.split('/').next().expect("a pool");
+        let end = format!(" {target}");
+        self.run_ok(vm, &["zpool", "history", pool])
+            .lines()
+            .filter_map(|l| l.split_once(" zfs receive ").map(|(_, r)| r.trim()))
+            .filter_map(|r| r.strip_suffix(end.as_str()))
+            .map(str::to_string)
+            .collect()
+    }
 }
