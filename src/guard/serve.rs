@@ -4,10 +4,10 @@
 //! to stderr and syslog, escaped, with the client's address.
 
 use super::{tokenize_pipeline, Checked, Policy, Rejected, Want};
-use crate::zfs::begin::{self, Begin, Head};
+use crate::zfs::begin::{self, Begin};
 use crate::zfs::token::ResumeToken;
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -122,19 +122,8 @@ pub fn judge(first: &Begin, want: Want) -> Result<(), Rejected> {
 /// `zfs receive`: not one byte reaches it before the head was judged.
 fn relay_judged(argv: &[String], want: Want) -> Result<i32, ServeError> {
     let mut stdin = std::io::stdin().lock();
-    let mut head = Vec::new();
-    let first = loop {
-        match begin::inspect(&head).map_err(|e| Rejected(e.to_string()))? {
-            Head::Done(b) => break b,
-            Head::Need(n) => {
-                let have = head.len();
-                head.resize(n, 0);
-                stdin
-                    .read_exact(&mut head[have..])
-                    .map_err(|_| Rejected("the stream ended before its first record".into()))?;
-            }
-        }
-    };
+    let (head, first) = begin::read_head(&mut stdin).map_err(|e| Rejected(e.to_string()))?;
+    let first = first.ok_or_else(|| Rejected("the stream ended before its first record".into()))?;
     judge(&first, want)?;
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])

@@ -437,30 +437,27 @@ async fn splice_relay(
     }
 }
 
-/// A head [`begin::inspect`] refused, as the relay's error.
-fn refused(e: begin::BadStream) -> std::io::Error {
+/// What the relay says of a head [`begin::inspect`] refused (an `InvalidData` error).
+fn refused(e: std::io::Error) -> std::io::Error {
+    if e.kind() != std::io::ErrorKind::InvalidData {
+        return e;
+    }
     std::io::Error::new(
         std::io::ErrorKind::InvalidData,
         format!("{e}; refused before zfs receive saw a byte (zferry never sends -p or -R)"),
     )
 }
 
-/// How many more bytes of the head [`begin::inspect`] needs, none once it accepted it.
-fn head_needs(head: &[u8]) -> std::io::Result<Option<usize>> {
-    match begin::inspect(head).map_err(refused)? {
-        Head::Done(_) => Ok(None),
-        Head::Need(n) => Ok(Some(n - head.len())),
-    }
-}
-
 /// Reads the stream's head from `from` into `head` until [`begin::inspect`] accepts it
 /// (or the stream ends sooner: zfs receive then refuses what little came); a refused
-/// head is an `InvalidData` error.
+/// head is an `InvalidData` error. [`begin::read_head`] for this runtime.
 async fn read_head_async(
     from: &mut (dyn AsyncRead + Unpin + Send),
     head: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    while let Some(more) = head_needs(head)? {
+    let bad = |e| refused(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+    while let Head::Need(n) = begin::inspect(head).map_err(bad)? {
+        let more = n - head.len();
         if (&mut *from).take(more as u64).read_to_end(head).await? < more {
             break;
         }
@@ -468,17 +465,12 @@ async fn read_head_async(
     Ok(())
 }
 
-/// [`read_head_async`] on the splice relay's thread, then the head written into `to`
+/// [`begin::read_head`] on the splice relay's thread, then the head written into `to`
 /// and counted: the splices go on from where it ended.
 fn pass_head(from: &OwnedFd, to: &OwnedFd, moved: &AtomicU64) -> std::io::Result<()> {
-    use std::io::{Read, Write};
-    let mut r = std::fs::File::from(from.try_clone()?);
-    let mut head = Vec::new();
-    while let Some(more) = head_needs(&head)? {
-        if (&mut r).take(more as u64).read_to_end(&mut head)? < more {
-            break;
-        }
-    }
+    use std::io::Write;
+    let (head, _) =
+        begin::read_head(&mut std::fs::File::from(from.try_clone()?)).map_err(refused)?;
     std::fs::File::from(to.try_clone()?).write_all(&head)?;
     moved.fetch_add(head.len() as u64, Ordering::Relaxed);
     Ok(())

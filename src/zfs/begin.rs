@@ -7,6 +7,11 @@
 //! stream's own header carries no raw flag: the first substream's `DRR_BEGIN`, after
 //! the header's `DRR_END`, does.
 //!
+//! Properties travel only in a compound header's payload (`zfs send -p`/`-R`), which
+//! zferry never asks for; [`inspect`] refuses it. They would be set on the copy over its
+//! local values (`canmount` included: measured in the lab), so zferry's relay and its
+//! guard inspect every stream they pass to `zfs receive`.
+//!
 //! Checking the first substream is enough to keep plaintext off a host: later
 //! substreams of the same stream land in the dataset the first one made or extended,
 //! which is then encrypted with a key that host does not hold, and the kernel refuses
@@ -14,6 +19,8 @@
 //! incremental first substream needs its target to exist already, and a later full
 //! substream cannot make it anew: zfs refuses a full stream into an existing dataset
 //! without `-F`, which no key admits.
+
+use std::io::Read;
 
 /// Size of one `dmu_replay_record_t`.
 pub const RECORD: usize = 312;
@@ -126,6 +133,23 @@ pub fn inspect(head: &[u8]) -> Result<Head, BadStream> {
             Ok(Head::Done(substream(&sub)))
         }
         _ => Err(BadStream("unknown stream header type")),
+    }
+}
+
+/// Reads `r` until [`inspect`] decides on its head: the bytes read, and the first
+/// substream's BEGIN (`None` when the stream ended first). A refused head is an
+/// `InvalidData` error that says why.
+pub fn read_head(r: &mut impl Read) -> std::io::Result<(Vec<u8>, Option<Begin>)> {
+    let mut head = Vec::new();
+    loop {
+        let bad = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let more = match inspect(&head).map_err(bad)? {
+            Head::Done(b) => return Ok((head, Some(b))),
+            Head::Need(n) => n - head.len(),
+        };
+        if r.by_ref().take(more as u64).read_to_end(&mut head)? < more {
+            return Ok((head, None));
+        }
     }
 }
 

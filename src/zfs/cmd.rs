@@ -95,14 +95,14 @@ pub fn send(span: &SendSpan, raw: bool, dry_run: bool) -> Vec<String> {
 /// What a receive does to its target's `canmount`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Canmount {
-    /// Set it to `noauto` (`-o canmount=noauto`), so the copy never mounts at boot and a
-    /// `mountpoint` a hostile stream carries never mounts over anything: for a new
-    /// dataset, and for one whose own `canmount` would let it mount.
+    /// Set it to `noauto` (`-o canmount=noauto`), so the copy never mounts at boot: for a
+    /// new dataset, and for one whose own `canmount` would let it mount.
     Noauto,
     /// Leave it: only for an incremental into a target whose own (`local`) `canmount` is
-    /// already `noauto` or `off`, which no property a stream carries outranks. `-o` costs
-    /// a property update per received snapshot (~0.2 s each under TCG: a quarter of a
-    /// 100-snapshot incremental).
+    /// already `noauto` or `off`. A stream's properties would replace that (measured in
+    /// the lab), so this rests on the relay and the guard refusing every stream that
+    /// carries them ([`crate::zfs::begin`]). `-o` costs a property update per received
+    /// snapshot (~0.2 s each under TCG: a quarter of a 100-snapshot incremental).
     Kept,
 }
 
