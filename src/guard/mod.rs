@@ -360,11 +360,11 @@ impl Policy {
                 Mode::Receive,
                 ["zfs", "get", "-Hp", "-s", "local", "-o", "name,value", "canmount", targets @ ..],
             ) if !targets.is_empty() => {
-                cmd::get_local_canmount(&targets.iter().map(|t| self.dataset(t)).collect::<Result<
-                    Vec<_>,
-                    _,
-                >>(
-                )?)
+                let targets: Vec<Dataset> = targets
+                    .iter()
+                    .map(|t| self.dataset(t))
+                    .collect::<Result<_, _>>()?;
+                cmd::get_local_canmount(&targets)
             }
             (Mode::Receive, ["zfs", "receive", "-A", ds]) if self.allow_destroy => {
                 cmd::receive_abort(&self.dataset(ds)?)

@@ -402,19 +402,8 @@ mod tests {
             Dataset::new("b/d").unwrap(),
         ];
         assert_eq!(
-            get_local_canmount(&asked[..2]),
-            [
-                "zfs",
-                "get",
-                "-Hp",
-                "-s",
-                "local",
-                "-o",
-                "name,value",
-                "canmount",
-                "b/a",
-                "b/a/c"
-            ]
+            get_local_canmount(&asked[..2]).join(" "),
+            "zfs get -Hp -s local -o name,value canmount b/a b/a/c"
         );
         let kept = parse_unmountable("b/a\tnoauto\nb/a/c\ton\nb/d\toff\n", &asked).unwrap();
         assert_eq!(kept, BTreeSet::from([asked[0].clone(), asked[2].clone()]));

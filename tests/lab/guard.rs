@@ -22,6 +22,19 @@ fn write_marker_and_snap(lab: &Lab, vm: &str, ds: &str, snap: &str) {
     );
 }
 
+/// Pipes `send`, run on the server, into `zfs receive ARGS` through `user`'s key on the
+/// offsite: it must be refused, saying `why`.
+fn refused_receive(lab: &Lab, send: &str, user: &str, args: &str, why: &str) {
+    let oport = lab.port("offsite");
+    let out = lab.sh_as(
+        "server",
+        USER,
+        &format!("{send} | ssh -p {oport} {user}@10.0.2.2 zfs receive {args}"),
+    );
+    assert_ne!(out.code, Some(0), "{send} | {args}: {out:?}");
+    assert!(out.stderr.contains(why), "{send} | {args}: {out:?}");
+}
+
 fn guid(lab: &Lab, vm: &str, snap: &str) -> u64 {
     lab.prop(vm, snap, "guid").parse().unwrap()
 }
@@ -479,13 +492,8 @@ fn raw_only_keys_and_hostile_commands_on_real_hosts() {
         ("full", format!("zfs send {loaded}@p1")),
         ("compound", format!("zfs send -I {loaded}@p1 {loaded}@p2")),
     ] {
-        let out = lab.sh_as(
-            "server",
-            USER,
-            &format!("{send} | ssh -p {oport} zfrawrecv@10.0.2.2 zfs receive -u -s -o canmount=noauto {o}/off/{name}"),
-        );
-        assert_ne!(out.code, Some(0), "{name}: {out:?}");
-        assert!(out.stderr.contains("is not raw"), "{name}: {out:?}");
+        let args = format!("-u -s -o canmount=noauto {o}/off/{name}");
+        refused_receive(lab, &send, "zfrawrecv", &args, "is not raw");
         let exists = lab.sh("offsite", &format!("zfs list {o}/off/{name}"));
         assert_ne!(exists.code, Some(0), "{name} was created: {exists:?}");
     }
@@ -644,24 +652,26 @@ fn a_receive_that_leaves_canmount_passes_the_guard_only_as_an_incremental() {
     );
 
     let other = format!("{o}/off/other");
-    let out = lab.sh_as(
-        "server",
-        USER,
-        &format!("zfs send -w {src}@p1 | ssh -p {oport} zfkeep@10.0.2.2 zfs receive -u -s {other}"),
+    let full = format!("zfs send -w {src}@p1");
+    refused_receive(
+        lab,
+        &full,
+        "zfkeep",
+        &format!("-u -s {other}"),
+        "is a full stream",
     );
-    assert_ne!(out.code, Some(0), "{out:?}");
-    assert!(out.stderr.contains("is a full stream"), "{out:?}");
     let made = lab.sh("offsite", &format!("zfs list {other}"));
     assert_ne!(made.code, Some(0), "{other} was made: {made:?}");
     // Properties never pass, in either form: refused before zfs receive sees a byte.
+    let props = format!("zfs send -w -p -i @p1 {src}@p2");
     for form in ["-u -s", "-u -s -o canmount=noauto"] {
-        let out = lab.sh_as(
-            "server",
-            USER,
-            &format!("zfs send -w -p -i @p1 {src}@p2 | ssh -p {oport} zfkeep@10.0.2.2 zfs receive {form} {copy}"),
+        refused_receive(
+            lab,
+            &props,
+            "zfkeep",
+            &format!("{form} {copy}"),
+            "a payload",
         );
-        assert_ne!(out.code, Some(0), "{form}: {out:?}");
-        assert!(out.stderr.contains("a payload"), "{form}: {out:?}");
     }
     // The same stream with zferry's flag for a new copy is received.
     lab.ok_as(
