@@ -16,12 +16,17 @@ fn bars() -> &'static MultiProgress {
 }
 
 /// Plain lines at most this often.
-const LINE_EVERY: Duration = Duration::from_secs(10);
+pub const LINE_EVERY: Duration = Duration::from_secs(10);
 
-/// True when progress is shown at all (not with `-q`), so the caller knows whether a
-/// `zfs send -nP` estimate is worth asking for.
+/// True when progress is shown at all (not with `-q`).
 pub fn wanted() -> bool {
     log::level() >= 1
+}
+
+/// True when progress is a bar on a terminal, which wants a stream's size (`zfs send
+/// -nP`) before it starts; plain lines can learn it later ([`Progress::learn_total`]).
+pub fn draws_bar() -> bool {
+    wanted() && std::io::stderr().is_terminal()
 }
 
 /// Progress of one stream.
@@ -37,7 +42,7 @@ pub struct Progress {
 impl Progress {
     /// Starts showing progress of the stream into `label`; `total` is the estimate.
     pub fn new(label: &str, total: Option<u64>) -> Progress {
-        let bar = (wanted() && std::io::stderr().is_terminal()).then(|| {
+        let bar = draws_bar().then(|| {
             let b = bars().add(ProgressBar::with_draw_target(
                 total,
                 ProgressDrawTarget::hidden(),
@@ -71,6 +76,11 @@ impl Progress {
             last_line: now,
             bar,
         }
+    }
+
+    /// Takes the stream's size learnt after it started, for the plain lines' ETA.
+    pub fn learn_total(&mut self, total: u64) {
+        self.total.get_or_insert(total);
     }
 
     /// Counts `n` more bytes.
@@ -127,7 +137,14 @@ mod tests {
         let l = p.line();
         assert!(l.starts_with("b/t/a: 1.0 MiB of 4.0 MiB (25%), "), "{l}");
         assert!(l.contains("MiB/s, ETA "), "{l}");
-        let q = Progress::new("x", None);
+        let mut q = Progress::new("x", None);
         assert_eq!(q.line(), "x: 0.0 MiB, 0.0 MiB/s");
+        q.learn_total(2 * 1048576);
+        q.learn_total(1);
+        assert!(
+            q.line().starts_with("x: 0.0 MiB of 2.0 MiB (0%)"),
+            "{}",
+            q.line()
+        );
     }
 }

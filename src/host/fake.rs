@@ -62,6 +62,8 @@ struct Model {
     refused_holds: BTreeSet<String>,
     /// Targets whose receives take ten times as long.
     slow: BTreeSet<String>,
+    /// Targets whose receives take this long on tokio's clock.
+    lasting: BTreeMap<String, std::time::Duration>,
 }
 
 /// One fake host: its model and the log of what it was asked.
@@ -192,6 +194,11 @@ impl Fake {
     /// Every receive into `target` takes ten times as long as others.
     pub fn slow_receive(&self, target: &str) {
         lock(&self.model).slow.insert(target.to_string());
+    }
+
+    /// Every receive into `target` takes `d` on tokio's clock (a paused clock runs ahead).
+    pub fn receive_lasts(&self, target: &str, d: std::time::Duration) {
+        lock(&self.model).lasting.insert(target.to_string(), d);
     }
 
     /// Holds and releases of snapshot `snap` are refused (`permission denied`).
@@ -370,6 +377,10 @@ impl Fake {
                 let slow = lock(&self.model).slow.contains(*target);
                 for _ in 0..if slow { 200 } else { 20 } {
                     tokio::task::yield_now().await;
+                }
+                let lasting = lock(&self.model).lasting.get(*target).copied();
+                if let Some(d) = lasting {
+                    tokio::time::sleep(d).await;
                 }
                 self.receiving.fetch_sub(1, Ordering::SeqCst);
                 if let Err(e) = read {

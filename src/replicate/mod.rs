@@ -23,7 +23,8 @@ use crate::zfs::name::{Dataset, Snapshot};
 use anyhow::{anyhow, bail, Result};
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use stream::{Pace, Wire};
 use tokio::sync::{watch, Semaphore};
@@ -884,17 +885,42 @@ async fn execute_steps(
                 let recv = cmd::receive(t, canmount);
                 let raw = sends_raw(span, *raw);
                 let src = &sides.source;
-                let wanted = progress::wanted() || wire.compresses(src, raw, None);
-                let size = estimate_bytes(sides, span, raw, wanted).await;
+                // A bar, and the choice to compress, want the size first; plain lines
+                // ask for it only of a stream still going halfway to their second line
+                // (in time for it): a short stream costs no `zfs send -nP`.
+                let first = progress::draws_bar() || wire.compresses(src, raw, None);
+                let size = estimate_bytes(sides, span, raw, first).await;
                 let compress = wire.compresses(src, raw, size);
                 let mut progress = Progress::new(t.as_str(), size);
                 if let Some(p) = wire.pace() {
                     log::debug!("{t}: at most {}/s (bwlimit)", human_bytes(p.limit()));
                 }
-                let moved = stream::transfer(src, &send, target, &recv, wire, compress, &mut |n| {
+                let learnt = OnceLock::new();
+                let mut count = |n| {
+                    if let Some(&total) = learnt.get() {
+                        progress.learn_total(total);
+                    }
                     progress.add(n)
-                })
-                .await?;
+                };
+                let transfer =
+                    stream::transfer(src, &send, target, &recv, wire, compress, &mut count);
+                let later = !first && progress::wanted();
+                let moved = if later {
+                    let late = async {
+                        tokio::time::sleep(progress::LINE_EVERY / 2).await;
+                        if let Some(total) = estimate_bytes(sides, span, raw, true).await {
+                            let _ = learnt.set(total);
+                        }
+                        std::future::pending::<Infallible>().await
+                    };
+                    tokio::select! {
+                        biased;
+                        moved = transfer => moved,
+                        never = late => match never {},
+                    }
+                } else {
+                    transfer.await
+                }?;
                 rep.bytes += moved.bytes;
                 if let Some(w) = moved.wire {
                     *rep.wire_bytes.get_or_insert(0) += w;
@@ -925,9 +951,8 @@ fn sends_raw(span: &cmd::SendSpan, raw: bool) -> bool {
     }
 }
 
-/// The `zfs send -nP` size of a stream, for the progress bar's ETA and the choice to
-/// compress; `None` when not `wanted` or the estimate fails (progress then shows bytes
-/// and rate).
+/// The `zfs send -nP` size of a stream, for progress's ETA and the choice to compress;
+/// `None` when not `wanted` or the estimate fails (progress then shows bytes and rate).
 async fn estimate_bytes(
     sides: &Sides,
     span: &cmd::SendSpan,

@@ -725,6 +725,29 @@ async fn one_new_snapshot_costs_one_stream_one_check_and_one_hold_move() {
     );
 }
 
+/// Plain progress lines (no terminal) ask for a stream's size only of a stream still
+/// going halfway to the second line: a short stream costs no `zfs send -nP`.
+#[tokio::test(start_paused = true)]
+async fn only_a_stream_still_going_after_the_first_line_asks_for_its_size() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    let long = progress::LINE_EVERY * 3;
+    dst.receive_lasts("backup/client/tank/b", long);
+    let reps = run(&job(&["tank/a", "tank/b"]), &src, &dst).await;
+    assert!(reps.iter().all(|r| r.action == Action::Full), "{reps:?}");
+    let asked: Vec<String> = src
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("zfs send -nP"))
+        .collect();
+    let for_b = ["zfs send -nP tank/b@s1".to_string()];
+    if progress::draws_bar() {
+        // `cargo test` on a terminal: a bar asks first, for every stream.
+        assert_eq!(asked.len(), 2, "{asked:?}");
+    } else {
+        assert_eq!(asked, for_b);
+    }
+}
+
 #[tokio::test]
 async fn the_target_listing_reads_only_what_the_job_owns() {
     let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/a/kid", &["s1"])]);

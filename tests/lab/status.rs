@@ -306,19 +306,31 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
         "no progress bar on a TTY: {tty}"
     );
     env.http.take();
+    // Without a terminal: one line as the stream starts, its size asked only of a stream
+    // still going after a few seconds (2 MiB at 128 KiB/s: ~16 s), whose line every 10 s
+    // then has it ("… of 2.1 MiB (60%), 0.1 MiB/s, ETA 6s").
+    env.config_with(port, &["data"], "bwlimit = \"128K\"\n");
     lab.write_and_snap("client", &format!("{c}/data"), "p2", 2);
-    let plain = env.zferry("run");
+    let plain = env.zferry("run -v");
     assert_eq!(plain.code, Some(0), "{}", plain.stderr);
     env.http.take();
+    let label = format!("{s}/backup/client/{c}/data");
     assert!(
-        plain
-            .stderr
-            .contains(&format!("{s}/backup/client/{c}/data: streaming, about ")),
+        plain.stderr.contains(&format!("{label}: streaming\n")),
         "{}",
         plain.stderr
     );
-    // Without a terminal a slow stream logs plain lines ("… (17%), 0.1 MiB/s, ETA 9s"),
-    // never the bar ("label [=====>   ] …") or its redraws.
+    let estimate = plain
+        .stderr
+        .find("zfs send -nP")
+        .expect("a slow stream asks its size");
+    let later = &plain.stderr[estimate..];
+    assert!(
+        later.contains(&format!("{label}: ")) && later.contains(" MiB (") && later.contains("ETA"),
+        "a line after the estimate has the share and the ETA: {}",
+        plain.stderr
+    );
+    // Never the bar ("label [=====>   ] …") or its redraws.
     assert!(
         !plain.stderr.contains(" [")
             && !plain.stderr.contains('\r')
