@@ -60,8 +60,6 @@ struct Model {
     txg: u64,
     faults: BTreeMap<String, Fault>,
     refused_holds: BTreeSet<String>,
-    /// Targets whose receives take ten times as long.
-    slow: BTreeSet<String>,
     /// Targets whose receives take this long on tokio's clock.
     lasting: BTreeMap<String, std::time::Duration>,
 }
@@ -189,11 +187,6 @@ impl Fake {
         lock(&self.model)
             .faults
             .insert(target.to_string(), Fault::WrongGuid);
-    }
-
-    /// Every receive into `target` takes ten times as long as others.
-    pub fn slow_receive(&self, target: &str) {
-        lock(&self.model).slow.insert(target.to_string());
     }
 
     /// Every receive into `target` takes `d` on tokio's clock (a paused clock runs ahead).
@@ -374,8 +367,7 @@ impl Fake {
                     None => Ok(()),
                 };
                 // A receive takes a while: other datasets' streams may start meanwhile.
-                let slow = lock(&self.model).slow.contains(*target);
-                for _ in 0..if slow { 200 } else { 20 } {
+                for _ in 0..20 {
                     tokio::task::yield_now().await;
                 }
                 let lasting = lock(&self.model).lasting.get(*target).copied();

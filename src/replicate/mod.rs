@@ -5,10 +5,11 @@
 
 pub mod audit;
 pub mod stream;
+mod verify;
 
 use crate::clock::now;
 use crate::config::{BwLimit, Job};
-use crate::host::{shell_quote, CommandFailed, Host, Pool};
+use crate::host::{CommandFailed, Host, Pool};
 use crate::human::human_bytes;
 use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
@@ -19,7 +20,7 @@ use crate::sides::holds::HoldBook;
 use crate::sides::{list_cached, list_owned, relist, reread, unmountable, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
-use crate::zfs::name::{Dataset, Snapshot};
+use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -209,18 +210,11 @@ async fn run_datasets(
         .iter()
         .map(|p| (p.source.clone(), p.target.clone()))
         .collect();
-    // Targets whose snapshots_changed each receive left, for the cache (OpenZFS >= 2.2).
-    // Asked of the host, not of its datasets: before an initial run none of the job's
-    // targets exists, and parents without snapshots have no snapshots_changed yet.
-    let marks = Marks::default();
-    let track = cache.is_some() && dst_tracks;
     let shared = Shared {
         sides,
-        src_list: &src_list,
         popts,
         opts,
         wire: &wire,
-        marks: track.then_some(&marks),
         unmountable: &kept_unmounted,
     };
     let mut reports = run_plans(
@@ -230,6 +224,15 @@ async fn run_datasets(
         |parent| !dst_list.datasets.contains_key(parent),
     )
     .await;
+    // Whether the target reports snapshots_changed is asked of the host, not of its
+    // datasets: before an initial run none of the job's targets exists, and parents
+    // without snapshots have no snapshots_changed yet.
+    let marks = if opts.dry_run {
+        BTreeMap::new()
+    } else {
+        let track = cache.is_some() && dst_tracks;
+        check_copies(sides, &src_list, &pairs, &mut reports, track).await
+    };
     // (dataset, new base) per side, and the report each move belongs to.
     let (mut src_moves, mut dst_moves, mut moved) = (Vec::new(), Vec::new(), Vec::new());
     for (i, (rep, (source, target))) in reports.iter_mut().zip(&pairs).enumerate() {
@@ -287,7 +290,7 @@ async fn run_datasets(
             book: &dst_holds,
             start: &dst_list,
             source: &src_list,
-            marks: marks.into_inner().expect("not poisoned"),
+            marks,
         };
         follow_receives(&mut c.target, &sides.target, received).await;
     }
@@ -298,8 +301,53 @@ async fn run_datasets(
 /// (`None`: the holds could not be read).
 type HeldBefore = (Option<Vec<String>>, Option<Vec<String>>);
 
-/// The `snapshots_changed` each receive left on its target, by target.
-type Marks = std::sync::Mutex<BTreeMap<Dataset, u64>>;
+/// Proves every copy the run made ([`verify`]): one that is not what was sent fails
+/// its dataset, and no hold moves to it. Returns, with `mark`, the `snapshots_changed`
+/// each receive left on its target, for the listing cache.
+async fn check_copies(
+    sides: &Sides,
+    src_list: &Listing,
+    pairs: &[(Dataset, Dataset)],
+    reports: &mut [DatasetReport],
+    mark: bool,
+) -> BTreeMap<Dataset, u64> {
+    let (mut due, mut whose) = (Vec::new(), Vec::new());
+    for (i, (rep, (source, target))) in reports.iter_mut().zip(pairs).enumerate() {
+        let Some(base) = rep.base.clone() else {
+            continue;
+        };
+        if rep.failed() || !rep.action.transferred() {
+            continue;
+        }
+        let want = verify::source_guid(sides, src_list, source, &base).await;
+        match want.and_then(|want| Ok((target.snapshot(&base)?, want))) {
+            Ok((snap, want)) => {
+                due.push(verify::Due { snap, want });
+                whose.push(i);
+            }
+            Err(e) => fail(rep, e),
+        }
+    }
+    let checked = verify::verify_all(&sides.target, &due, mark).await;
+    let mut marks = BTreeMap::new();
+    for ((i, d), got) in whose.into_iter().zip(&due).zip(checked) {
+        match got {
+            Ok(Some(m)) => {
+                marks.insert(d.snap.dataset().clone(), m);
+            }
+            Ok(None) => {}
+            Err(e) => fail(&mut reports[i], e),
+        }
+    }
+    marks
+}
+
+/// Marks a dataset failed after its streams: it has no new base.
+fn fail(rep: &mut DatasetReport, e: anyhow::Error) {
+    rep.action = Action::Failed;
+    rep.error = Some(format!("{e:#}"));
+    rep.base = None;
+}
 
 /// What [`follow_receives`] reads of a run.
 struct Received<'a> {
@@ -649,12 +697,9 @@ fn action_of(v: &Verdict) -> Action {
 /// What every dataset of one run shares.
 struct Shared<'a> {
     sides: &'a Sides,
-    src_list: &'a Listing,
     popts: Options,
     opts: RunOptions,
     wire: &'a Wire,
-    /// Where each receive's `snapshots_changed` goes, when the run keeps a cache.
-    marks: Option<&'a Marks>,
     /// Targets that keep themselves unmounted ([`cmd::Canmount::Kept`]).
     unmountable: &'a BTreeSet<Dataset>,
 }
@@ -673,11 +718,9 @@ fn receives_incremental(s: &Step) -> bool {
 async fn execute_dataset(run: &Shared<'_>, mut plan: DatasetPlan, herald: Herald) -> DatasetReport {
     let Shared {
         sides,
-        src_list,
         popts,
         opts,
         wire,
-        marks,
         unmountable,
     } = *run;
     let started = Instant::now();
@@ -725,23 +768,7 @@ async fn execute_dataset(run: &Shared<'_>, mut plan: DatasetPlan, herald: Herald
     if resumes > 0 && matches!(rep.action, Action::UpToDate | Action::Resume) {
         rep.action = Action::Resume;
     }
-    if !opts.dry_run && !rep.failed() && rep.action.transferred() {
-        match verify(sides, &plan, src_list, marks.is_some()).await {
-            Ok(Some(m)) => {
-                if let Some(marks) = marks {
-                    marks
-                        .lock()
-                        .expect("not poisoned")
-                        .insert(plan.target.clone(), m);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                rep.action = Action::Failed;
-                rep.error = Some(format!("{e:#}"));
-            }
-        }
-    }
+    // The copy is proven with the run's others (check_copies).
     if !rep.failed() {
         rep.base = plan.base_after.clone();
     }
@@ -966,83 +993,6 @@ async fn estimate_bytes(
     out.ok()
         .then(|| cmd::parse_send_size(&format!("{}{}", out.stdout, out.stderr)))
         .flatten()
-}
-
-/// Exit codes are not trusted alone: the target's copy of the new base must have the
-/// source's GUID. The source's GUID comes from the run's listing (a relisting only when
-/// a resume moved the plan to a snapshot taken since); the target answers one `zfs get`.
-///
-/// With `mark`, the same call also reads the target's `snapshots_changed`, returned for
-/// the listing cache ([`SideCache::received`]).
-async fn verify(
-    sides: &Sides,
-    plan: &DatasetPlan,
-    src_list: &Listing,
-    mark: bool,
-) -> Result<Option<u64>> {
-    let Some(base) = &plan.base_after else {
-        return Ok(None);
-    };
-    let listed = |d: Option<&DatasetInfo>| {
-        d.and_then(|d| d.snapshots.iter().find(|p| &p.name == base))
-            .map(|p| p.guid)
-    };
-    let want = match listed(src_list.get(&plan.source)) {
-        Some(g) => g,
-        None => listed(relist(&sides.source, &plan.source).await?.as_ref())
-            .ok_or_else(|| anyhow!("{}@{base} is gone from the source", plan.source))?,
-    };
-    let snap = plan.target.snapshot(base)?;
-    // The command a user runs to look, named only when something is wrong.
-    let check = || {
-        shell_quote(&[
-            "zfs",
-            "list",
-            "-t",
-            "snapshot",
-            "-o",
-            "name,guid",
-            plan.target.as_str(),
-        ])
-    };
-    let (got, changed) = read_guid(&sides.target, &snap, mark)
-        .await
-        .map_err(|e| anyhow!("{e:#}; check '{}'", check()))?;
-    if got != want {
-        bail!(
-            "after receiving, {snap} on {} has GUID {got} but the source's @{base} has GUID {want}; check '{}'",
-            sides.target.label(),
-            check()
-        );
-    }
-    Ok(changed)
-}
-
-/// The GUID of the received `snap` and, with `mark`, its dataset's `snapshots_changed`.
-/// A target that refuses the read with the mark (a guard of an older zferry) is asked
-/// for the GUID alone: the check matters, the mark only saves the next run a listing.
-async fn read_guid(target: &Host, snap: &Snapshot, mark: bool) -> Result<(u64, Option<u64>)> {
-    let unreadable = |e: anyhow::Error| {
-        anyhow!(
-            "after receiving, {snap} cannot be read on {}: {e:#}",
-            target.label()
-        )
-    };
-    let bad = |e: String| anyhow!("reading the GUID of {snap} on {}: {e}", target.label());
-    if mark {
-        match target.run_ok(&cmd::get_guid_and_changed(snap)).await {
-            Ok(out) => {
-                let (g, c) = cmd::parse_guid_and_changed(&out.stdout, snap).map_err(bad)?;
-                return Ok((g, Some(c)));
-            }
-            Err(e) => log::debug!("{}: {e:#}; reading the GUID alone", target.label()),
-        }
-    }
-    let out = target
-        .run_ok(&cmd::get_guid(snap))
-        .await
-        .map_err(unreadable)?;
-    Ok((cmd::parse_guid(&out.stdout).map_err(bad)?, None))
 }
 
 #[cfg(test)]

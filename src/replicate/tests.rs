@@ -7,6 +7,7 @@ use crate::host::fake::Fake;
 use crate::host::{Host, SshTarget};
 use crate::report::DatasetReport;
 use crate::sides::cache::JobCache;
+use crate::zfs::name::Snapshot;
 use crate::zfs::token;
 use std::sync::Arc;
 use stream::COMPRESS_MIN;
@@ -336,12 +337,10 @@ async fn parallel_runs_at_most_n_datasets_at_once_and_reports_in_order() {
     );
 }
 
-/// Where, in `cmds`, the GUID check of `snap` went.
-fn guid_check(cmds: &[String], snap: &str) -> usize {
-    position(cmds, &format!("zfs get -Hp -o value guid {snap}"))
-}
+/// How long a slow stream takes in the tests below, on tokio's paused clock.
+const STREAM: std::time::Duration = std::time::Duration::from_secs(60);
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn in_parallel_children_of_a_new_parent_start_once_its_first_stream_is_received() {
     let (src, dst) = hosts(&[
         ("tank/a", &["s1", "s2"]),
@@ -349,24 +348,24 @@ async fn in_parallel_children_of_a_new_parent_start_once_its_first_stream_is_rec
         ("tank/a/k2", &["s1"]),
         ("tank/b", &["s1"]),
     ]);
-    dst.slow_receive("backup/client/tank/a");
+    for t in ["tank/a", "tank/a/k1", "tank/a/k2"] {
+        dst.receive_lasts(&format!("backup/client/{t}"), STREAM);
+    }
+    let started = tokio::time::Instant::now();
     let reps = run_in_parallel(&["tank/a", "tank/b"], &src, &dst).await;
     // The fake refuses a receive whose parent does not exist yet: none was early.
     assert!(reps.iter().all(|r| r.action == Action::Full), "{reps:?}");
-    let cmds = dst.commands();
-    let parent = "zfs receive -u -s -o canmount=noauto backup/client/tank/a";
-    let first = position(&cmds, parent);
-    let checked = guid_check(&cmds, "backup/client/tank/a@s2");
-    for kid in ["k1", "k2"] {
-        let recv = position(&cmds, &format!("{parent}/{kid}"));
-        assert!(
-            first < recv && recv < checked,
-            "{kid} starts between its parent's first stream and its check: {cmds:#?}"
-        );
-    }
+    // The parent's full stream, then its -I beside the children's: two streams long.
+    // Waiting for the parent to finish would have taken three.
+    let took = started.elapsed();
+    assert!(
+        took >= STREAM * 2 && took < STREAM * 5 / 2,
+        "took {took:?}: {:#?}",
+        dst.commands()
+    );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn in_parallel_children_of_a_parent_that_existed_do_not_wait_for_it() {
     let tree: &[(&str, &[&str])] = &[
         ("tank/a", &["s1"]),
@@ -377,24 +376,20 @@ async fn in_parallel_children_of_a_parent_that_existed_do_not_wait_for_it() {
     run_in_parallel(&["tank/a"], &src, &dst).await;
     for (d, _) in tree {
         src.snapshot(d, "s2");
+        dst.receive_lasts(&format!("backup/client/{d}"), STREAM);
     }
-    dst.slow_receive("backup/client/tank/a");
-    dst.clear_log();
+    let started = tokio::time::Instant::now();
     let reps = run_in_parallel(&["tank/a"], &src, &dst).await;
     assert!(
         reps.iter().all(|r| r.action == Action::Incremental),
         "{reps:?}"
     );
-    let cmds = dst.commands();
-    let checked = guid_check(&cmds, "backup/client/tank/a@s2");
-    for kid in ["k1", "k2"] {
-        let recv = position(
-            &cmds,
-            &format!("zfs receive -u -s backup/client/tank/a/{kid}"),
-        );
-        assert!(recv < checked, "{kid} waited for its parent: {cmds:#?}");
-        let copy = dst.snapshots(&format!("backup/client/tank/a/{kid}"));
-        assert_eq!(copy, src.snapshots(&format!("tank/a/{kid}")));
+    // All three streams at once: one stream long, not two.
+    let took = started.elapsed();
+    assert!(took >= STREAM && took < STREAM * 3 / 2, "took {took:?}");
+    for (d, _) in tree {
+        let copy = dst.snapshots(&format!("backup/client/{d}"));
+        assert_eq!(copy, src.snapshots(d));
     }
 }
 
@@ -589,9 +584,13 @@ fn a_child_waits_for_its_parents_plan_only_as_long_as_it_must() {
 
 #[tokio::test]
 async fn a_received_copy_with_another_guid_fails_naming_both_guids() {
-    let (src, dst) = hosts(&[("tank/a", &["s1"])]);
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
     dst.receive_wrong_guid("backup/client/tank/a");
-    let reps = run(&job(&["tank/a"]), &src, &dst).await;
+    let reps = run(&job(&["tank/a", "tank/b"]), &src, &dst).await;
+    // The copies are checked together; the good one is not failed with the bad.
+    let b = report(&reps, "tank/b");
+    assert_eq!((b.action, b.base.as_deref()), (Action::Full, Some("s1")));
+    assert_eq!(dst.held("backup/client/tank/b", TAG), ["s1"]);
     let r = report(&reps, "tank/a");
     assert_eq!(r.action, Action::Failed);
     let got = dst.guid("backup/client/tank/a", "s1");
@@ -655,15 +654,15 @@ async fn one_failing_dataset_does_not_stop_the_others() {
 }
 
 /// The commands of a run after a first one, per side, for `n` datasets of which the
-/// first got one new snapshot when `one_new` (a no-op run otherwise).
-async fn second_run_commands(n: usize, one_new: bool) -> (Vec<String>, Vec<String>) {
+/// first `new` got one new snapshot (none: a no-op run).
+async fn second_run_commands(n: usize, new: usize) -> (Vec<String>, Vec<String>) {
     let names: Vec<String> = (0..n).map(|i| format!("tank/d{i}")).collect();
     let spec: Vec<(&str, &[&str])> = names.iter().map(|d| (d.as_str(), &["s1"][..])).collect();
     let (src, dst) = hosts(&spec);
     let j = job(&names.iter().map(String::as_str).collect::<Vec<_>>());
     run(&j, &src, &dst).await;
-    if one_new {
-        src.snapshot("tank/d0", "s2");
+    for d in &names[..new] {
+        src.snapshot(d, "s2");
     }
     src.clear_log();
     dst.clear_log();
@@ -685,8 +684,8 @@ fn verbs(commands: &[String]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_no_op_run_costs_the_same_few_commands_however_many_datasets() {
-    let one = second_run_commands(1, false).await;
-    let many = second_run_commands(8, false).await;
+    let one = second_run_commands(1, 0).await;
+    let many = second_run_commands(8, 0).await;
     assert_eq!((one.0.len(), one.1.len()), (many.0.len(), many.1.len()));
     assert_eq!(verbs(&many.0), ["zfs list -Hp", "zfs holds -H"]);
     // The job's subtrees, and the chain from the destination down to them.
@@ -698,7 +697,7 @@ async fn a_no_op_run_costs_the_same_few_commands_however_many_datasets() {
 
 #[tokio::test]
 async fn one_new_snapshot_costs_one_stream_one_check_and_one_hold_move() {
-    let (src, dst) = second_run_commands(4, true).await;
+    let (src, dst) = second_run_commands(4, 1).await;
     assert_eq!(
         verbs(&src),
         [
@@ -718,11 +717,28 @@ async fn one_new_snapshot_costs_one_stream_one_check_and_one_hold_move() {
             // Whether the copy keeps canmount itself: its receive then leaves out -o.
             "zfs get -Hp",
             "zfs receive -u",
-            "zfs get -Hp",
+            // The copy's GUID, read back by name.
+            "zfs list -Hp",
             "zfs hold zferry:job",
             "zfs release zferry:job"
         ]
     );
+}
+
+#[tokio::test]
+async fn datasets_that_moved_cost_a_stream_each_and_share_one_check() {
+    let (one_src, one_dst) = second_run_commands(6, 1).await;
+    let (all_src, all_dst) = second_run_commands(6, 6).await;
+    let streams = |c: &[String], verb: &str| c.iter().filter(|c| c.starts_with(verb)).count();
+    assert_eq!(streams(&all_src, "zfs send -I"), 6);
+    assert_eq!(streams(&all_dst, "zfs receive"), 6);
+    let others = |c: &[String]| {
+        let mut v = verbs(c);
+        v.retain(|c| !c.starts_with("zfs send -I") && !c.starts_with("zfs receive"));
+        v
+    };
+    assert_eq!(others(&all_src), others(&one_src));
+    assert_eq!(others(&all_dst), others(&one_dst));
 }
 
 /// Plain progress lines (no terminal) ask for a stream's size only of a stream still
