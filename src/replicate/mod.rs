@@ -911,43 +911,7 @@ async fn execute_steps(
                 };
                 let recv = cmd::receive(t, canmount);
                 let raw = sends_raw(span, *raw);
-                let src = &sides.source;
-                // A bar, and the choice to compress, want the size first; plain lines
-                // ask for it only of a stream still going halfway to their second line
-                // (in time for it): a short stream costs no `zfs send -nP`.
-                let first = progress::draws_bar() || wire.compresses(src, raw, None);
-                let size = estimate_bytes(sides, span, raw, first).await;
-                let compress = wire.compresses(src, raw, size);
-                let mut progress = Progress::new(t.as_str(), size);
-                if let Some(p) = wire.pace() {
-                    log::debug!("{t}: at most {}/s (bwlimit)", human_bytes(p.limit()));
-                }
-                let learnt = OnceLock::new();
-                let mut count = |n| {
-                    if let Some(&total) = learnt.get() {
-                        progress.learn_total(total);
-                    }
-                    progress.add(n)
-                };
-                let transfer =
-                    stream::transfer(src, &send, target, &recv, wire, compress, &mut count);
-                let later = !first && progress::wanted();
-                let moved = if later {
-                    let late = async {
-                        tokio::time::sleep(progress::LINE_EVERY / 2).await;
-                        if let Some(total) = estimate_bytes(sides, span, raw, true).await {
-                            let _ = learnt.set(total);
-                        }
-                        std::future::pending::<Infallible>().await
-                    };
-                    tokio::select! {
-                        biased;
-                        moved = transfer => moved,
-                        never = late => match never {},
-                    }
-                } else {
-                    transfer.await
-                }?;
+                let moved = stream_shown(sides, wire, span, raw, (&send, &recv), t).await?;
                 rep.bytes += moved.bytes;
                 if let Some(w) = moved.wire {
                     *rep.wire_bytes.get_or_insert(0) += w;
@@ -967,6 +931,53 @@ async fn execute_steps(
     }
     herald.reached(Stage::ParentsMade);
     Ok(())
+}
+
+/// Moves one stream (`send` on the source into `recv` on the target, which receives
+/// into `t`) with its progress shown.
+///
+/// A bar, and the choice to compress, want the stream's size first; plain lines ask for
+/// it only of a stream still going halfway to their second line (in time for it), so
+/// a short stream costs no `zfs send -nP`.
+async fn stream_shown(
+    sides: &Sides,
+    wire: &Wire,
+    span: &cmd::SendSpan,
+    raw: bool,
+    (send, recv): (&[String], &[String]),
+    t: &Dataset,
+) -> Result<stream::Moved> {
+    let src = &sides.source;
+    let first = progress::draws_bar() || wire.compresses(src, raw, None);
+    let size = estimate_bytes(sides, span, raw, first).await;
+    let compress = wire.compresses(src, raw, size);
+    let mut progress = Progress::new(t.as_str(), size);
+    if let Some(p) = wire.pace() {
+        log::debug!("{t}: at most {}/s (bwlimit)", human_bytes(p.limit()));
+    }
+    let learnt = OnceLock::new();
+    let mut count = |n| {
+        if let Some(&total) = learnt.get() {
+            progress.learn_total(total);
+        }
+        progress.add(n)
+    };
+    let transfer = stream::transfer(src, send, &sides.target, recv, wire, compress, &mut count);
+    if first || !progress::wanted() {
+        return transfer.await;
+    }
+    let late = async {
+        tokio::time::sleep(progress::LINE_EVERY / 2).await;
+        if let Some(total) = estimate_bytes(sides, span, raw, true).await {
+            let _ = learnt.set(total);
+        }
+        std::future::pending::<Infallible>().await
+    };
+    tokio::select! {
+        biased;
+        moved = transfer => moved,
+        never = late => match never {},
+    }
 }
 
 /// Whether a stream is raw: a resumed one as its token says (a token that does not
