@@ -307,8 +307,7 @@ impl Fake {
         let a: Vec<&str> = first.iter().map(String::as_str).collect();
         let new_shape = matches!(
             a.as_slice(),
-            ["zfs", "get", "-Hp", "-o", "name,property,value", ..]
-                | ["zfs", "list", "-Hp", "-t", "filesystem,volume,snapshot", ..]
+            ["zfs", "list", "-Hp", "-t", "filesystem,volume,snapshot", ..]
                 | ["zfs", "get", "-Hp", "-s", "local", ..]
                 | ["zfs", "receive", "-u", "-s", _]
         );
@@ -334,9 +333,6 @@ impl Fake {
             ),
             ["zfs", "list", rest @ ..] => self.list(rest),
             ["zfs", "get", "-Hp", "-o", "value", "guid", snap] => self.get_guid(snap),
-            ["zfs", "get", "-Hp", "-o", "name,property,value", "guid,snapshots_changed", snap, ds] => {
-                self.get_guid_and_changed(snap, ds)
-            }
             ["zfs", "holds", "-H", snaps @ ..] => self.holds(snaps),
             ["zfs", "hold", tag, snaps @ ..] => self.hold(tag, snaps, true),
             ["zfs", "release", tag, snaps @ ..] => self.hold(tag, snaps, false),
@@ -505,25 +501,6 @@ impl Fake {
         }
         let code = if err.is_empty() { 0 } else { 1 };
         (out, (Some(code), err))
-    }
-
-    fn get_guid_and_changed(&self, snap: &str, ds: &str) -> (String, Exit) {
-        let m = lock(&self.model);
-        let short = snap.strip_prefix(ds).and_then(|r| r.strip_prefix('@'));
-        let found = m.datasets.get(ds).and_then(|d| {
-            let s = d.snaps.iter().find(|s| Some(s.name.as_str()) == short)?;
-            Some((s.guid, d.guid, snapshots_changed(d)?))
-        });
-        match found {
-            Some((g, dg, c)) => (
-                format!("{snap}\tguid\t{g}\n{snap}\tsnapshots_changed\t-\n{ds}\tguid\t{dg}\n{ds}\tsnapshots_changed\t{c}\n"),
-                (Some(0), String::new()),
-            ),
-            None => (
-                String::new(),
-                fail(format!("cannot open '{snap}': dataset does not exist")),
-            ),
-        }
     }
 
     fn get_guid(&self, snap: &str) -> (String, Exit) {

@@ -17,13 +17,13 @@ use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::cache::{JobCache, SideCache};
 use crate::sides::holds::HoldBook;
-use crate::sides::{list_cached, list_owned, relist, reread, unmountable, Sides};
+use crate::sides::{list_cached, list_owned, relist, unmountable, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
 use futures_util::future::join_all;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -224,14 +224,25 @@ async fn run_datasets(
         |parent| !dst_list.datasets.contains_key(parent),
     )
     .await;
-    // Whether the target reports snapshots_changed is asked of the host, not of its
-    // datasets: before an initial run none of the job's targets exists, and parents
-    // without snapshots have no snapshots_changed yet.
-    let marks = if opts.dry_run {
-        BTreeMap::new()
+    // What the cache needs to follow the run: the holds as they were, and the copies'
+    // other snapshots read with their check. Whether the target reports
+    // snapshots_changed is asked of the host, not of its datasets: before an initial
+    // run none of the job's targets exists, and parents without snapshots have none yet.
+    let held_before = |book: &HoldBook, ds: &Dataset| book.held(ds).map(<[String]>::to_vec);
+    let before: Vec<_> = pairs
+        .iter()
+        .map(|(s, t)| (held_before(&src_holds, s), held_before(&dst_holds, t)))
+        .collect();
+    let track = cache.is_some() && dst_tracks;
+    let read_back = if opts.dry_run {
+        None
     } else {
-        let track = cache.is_some() && dst_tracks;
-        check_copies(sides, &src_list, &pairs, &mut reports, track).await
+        let also = |i: usize| match (&before[i].1, track) {
+            (Some(held), true) => reports[i].snapshots.iter().chain(held).cloned().collect(),
+            _ => Vec::new(),
+        };
+        let also: Vec<Vec<String>> = (0..reports.len()).map(also).collect();
+        check_copies(sides, &src_list, &pairs, &mut reports, &also).await
     };
     // (dataset, new base) per side, and the report each move belongs to.
     let (mut src_moves, mut dst_moves, mut moved) = (Vec::new(), Vec::new(), Vec::new());
@@ -258,12 +269,6 @@ async fn run_datasets(
                 .unwrap_or_default()
         );
     }
-    // What the cache needs to follow the moves below.
-    let held_before = |book: &HoldBook, ds: &Dataset| book.held(ds).map(<[String]>::to_vec);
-    let before: Vec<_> = pairs
-        .iter()
-        .map(|(s, t)| (held_before(&src_holds, s), held_before(&dst_holds, t)))
-        .collect();
     // The holds of the whole run move together, a few commands per side however many
     // datasets: until then each old base stays held, and it is still a common base.
     let (a, b) = tokio::join!(
@@ -283,16 +288,18 @@ async fn run_datasets(
         for ((r, (source, target)), before) in reports.iter().zip(&pairs).zip(&before) {
             follow_run(c, r, (source, target), (&src_holds, &dst_holds), before);
         }
-        let received = Received {
-            reports: &reports,
-            pairs: &pairs,
-            before: &before,
-            book: &dst_holds,
-            start: &dst_list,
-            source: &src_list,
-            marks,
-        };
-        follow_receives(&mut c.target, &sides.target, received).await;
+        if let Some(read) = &read_back {
+            let received = Received {
+                reports: &reports,
+                pairs: &pairs,
+                before: &before,
+                book: &dst_holds,
+                start: &dst_list,
+                source: &src_list,
+                read,
+            };
+            follow_receives(&mut c.target, &sides.target, received);
+        }
     }
     Ok(reports)
 }
@@ -302,15 +309,16 @@ async fn run_datasets(
 type HeldBefore = (Option<Vec<String>>, Option<Vec<String>>);
 
 /// Proves every copy the run made ([`verify`]): one that is not what was sent fails
-/// its dataset, and no hold moves to it. Returns, with `mark`, the `snapshots_changed`
-/// each receive left on its target, for the listing cache.
+/// its dataset, and no hold moves to it. `also[i]` names other snapshots of copy `i`
+/// to read with its check, for the listing cache; returns what that read gave (`None`:
+/// it failed, and each copy was checked alone).
 async fn check_copies(
     sides: &Sides,
     src_list: &Listing,
     pairs: &[(Dataset, Dataset)],
     reports: &mut [DatasetReport],
-    mark: bool,
-) -> BTreeMap<Dataset, u64> {
+    also: &[Vec<String>],
+) -> Option<Listing> {
     let (mut due, mut whose) = (Vec::new(), Vec::new());
     for (i, (rep, (source, target))) in reports.iter_mut().zip(pairs).enumerate() {
         let Some(base) = rep.base.clone() else {
@@ -322,24 +330,20 @@ async fn check_copies(
         let want = verify::source_guid(sides, src_list, source, &base).await;
         match want.and_then(|want| Ok((target.snapshot(&base)?, want))) {
             Ok((snap, want)) => {
-                due.push(verify::Due { snap, want });
+                let also = also[i].clone();
+                due.push(verify::Due { snap, want, also });
                 whose.push(i);
             }
             Err(e) => fail(rep, e),
         }
     }
-    let checked = verify::verify_all(&sides.target, &due, mark).await;
-    let mut marks = BTreeMap::new();
-    for ((i, d), got) in whose.into_iter().zip(&due).zip(checked) {
-        match got {
-            Ok(Some(m)) => {
-                marks.insert(d.snap.dataset().clone(), m);
-            }
-            Ok(None) => {}
-            Err(e) => fail(&mut reports[i], e),
+    let (checked, read) = verify::verify_all(&sides.target, &due).await;
+    for (i, got) in whose.into_iter().zip(checked) {
+        if let Err(e) = got {
+            fail(&mut reports[i], e);
         }
     }
-    marks
+    read
 }
 
 /// Marks a dataset failed after its streams: it has no new base.
@@ -360,55 +364,33 @@ struct Received<'a> {
     start: &'a Listing,
     /// The source as the run listed it: what the copies' snapshots must match.
     source: &'a Listing,
-    marks: BTreeMap<Dataset, u64>,
+    /// The copies and their received and held snapshots, read with their check.
+    read: &'a Listing,
 }
 
 /// Gives each target that received cleanly an entry without listing its snapshots
-/// again ([`SideCache::received`]): one listing, by name, of those targets and of the
-/// snapshots the run changed on them (received, held, released). Any doubt, and the
-/// target is listed afresh next run as before.
-async fn follow_receives(side: &mut SideCache, host: &Host, run: Received<'_>) {
-    let mut groups = Vec::new();
-    let mut tracked = Vec::new();
+/// again ([`SideCache::received`]), from what the check of the copies read (the copy,
+/// its received snapshots and those the run held before), with the run's hold moves
+/// applied. Any doubt, and the target is listed afresh next run as before.
+fn follow_receives(side: &mut SideCache, host: &Host, run: Received<'_>) {
     for ((r, (s, t)), (_, before)) in run.reports.iter().zip(run.pairs).zip(run.before) {
         let clean = matches!(r.action, Action::Full | Action::Incremental)
             && !r.failed()
             && r.warnings.is_empty()
             && r.destroyed.is_empty();
-        let (Some(&mark), Some(before), Some(after), true) =
-            (run.marks.get(t), before, run.book.held(t), clean)
+        let (Some(e), Some(before), Some(after), true) =
+            (run.read.get(t), before, run.book.held(t), clean)
         else {
             continue;
         };
-        let snaps: BTreeSet<&String> = r.snapshots.iter().chain(before).chain(after).collect();
-        let mut names = vec![t.to_string()];
-        names.extend(snaps.into_iter().map(|s| format!("{t}@{s}")));
-        groups.push(names);
-        tracked.push((r, s, t, mark));
-    }
-    if tracked.is_empty() {
-        return;
-    }
-    let end = match reread(host, &groups).await {
-        Ok(l) => l,
-        Err(e) => {
-            log::debug!(
-                "reading back the received copies on {}: {e:#}",
-                host.label()
-            );
-            return;
-        }
-    };
-    for (r, s, t, mark) in tracked {
-        let Some(e) = end.get(t) else { continue };
         // The peer's answer decides what later runs plan from.
-        let same = same_as_source(&r.snapshots, e, run.source.get(s));
-        if same {
-            side.received(run.start.get(t), e, &r.snapshots, mark);
-        } else {
+        if !same_as_source(&r.snapshots, e, run.source.get(s)) {
             log::warn!("{} answered for {t} snapshots whose GUIDs are not the source's; it is listed afresh next run", host.label());
             side.datasets.remove(t);
+            continue;
         }
+        side.received(run.start.get(t), e, &r.snapshots);
+        side.move_holds(t, before, Some(after));
     }
 }
 

@@ -18,9 +18,9 @@
 //!   either: its entries outlive the run, with this job's hold moves applied
 //!   ([`SideCache::move_holds`]), so the next run needs no snapshot listing of a source
 //!   that sent. A target that received gets its entry from what the run knows: the
-//!   snapshots it started with, plus the received ones and the ones whose holds moved,
-//!   read back by name ([`SideCache::received`]), kept only if its `snapshots_changed`
-//!   is still the one read right after the receive. So the run after a transfer lists
+//!   snapshots it started with, plus the received ones and the ones it held, read back
+//!   by name with the copy's check ([`SideCache::received`]), its hold moves applied.
+//!   So the run after a transfer lists
 //!   no snapshots at all where nothing else changed: on a backup server that matters,
 //!   as the copies are not mounted and listing the snapshots of an unmounted
 //!   filesystem costs ~5x a mounted one (bench/noop-after-send.md).
@@ -130,36 +130,36 @@ impl SideCache {
 
     /// The entry of a dataset this run received `received` into, made without listing
     /// its snapshots again: the snapshots the run started with (`start`, `None` for a
-    /// dataset the run made), with `end` (the dataset and the snapshots the run changed,
-    /// read back by name after the holds moved) laid over them. Kept only when nothing
-    /// but the receive changed the dataset's snapshots: `end`'s `snapshots_changed` is
-    /// still `mark` (read right after the receive), the dataset is the one the run
+    /// dataset the run made), with `end` (the dataset, its received snapshots and those
+    /// it held, read back by name with the copy's check after the run's streams) laid
+    /// over them; the caller then applies its hold moves ([`SideCache::move_holds`]).
+    /// Kept only when `end` has a `snapshots_changed`, the dataset is the one the run
     /// started with, and every received snapshot is in `end`. Otherwise it is forgotten
-    /// and listed afresh. ([`SETTLE`] would not help here: `end` is compared with a
-    /// value read after the receive, not with a clock.)
+    /// and listed afresh.
     ///
     /// A receive without `-F` adds snapshots and removes none, and fails if the
     /// dataset's newest snapshot is not its base; a plan that rolls back or destroys is
     /// never passed here. What this cannot see: a snapshot someone else makes on the
-    /// copy within the very second of the receive, after it. The worst that does is fail
-    /// the next incremental once (its base is then not the copy's newest), which forgets
-    /// the entry.
+    /// copy between the receive and the check. The worst that does is fail the next
+    /// incremental once, loudly (its base is then not the copy's newest), which forgets
+    /// the entry; the copy had diverged, which the run after reports anyway.
     pub fn received(
         &mut self,
         start: Option<&DatasetInfo>,
         end: &DatasetInfo,
         received: &[String],
-        mark: u64,
     ) {
         let same = start.is_none_or(|s| s.guid == end.guid);
         let all_in = received
             .iter()
             .all(|r| end.snapshots.iter().any(|p| &p.name == r));
-        let keep = end.snapshots_changed == Some(mark) && end.guid != 0 && same && all_in;
-        if !keep {
+        let mark = end
+            .snapshots_changed
+            .filter(|_| end.guid != 0 && same && all_in);
+        let Some(mark) = mark else {
             self.datasets.remove(&end.name);
             return;
-        }
+        };
         let mut snapshots: Vec<Point> = start
             .map(|s| s.snapshots.clone())
             .unwrap_or_default()
@@ -278,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn a_received_copy_is_kept_only_while_nothing_but_the_receive_changed_it() {
+    fn a_received_copy_is_kept_only_when_read_back_whole() {
         let start = parse_listing(
             "b/a\tfilesystem\t11\t5\toff\t-\t0\t-\t-\t1\n\
              b/a@s1\tsnapshot\t21\t6\t-\t-\t-\t-\t1\t1\n",
@@ -292,13 +292,13 @@ mod tests {
         )
         .unwrap();
         let (s, e) = (start.get(&ds("b/a")), &end.datasets[&ds("b/a")]);
-        let got = |mark, received: &[&str], start| {
+        let got = |e: &DatasetInfo, received: &[&str], start| {
             let mut c = SideCache::default();
             let r: Vec<String> = received.iter().map(|x| x.to_string()).collect();
-            c.received(start, e, &r, mark);
+            c.received(start, e, &r);
             c.datasets.get(&ds("b/a")).cloned()
         };
-        let kept = got(1000, &["s2"], s).expect("kept");
+        let kept = got(e, &["s2"], s).expect("kept");
         let names: Vec<_> = kept
             .snapshots
             .iter()
@@ -306,15 +306,20 @@ mod tests {
             .collect();
         assert_eq!(names, [("s1", 0), ("s2", 1)]);
         assert_eq!((kept.guid, kept.changed), (11, 1000));
-        assert!(got(999, &["s2"], s).is_none(), "changed since the receive");
-        assert!(got(1000, &["s3"], s).is_none(), "a received one missing");
+        let mut untracked = e.clone();
+        untracked.snapshots_changed = None;
+        assert!(
+            got(&untracked, &["s2"], s).is_none(),
+            "no snapshots_changed"
+        );
+        assert!(got(e, &["s3"], s).is_none(), "a received one missing");
         let mut other = start.clone();
         other.datasets.get_mut(&ds("b/a")).unwrap().guid = 99;
         assert!(
-            got(1000, &["s2"], other.get(&ds("b/a"))).is_none(),
+            got(e, &["s2"], other.get(&ds("b/a"))).is_none(),
             "made again"
         );
-        assert!(got(1000, &["s2"], None).is_some(), "made by the run");
+        assert!(got(e, &["s2"], None).is_some(), "made by the run");
     }
 
     #[test]

@@ -622,7 +622,7 @@ fn a_cached_run_lists_snapshots_only_where_they_changed() {
     settle();
     // Copies everything into copies the run makes. The sources' entries survive it,
     // with the holds the run placed (a run changes a source only by its holds), and
-    // so do the new copies', read back by name with the mark their receive left.
+    // so do the new copies', read back by name with their check.
     pull();
     settle();
     let r = pull();
