@@ -8,7 +8,7 @@ pub mod stream;
 mod verify;
 
 use crate::clock::now;
-use crate::config::{BwLimit, Job};
+use crate::config::{BwLimit, Job, Kind};
 use crate::host::{CommandFailed, Host, Pool};
 use crate::human::human_bytes;
 use crate::log;
@@ -17,7 +17,7 @@ use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::cache::{JobCache, SideCache};
 use crate::sides::holds::HoldBook;
-use crate::sides::{list_cached, list_owned, relist, unmountable, Sides};
+use crate::sides::{list_cached, list_owned, relist, unmountable, Cached, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
@@ -63,11 +63,14 @@ pub async fn run_job(
         started: now(),
         ..RunReport::default()
     };
-    match pool.get(&job.ssh).await {
+    match connect_and_list(job, pool, cache.as_deref()).await {
         Err(e) => report.error = Some(format!("{e:#}")),
-        Ok(remote) => {
-            let sides = job.kind.sides(&remote);
-            match run_datasets(name, job, &sides, opts, cache.as_deref_mut()).await {
+        Ok((sides, lists)) => {
+            let run = async {
+                let lists = lists?;
+                run_listed(name, job, &sides, opts, cache.as_deref_mut(), lists).await
+            };
+            match run.await {
                 Ok(ds) => report.datasets = ds,
                 Err(e) => {
                     if let Some(c) = cache {
@@ -82,6 +85,32 @@ pub async fn run_job(
     report
 }
 
+/// Connects to the job's host and lists both sides; this machine's side is listed
+/// while the connection is being made (it does not need it). `Err` only when the
+/// connection fails; the listing's outcome is the second part.
+async fn connect_and_list(
+    job: &Job,
+    pool: &mut Pool,
+    cache: Option<&JobCache>,
+) -> Result<(Sides, Result<Lists>)> {
+    let source_here = job.kind == Kind::Push;
+    let far = async {
+        let remote = pool.get(&job.ssh).await?;
+        let listed = list_side(job, &remote, !source_here, cache).await;
+        anyhow::Ok((remote, listed))
+    };
+    let (far, near) = tokio::join!(far, list_side(job, &Host::Local, source_here, cache));
+    let (remote, far) = far?;
+    let sides = job.kind.sides(&remote);
+    let (src, dst) = if source_here {
+        (near, far)
+    } else {
+        (far, near)
+    };
+    let lists = src.and_then(|src| lists_of(job, &sides, src, dst?, cache));
+    Ok((sides, lists))
+}
+
 /// Both sides listed for one run.
 struct Lists {
     src: Listing,
@@ -94,21 +123,39 @@ struct Lists {
     dst_tracks: bool,
 }
 
-/// Lists both sides at once (different hosts): the source's datasets, and what the job
-/// owns on the target. Every target lies under its root's target, so those are known
-/// before the source is listed.
+/// Lists both sides at once (different hosts).
 async fn list_sides(job: &Job, sides: &Sides, cache: Option<&JobCache>) -> Result<Lists> {
-    let target_roots = job.target_roots()?;
     let (src, dst) = tokio::join!(
-        list_cached(&sides.source, &job.datasets, cache.map(|c| &c.source)),
-        list_owned(
-            &sides.target,
-            &job.destination,
-            &target_roots,
-            cache.map(|c| &c.target)
-        )
+        list_side(job, &sides.source, true, cache),
+        list_side(job, &sides.target, false, cache)
     );
-    let (src, dst) = (src?, dst?);
+    lists_of(job, sides, src?, dst?, cache)
+}
+
+/// One side's listing: the `source`'s datasets, or what the job owns on the target.
+/// Every target lies under its root's target, so those are known before the source is
+/// listed.
+async fn list_side(
+    job: &Job,
+    host: &Host,
+    source: bool,
+    cache: Option<&JobCache>,
+) -> Result<Cached> {
+    if source {
+        return list_cached(host, &job.datasets, cache.map(|c| &c.source)).await;
+    }
+    let roots = job.target_roots()?;
+    list_owned(host, &job.destination, &roots, cache.map(|c| &c.target)).await
+}
+
+/// Both sides' listings as one run's [`Lists`]; a missing destination is an error.
+fn lists_of(
+    job: &Job,
+    sides: &Sides,
+    src: Cached,
+    dst: Cached,
+    cache: Option<&JobCache>,
+) -> Result<Lists> {
     if dst.missing.iter().any(|m| m == job.destination.as_str()) {
         bail!(
             "destination {} does not exist on {}; create it first (encrypted, if the copies should be), zferry never creates the backup root",
@@ -137,12 +184,28 @@ fn needs_fresh_listing(p: &DatasetPlan) -> bool {
             .any(|s| matches!(s, Step::Rollback { .. } | Step::DestroyTarget { .. }))
 }
 
+/// Lists both sides, then runs the job's datasets ([`run_listed`]).
+#[cfg(test)]
 async fn run_datasets(
     name: &str,
     job: &Job,
     sides: &Sides,
     opts: RunOptions,
     cache: Option<&mut JobCache>,
+) -> Result<Vec<DatasetReport>> {
+    let lists = list_sides(job, sides, cache.as_deref()).await?;
+    run_listed(name, job, sides, opts, cache, lists).await
+}
+
+/// Plans and runs the job's datasets from `lists`, checks the copies, moves the holds
+/// and updates the `cache`.
+async fn run_listed(
+    name: &str,
+    job: &Job,
+    sides: &Sides,
+    opts: RunOptions,
+    cache: Option<&mut JobCache>,
+    mut lists: Lists,
 ) -> Result<Vec<DatasetReport>> {
     let popts = Options {
         raw: job.raw_mode(),
@@ -158,7 +221,6 @@ async fn run_datasets(
             popts,
         ))
     };
-    let mut lists = list_sides(job, sides, cache.as_deref()).await?;
     let mut plans = plan_all(&lists)?;
     if lists.reused > 0 && plans.iter().any(needs_fresh_listing) {
         log::debug!("{name}: a plan destroys or refuses: listing both sides in full");
