@@ -325,6 +325,29 @@ def left_out(res):
     return L
 
 
+def linear_rows(res, med):
+    """Goal rows for "zferry's own cost grows linearly with datasets and snapshots": the
+    tree and the wide tree are two sizes of one shape, so the cost per snapshot (initial)
+    and per dataset (no-op) must not grow from one to the other. Linear (or better) when
+    the wide tree's per-unit cost is at most 1.25x the tree's; the slope is stated."""
+    c, rows = res["config"], []
+    sizes = {"tree": (c["tree_children"] + 1, (c["tree_children"] + 1) * c["tree_snaps"]),
+             "wide": (c["wide_children"] + 1, (c["wide_children"] + 1) * c["wide_snaps"])}
+    for step, unit, at in (("initial", "snapshot", 1), ("noop", "dataset", 0)):
+        label = {"noop": "no-op"}.get(step, step)
+        a, b = (med.get(f"{k}-{step}", {}).get("zferry") for k in ("tree", "wide"))
+        if not a or not b:
+            rows.append(f"| zferry's {label} grows linearly ({unit}s) | not measured in both trees | — |")
+            continue
+        (nt, nw) = (sizes["tree"][at], sizes["wide"][at])
+        pt, pw = a["median"] / nt, b["median"] / nw
+        slope = (b["median"] - a["median"]) / (nw - nt)
+        rows.append(f"| zferry's {label} grows linearly ({unit}s; wide per {unit} ≤ 1.25× tree per {unit}) | "
+                    f"{pt * 1000:.0f} ms per {unit} in the tree ({nt}), {pw * 1000:.0f} ms in the wide tree ({nw}): "
+                    f"{pw / pt:.2f}×; slope {slope * 1000:.1f} ms per {unit} | {'PASS' if pw <= 1.25 * pt else 'FAIL'} |")
+    return rows
+
+
 def render(res, out):
     c = res["config"]
     v = res["versions"]
@@ -508,6 +531,7 @@ def render(res, out):
     ratio_goal("tree-plus1", 0.33, "+1 snapshot")
     ratio_goal("tree-plusmany", 0.5, f"+{c['plus_many']} snapshots on one child")
     ratio_goal("wide-noop", 0.25, "wide no-op")
+    L += linear_rows(res, med)
     for step, (a, b) in push.items():
         if a and b:
             noise = max(0.10 * b["median"], b["max"] - b["min"], a["max"] - a["min"])
