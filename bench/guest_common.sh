@@ -49,3 +49,11 @@ small_snapshots() {
     n=$((n + 1))
   done
 }
+
+# What a script comparing pulls over ssh starts with: pools $1 and $2 (pools_with_base),
+# root's ssh to itself, and the variants to time (printed).
+pull_setup() {
+  pools_with_base "$1" "$2"
+  ssh_to_self
+  variants
+}

@@ -18,9 +18,7 @@ set -eu
 . "$(dirname "$0")/guest_common.sh"
 ROUNDS=${1:-3}
 SNAPS=${2:-100}
-pools_with_base ms md
-ssh_to_self
-variants=$(variants)
+variants=$(pull_setup ms md)
 for v in $variants; do
   zfs list -H md/"$v" >/dev/null 2>&1 || zfs create md/"$v"
 done

@@ -20,9 +20,7 @@ set -eu
 . "$(dirname "$0")/guest_common.sh"
 ROUNDS=${1:-3}
 CHILDREN=${2:-10}
-pools_with_base ps pd
-ssh_to_self
-variants=$(variants)
+variants=$(pull_setup ps pd)
 datasets() { zfs list -H -o name -r ps/t; }
 if ! zfs list -H ps/t >/dev/null 2>&1; then
   zfs create -o mountpoint=/ps/t ps/t
