@@ -44,6 +44,7 @@ EOF
   "$v" -q run --config /root/"$v".toml t
 done
 if ! zfs list -H pd/bare >/dev/null 2>&1; then
+  zfs create pd/bare
   ssh root@127.0.0.1 zfs send -R ps/t@basem000 | zfs receive -u -o canmount=noauto pd/bare/t
 fi
 MUX="-o ControlMaster=auto -o ControlPath=/tmp/bare-%C -o ControlPersist=60"
