@@ -22,7 +22,10 @@ What it does, on the host:
     markdown report and stops the VM (BENCH_KEEP=1 keeps it up).
 
 Knobs: BENCH_SCALE (full|small), BENCH_REPS, BENCH_TREE_CHILDREN, BENCH_TREE_SNAPS,
-BENCH_PLUS_MANY, BENCH_WIDE, BENCH_WIDE_SNAPS, BENCH_BULK_MIB, BENCH_PHASES (comma list of
+BENCH_PLUS_MANY, BENCH_WIDE, BENCH_WIDE_SNAPS, BENCH_BULK_MIB, BENCH_WIDE_INITIAL_REPS (the
+wide tree's initial copy is made and timed in the first N repetitions only; the later ones time
+the no-op again on those copies: at full size one initial of every tool takes ~25 min under
+TCG), BENCH_WIDE_PIPES (0: no transfer floor for the wide initial), BENCH_PHASES (comma list of
 tree,wide,push,bulk), BENCH_TOOLS (comma list of zferry,syncoid,bzfs,zab: the tools of the tree
 and wide phases; the report names a group that left one out), BENCH_OUT (markdown path),
 BENCH_KEEP, ZFERRY_LAB_MEM, ZFERRY_LAB_DISK.
@@ -48,13 +51,15 @@ WHEELS = {"bzfs": "1.25.0", "zfs-autobackup": "3.3", "pip": "26.3"}  # pinned: s
 
 SCALES = {
     # the issue's sizes
-    "full": dict(reps=3, tree_children=10, tree_snaps=20, plus_many=100, wide_children=300, wide_snaps=10, bulk_mib=1024, kib=64),
+    "full": dict(reps=3, tree_children=10, tree_snaps=20, plus_many=100, wide_children=300, wide_snaps=10, bulk_mib=1024, kib=64,
+                 wide_initial_reps=3, wide_pipes=1),
     # validates the harness end to end in minutes; says nothing about the goals
-    "small": dict(reps=1, tree_children=3, tree_snaps=3, plus_many=10, wide_children=20, wide_snaps=3, bulk_mib=64, kib=16),
+    "small": dict(reps=1, tree_children=3, tree_snaps=3, plus_many=10, wide_children=20, wide_snaps=3, bulk_mib=64, kib=16,
+                  wide_initial_reps=1, wide_pipes=1),
 }
 ENV_KNOBS = {"reps": "BENCH_REPS", "tree_children": "BENCH_TREE_CHILDREN", "tree_snaps": "BENCH_TREE_SNAPS",
              "plus_many": "BENCH_PLUS_MANY", "wide_children": "BENCH_WIDE", "wide_snaps": "BENCH_WIDE_SNAPS",
-             "bulk_mib": "BENCH_BULK_MIB"}
+             "bulk_mib": "BENCH_BULK_MIB", "wide_initial_reps": "BENCH_WIDE_INITIAL_REPS", "wide_pipes": "BENCH_WIDE_PIPES"}
 
 
 def log(msg):
@@ -258,7 +263,10 @@ def merge(named):
                               "tools": r["config"].get("tools", TOOLS),
                               "finished": r.get("finished", "NOT FINISHED"), "host_seconds": r.get("host_seconds", "?"),
                               "commit": r.get("zferry_commit", "not recorded")})
-    res["config"] = dict(first["config"], reps=min(g["reps"] for g in res["groups"]))
+    # How the wide tree was run is its group's to say.
+    wide = {k: v for _, r in named if "wide" in r["config"]["phases"]
+            for k, v in r["config"].items() if k in ("wide_initial_reps", "wide_pipes")}
+    res["config"] = dict(first["config"], reps=min(g["reps"] for g in res["groups"]), **wide)
     return res
 
 
@@ -391,11 +399,14 @@ def render(res, out):
         "- Every tool **pulls** over SSH from `root@localhost` (the same guest, root's own key, host key pinned). "
         "One source tree, one destination dataset per tool: snapshots added in later phases are added once, so every tool "
         "sees the identical source. Each repetition starts from scratch (tree: source recreated, every destination destroyed, "
-        "holds released; wide: every destination destroyed, source holds released), so `initial` is initial every time.",
+        "holds released; wide: every destination destroyed, source holds released), so `initial` is initial every time"
+        + ("." if c.get("wide_initial_reps", c["reps"]) >= c["reps"] else
+           f"; the wide tree's initial only in the first {c['wide_initial_reps']} repetition(s) (BENCH_WIDE_INITIAL_REPS, "
+           "for time), the later ones time its no-op again on the copies made."),
         "- Tools interleaved within every phase, the order rotated by one each repetition (rep 1: zferry, syncoid, bzfs, "
         "zfs-autobackup; rep 2: syncoid, bzfs, zfs-autobackup, zferry; ...). Wall-clock seconds of the tool's command, timed "
         "in the guest; `zpool sync` (untimed) after each run.",
-        "- Transfer floor (tree initial, +1, +N, wide initial): after the tools, the phase's streams as bare "
+        f"- Transfer floor (tree initial, +1, +N{', wide initial' if c.get('wide_pipes', 1) else ''}): after the tools, the phase's streams as bare "
         "`zfs send | zfs receive -u` pipes into `dstpool/pipes`, one after another over one ssh connection (the initial "
         "copy: per dataset the first snapshot in full, then one `-I` to the last, as the tools send): what moving the "
         "streams costs with nothing around them. Its copy is checked like the tools'.",
