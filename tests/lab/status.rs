@@ -332,7 +332,7 @@ fn every_failure_mode_is_loud_everywhere_and_a_healthy_run_clears_it() {
     );
     // Never the bar ("label [=====>   ] …") or its redraws.
     assert!(
-        !plain.stderr.contains(" [")
+        !plain.stderr.contains(&format!("{label} ["))
             && !plain.stderr.contains('\r')
             && !plain.stderr.contains('\x1b'),
         "no bar without a terminal: {}",
