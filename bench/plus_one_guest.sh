@@ -12,7 +12,8 @@
 # from root@127.0.0.1 into a copy of its own, interleaved, the order rotated each round:
 # the bare pipes (per dataset `ssh zfs send -i | zfs receive -u`, one after another over
 # one ssh master, as the peers bench's floor), `zferry -v run` (a job with a state dir, so
-# the listing cache works as in production) and `zferry-b -v run` when present. Prints
+# the listing cache works as in production; each variant's job is named after it, so each
+# has its own hold tag on the shared source) and `zferry-b -v run` when present. Prints
 # "round variant total-ms"; zferry's -v lines, stamped (ms since its start), are kept in
 # /tmp/VARIANT-rROUND.log.
 set -eu
@@ -33,7 +34,7 @@ for v in $variants; do
   cat > /root/"$v".toml <<EOF
 state_dir = "/root/$v-state"
 
-[jobs.t]
+[jobs.$v]
 kind = "pull"
 host = "127.0.0.1"
 user = "root"
@@ -41,7 +42,7 @@ datasets = ["ps/t"]
 destination = "pd/$v"
 EOF
   zfs list -H pd/"$v" >/dev/null 2>&1 || zfs create pd/"$v"
-  "$v" -q run --config /root/"$v".toml t
+  "$v" -q run --config /root/"$v".toml "$v"
 done
 if ! zfs list -H pd/bare >/dev/null 2>&1; then
   zfs create pd/bare
@@ -67,7 +68,7 @@ one() { # round variant
   else
     stamper /tmp/zferry.fifo /tmp/"$variant".log
     s=$(date +%s%N)
-    "$variant" -v run --config /root/"$variant".toml t > /tmp/zferry.fifo 2>&1
+    "$variant" -v run --config /root/"$variant".toml "$variant" > /tmp/zferry.fifo 2>&1
     e=$(date +%s%N)
     wait
     awk -v t0="$(( s / 1000000 ))" '{ $1 -= t0; print }' /tmp/"$variant".log > /tmp/"$variant"-r"$round".log
