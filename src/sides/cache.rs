@@ -20,10 +20,10 @@
 //!   that sent. A target that received gets its entry from what the run knows: the
 //!   snapshots it started with, plus the received ones and the ones it held, read back
 //!   by name with the copy's check ([`SideCache::received`]), its hold moves applied.
-//!   So the run after a transfer lists
-//!   no snapshots at all where nothing else changed: on a backup server that matters,
-//!   as the copies are not mounted and listing the snapshots of an unmounted
-//!   filesystem costs ~5x a mounted one (bench/noop-after-send.md).
+//!   So the run after a transfer lists no snapshots at all where nothing else changed:
+//!   on a backup server that matters, as the copies are not mounted and listing the
+//!   snapshots of an unmounted filesystem costs ~5x a mounted one
+//!   (bench/noop-after-send.md).
 //! - Bookmarks do not move `snapshots_changed`: a new one is seen at the next snapshot
 //!   change, which is also when it could first matter (its snapshot pruned).
 
