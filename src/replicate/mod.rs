@@ -299,12 +299,11 @@ async fn run_listed(
     let read_back = if opts.dry_run {
         None
     } else {
-        let also = |i: usize| match (&before[i].1, track) {
-            (Some(held), true) => reports[i].snapshots.iter().chain(held).cloned().collect(),
+        let also = |rep: &DatasetReport, i: usize| match (&before[i].1, track) {
+            (Some(held), true) => rep.snapshots.iter().chain(held).cloned().collect(),
             _ => Vec::new(),
         };
-        let also: Vec<Vec<String>> = (0..reports.len()).map(also).collect();
-        check_copies(sides, &src_list, &pairs, &mut reports, &also).await
+        check_copies(sides, &src_list, &pairs, &mut reports, also).await
     };
     // (dataset, new base) per side, and the report each move belongs to.
     let (mut src_moves, mut dst_moves, mut moved) = (Vec::new(), Vec::new(), Vec::new());
@@ -371,15 +370,16 @@ async fn run_listed(
 type HeldBefore = (Option<Vec<String>>, Option<Vec<String>>);
 
 /// Proves every copy the run made ([`verify`]): one that is not what was sent fails
-/// its dataset, and no hold moves to it. `also[i]` names other snapshots of copy `i`
-/// to read with its check, for the listing cache; returns what that read gave (`None`:
-/// it failed, and each copy was checked alone).
+/// its dataset, and no hold moves to it. `also(report, i)` names other snapshots of
+/// copy `i` to read with its check, for the listing cache (asked only of copies due a
+/// check); returns what that read gave (`None`: it failed, and each copy was checked
+/// alone).
 async fn check_copies(
     sides: &Sides,
     src_list: &Listing,
     pairs: &[(Dataset, Dataset)],
     reports: &mut [DatasetReport],
-    also: &[Vec<String>],
+    also: impl Fn(&DatasetReport, usize) -> Vec<String>,
 ) -> Option<Listing> {
     let (mut due, mut whose) = (Vec::new(), Vec::new());
     for (i, (rep, (source, target))) in reports.iter_mut().zip(pairs).enumerate() {
@@ -392,7 +392,7 @@ async fn check_copies(
         let want = verify::source_guid(sides, src_list, source, &base).await;
         match want.and_then(|want| Ok((target.snapshot(&base)?, want))) {
             Ok((snap, want)) => {
-                let also = also[i].clone();
+                let also = also(rep, i);
                 due.push(verify::Due { snap, want, also });
                 whose.push(i);
             }
