@@ -62,6 +62,8 @@ struct Model {
     refused_holds: BTreeSet<String>,
     /// Targets whose receives take this long on tokio's clock.
     lasting: BTreeMap<String, std::time::Duration>,
+    /// Commands (by the start of their words) that take a while, on tokio's clock.
+    slow: Vec<(String, std::time::Duration)>,
 }
 
 /// One fake host: its model and the log of what it was asked.
@@ -194,6 +196,12 @@ impl Fake {
         lock(&self.model).lasting.insert(target.to_string(), d);
     }
 
+    /// Every command starting with `words` takes `d` on tokio's clock, as a ZFS sync
+    /// task (a hold, a release) does on a real pool.
+    pub fn command_lasts(&self, words: &str, d: std::time::Duration) {
+        lock(&self.model).slow.push((words.to_string(), d));
+    }
+
     /// Holds and releases of snapshot `snap` are refused (`permission denied`).
     pub fn refuse_holds(&self, snap: &str) {
         lock(&self.model).refused_holds.insert(snap.to_string());
@@ -316,6 +324,15 @@ impl Fake {
                 Some(1),
                 "zferry serve: rejected: not a command zferry sends".into(),
             );
+        }
+        let joined = a.join(" ");
+        let slow = lock(&self.model)
+            .slow
+            .iter()
+            .find(|(w, _)| joined.starts_with(w.as_str()))
+            .map(|(_, d)| *d);
+        if let Some(d) = slow {
+            tokio::time::sleep(d).await;
         }
         if a.starts_with(&["zfs", "create"]) {
             // A create over ssh takes a while: other datasets' streams may start meanwhile.

@@ -295,30 +295,53 @@ async fn run_listed(
         .iter()
         .map(|(s, t)| (held_before(&src_holds, s), held_before(&dst_holds, t)))
         .collect();
-    let track = cache.is_some() && dst_tracks;
-    let read_back = if opts.dry_run {
-        None
-    } else {
-        let also = |rep: &DatasetReport, i: usize| match (&before[i].1, track) {
-            (Some(held), true) => rep.snapshots.iter().chain(held).cloned().collect(),
-            _ => Vec::new(),
-        };
-        check_copies(sides, &src_list, &pairs, &mut reports, also).await
-    };
-    // (dataset, new base) per side, and the report each move belongs to.
-    let (mut src_moves, mut dst_moves, mut moved) = (Vec::new(), Vec::new(), Vec::new());
+    // Every dataset with a base moves its holds there, once its copy is proven: the
+    // new bases are held while the copies are checked (a hold is a sync task, ~1 s
+    // under TCG), and a base whose copy then fails has its new hold withdrawn in the
+    // same `zfs release` that frees the proven ones' old bases.
+    let mut moved = Vec::new();
+    let (mut src_moves, mut dst_moves) = (Vec::new(), Vec::new());
     for (i, (rep, (source, target))) in reports.iter_mut().zip(&pairs).enumerate() {
         rep.base_creation = rep.base.as_ref().and_then(|b| {
             let snaps = &src_list.get(source)?.snapshots;
             Some(snaps.iter().find(|s| &s.name == b)?.creation)
         });
-        if !opts.dry_run && !rep.failed() {
-            if let Some(base) = rep.base.clone() {
-                src_moves.push((source.clone(), base.clone()));
-                dst_moves.push((target.clone(), base));
-                moved.push(i);
+        if let (false, false, Some(base)) = (opts.dry_run, rep.failed(), &rep.base) {
+            src_moves.push((source.clone(), base.clone()));
+            dst_moves.push((target.clone(), base.clone()));
+            moved.push(i);
+        }
+    }
+    let track = cache.is_some() && dst_tracks;
+    let also = |rep: &DatasetReport, i: usize| match (&before[i].1, track) {
+        (Some(held), true) => rep.snapshots.iter().chain(held).cloned().collect(),
+        _ => Vec::new(),
+    };
+    let (read_back, src_placed, dst_placed) = tokio::join!(
+        async {
+            if opts.dry_run {
+                None
+            } else {
+                check_copies(sides, &src_list, &pairs, &mut reports, also).await
+            }
+        },
+        src_holds.hold_bases(&sides.source, &src_moves),
+        dst_holds.hold_bases(&sides.target, &dst_moves)
+    );
+    let kept: Vec<bool> = moved.iter().map(|&i| !reports[i].failed()).collect();
+    let (a, b) = tokio::join!(
+        src_holds.release_replaced(&sides.source, &src_moves, src_placed, &kept),
+        dst_holds.release_replaced(&sides.target, &dst_moves, dst_placed, &kept)
+    );
+    for ((&i, a), b) in moved.iter().zip(a).zip(b) {
+        for r in [a, b] {
+            match r {
+                Ok(changed) => reports[i].holds_changed |= changed,
+                Err(e) => reports[i].warnings.push(format!("{e:#}")),
             }
         }
+    }
+    for rep in &reports {
         log::debug!(
             "{} -> {}: {}{}",
             rep.source,
@@ -329,20 +352,6 @@ async fn run_listed(
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
         );
-    }
-    // The holds of the whole run move together, a few commands per side however many
-    // datasets: until then each old base stays held, and it is still a common base.
-    let (a, b) = tokio::join!(
-        src_holds.move_all(&sides.source, &src_moves),
-        dst_holds.move_all(&sides.target, &dst_moves)
-    );
-    for ((&i, a), b) in moved.iter().zip(a).zip(b) {
-        for r in [a, b] {
-            match r {
-                Ok(changed) => reports[i].holds_changed |= changed,
-                Err(e) => reports[i].warnings.push(format!("{e:#}")),
-            }
-        }
     }
     if let Some(c) = cache {
         *c = fresh.unwrap_or_default();

@@ -912,6 +912,74 @@ async fn holds_move_with_one_hold_and_one_release_per_side_however_many_datasets
     }
 }
 
+/// The new bases are held while the copies are checked: with the check, the hold and
+/// the release a second each (sync tasks on a real pool), the run after the streams
+/// takes two seconds, not three; the release still waits for the hold.
+#[tokio::test(start_paused = true)]
+async fn the_new_bases_are_held_while_the_copies_are_checked() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    let j = job(&["tank/a", "tank/b"]);
+    run(&j, &src, &dst).await;
+    src.snapshot("tank/a", "s2");
+    src.snapshot("tank/b", "s2");
+    let second = std::time::Duration::from_secs(1);
+    for host in [&src, &dst] {
+        host.command_lasts("zfs hold ", second);
+        host.command_lasts("zfs release ", second);
+    }
+    // The check's listing by name (a run's own listings add bookmarks to the types).
+    dst.command_lasts("zfs list -Hp -t filesystem,volume,snapshot -o", second);
+    let start = tokio::time::Instant::now();
+    let reps = run(&j, &src, &dst).await;
+    let took = start.elapsed();
+    assert!(
+        reps.iter()
+            .all(|r| r.action == Action::Incremental && r.holds_changed && r.warnings.is_empty()),
+        "{reps:#?}"
+    );
+    assert!(took >= 2 * second && took < 3 * second, "{took:?}");
+    for (host, prefix) in [(&src, ""), (&dst, "backup/client/")] {
+        for d in ["tank/a", "tank/b"] {
+            assert_eq!(host.held(&format!("{prefix}{d}"), TAG), ["s2"]);
+        }
+    }
+}
+
+/// A copy that fails its check gets no hold on the new base: the hold placed meanwhile
+/// is withdrawn in the one `zfs release` that frees the good copies' old bases, and its
+/// old base stays held on both sides.
+#[tokio::test]
+async fn a_copy_failing_its_check_has_its_new_hold_withdrawn_with_the_others_release() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    let j = job(&["tank/a", "tank/b"]);
+    run(&j, &src, &dst).await;
+    src.snapshot("tank/a", "s2");
+    src.snapshot("tank/b", "s2");
+    dst.receive_wrong_guid("backup/client/tank/b");
+    dst.clear_log();
+    let reps = run(&j, &src, &dst).await;
+    let a = report(&reps, "tank/a");
+    assert_eq!((a.action, a.holds_changed), (Action::Incremental, true));
+    let b = report(&reps, "tank/b");
+    assert_eq!((b.action, b.base.as_deref()), (Action::Failed, None));
+    assert!(b.warnings.is_empty(), "{b:?}");
+    for (host, prefix) in [(&src, ""), (&dst, "backup/client/")] {
+        assert_eq!(host.held(&format!("{prefix}tank/a"), TAG), ["s2"]);
+        assert_eq!(host.held(&format!("{prefix}tank/b"), TAG), ["s1"]);
+    }
+    let releases: Vec<String> = dst
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("zfs release"))
+        .collect();
+    assert_eq!(
+        releases,
+        [format!(
+            "zfs release {TAG} backup/client/tank/a@s1 backup/client/tank/b@s2"
+        )]
+    );
+}
+
 #[tokio::test]
 async fn a_hold_refused_on_one_snapshot_warns_for_its_dataset_and_keeps_its_old_hold() {
     let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);

@@ -102,7 +102,10 @@ impl SideCache {
     /// run), or forgets it when `after` is unknown. Holds do not move `snapshots_changed`,
     /// so without this the entry would validate with stale `userrefs`, and `userrefs` is
     /// what tells a run which snapshots to ask `zfs holds` about. Holds placed by others
-    /// are not tracked here; they do not decide anything for this job.
+    /// are not tracked here; they do not decide anything for this job. A target's new
+    /// base is held while the copy's check reads it back, so that read may already
+    /// count the hold: the count is then one too high, never too low, and one snapshot
+    /// too many asked about costs nothing.
     pub fn move_holds(&mut self, ds: &Dataset, before: &[String], after: Option<&[String]>) {
         let Some(after) = after else {
             self.datasets.remove(ds);

@@ -78,12 +78,10 @@ impl HoldBook {
         Some(self.held.get(ds).map_or(&[], Vec::as_slice))
     }
 
-    /// Moves this tag to each dataset's new base: one `zfs hold` of every base not yet
-    /// held, then one `zfs release` of the bases they replace. Holding first means there
-    /// is never a moment without a held base. Returns, for each `(dataset, base)` in
-    /// order, whether anything changed, or why its hold did not move (a dataset whose
-    /// new base could not be held keeps its old hold).
-    pub async fn move_all(
+    /// The first half of moving this tag to each dataset's new base: one `zfs hold` of
+    /// every base not yet held. Returns, for each `(dataset, base)` in order, whether
+    /// this placed it, or why not. [`HoldBook::release_replaced`] finishes the move.
+    pub async fn hold_bases(
         &mut self,
         host: &Host,
         moves: &[(Dataset, String)],
@@ -119,9 +117,33 @@ impl HoldBook {
                 }
             }
         }
+        out
+    }
+
+    /// The second half, with one `zfs release`: a move that is `kept` releases the
+    /// bases its new one replaces (holding first means there is never a moment without
+    /// a held base); one that is not (its copy failed its check meanwhile) withdraws the
+    /// hold [`HoldBook::hold_bases`] `placed`, and keeps its old one. Returns, per move,
+    /// whether a kept move changed anything, or why it did not move (a dataset whose new
+    /// base could not be held keeps its old hold); for a move not kept, only why its new
+    /// hold could not be withdrawn.
+    pub async fn release_replaced(
+        &mut self,
+        host: &Host,
+        moves: &[(Dataset, String)],
+        mut placed: Vec<Result<bool>>,
+        kept: &[bool],
+    ) -> Vec<Result<bool>> {
         let mut to_release = Vec::new();
         for (i, (ds, base)) in moves.iter().enumerate() {
-            if out[i].is_err() {
+            if !kept[i] {
+                if let (Ok(true), Ok(snap)) = (&placed[i], ds.snapshot(base)) {
+                    to_release.push((i, snap));
+                }
+                placed[i] = Ok(false);
+                continue;
+            }
+            if placed[i].is_err() {
                 continue;
             }
             for old in self
@@ -139,20 +161,26 @@ impl HoldBook {
         let failed = self.apply(host, false, &to_release).await;
         for (i, snap) in &to_release {
             match failed.get(snap) {
+                Some(e) if kept[*i] => {
+                    placed[*i] = Err(anyhow!("old hold {} on {snap} not released: {e}", self.tag))
+                }
                 Some(e) => {
-                    out[*i] = Err(anyhow!("old hold {} on {snap} not released: {e}", self.tag))
+                    placed[*i] = Err(anyhow!(
+                        "hold {} on {snap}, whose copy failed its check, not withdrawn: {e}",
+                        self.tag
+                    ))
                 }
                 None => {
                     if let Some(h) = self.held.get_mut(snap.dataset()) {
                         h.retain(|x| x != snap.short());
                     }
-                    if let Ok(changed) = &mut out[*i] {
+                    if let (true, Ok(changed)) = (kept[*i], &mut placed[*i]) {
                         *changed = true;
                     }
                 }
             }
         }
-        out
+        placed
     }
 
     /// Places (or releases) this tag on all of `snaps` with one command. zfs goes on past
