@@ -16,7 +16,7 @@ use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
 use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::cache::{JobCache, SideCache};
-use crate::sides::holds::HoldBook;
+use crate::sides::holds::{EarlyHolds, HoldBook};
 use crate::sides::{list_cached, list_owned, relist, unmountable, Cached, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
@@ -121,6 +121,8 @@ struct Lists {
     reused: usize,
     /// Whether the target reports `snapshots_changed` (see [`crate::sides::Cached`]).
     dst_tracks: bool,
+    /// Each side's holds asked with its listing (see [`crate::sides::Cached`]).
+    early_holds: (Option<EarlyHolds>, Option<EarlyHolds>),
 }
 
 /// Lists both sides at once (different hosts).
@@ -166,6 +168,7 @@ fn lists_of(
     Ok(Lists {
         reused: src.reused + dst.reused,
         dst_tracks: dst.tracks,
+        early_holds: (src.early_holds, dst.early_holds),
         fresh: cache.map(|_| JobCache {
             saved: now(),
             source: src.fresh,
@@ -233,6 +236,7 @@ async fn run_listed(
         fresh,
         reused,
         dst_tracks,
+        early_holds: (src_early, dst_early),
     } = lists;
     if cache.is_some() {
         log::debug!("{name}: snapshots of {reused} datasets taken from the last run's listing");
@@ -253,8 +257,8 @@ async fn run_listed(
         .collect();
     let asks_canmount = !opts.dry_run && !incremental.is_empty();
     let (mut src_holds, mut dst_holds, kept_unmounted) = tokio::join!(
-        HoldBook::load(&sides.source, &src_list, &tag),
-        HoldBook::load(&sides.target, &dst_list, &tag),
+        HoldBook::load(&sides.source, &src_list, &tag, src_early.as_ref()),
+        HoldBook::load(&sides.target, &dst_list, &tag, dst_early.as_ref()),
         async {
             if asks_canmount {
                 unmountable(&sides.target, &incremental).await

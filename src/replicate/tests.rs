@@ -1024,6 +1024,68 @@ async fn run_cached(
         .expect("the run itself does not fail")
 }
 
+/// With the cache, the holds it knows of are asked while each side lists: with a
+/// listing and `zfs holds` a second each, a run with nothing new takes one second, not
+/// two. A snapshot held since, which the cache could not know of, is asked about
+/// after the listing as before.
+#[tokio::test(start_paused = true)]
+async fn with_the_cache_the_holds_are_asked_while_the_sides_list() {
+    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    let j = job(&["tank/a", "tank/b"]);
+    let mut cache = JobCache::default();
+    run_cached(&j, &src, &dst, &mut cache).await;
+    let second = std::time::Duration::from_secs(1);
+    for host in [&src, &dst] {
+        host.command_lasts("zfs list ", second);
+        host.command_lasts("zfs holds ", second);
+        host.clear_log();
+    }
+    let start = tokio::time::Instant::now();
+    let reps = run_cached(&j, &src, &dst, &mut cache).await;
+    let took = start.elapsed();
+    assert!(reps
+        .iter()
+        .all(|r| r.action == Action::UpToDate && r.warnings.is_empty()));
+    assert!(took >= second && took < 2 * second, "{took:?}");
+    for host in [&src, &dst] {
+        let holds: Vec<String> = host
+            .commands()
+            .into_iter()
+            .filter(|c| c.starts_with("zfs holds"))
+            .collect();
+        assert_eq!(holds.len(), 1, "{holds:?}");
+    }
+    assert_eq!(
+        src.commands()
+            .into_iter()
+            .filter(|c| c.starts_with("zfs holds"))
+            .collect::<Vec<_>>(),
+        ["zfs holds -H tank/a@s1 tank/b@s1"]
+    );
+    // Someone holds a new snapshot: its dataset is listed afresh, and its holds read.
+    src.snapshot("tank/b", "s2");
+    let other = Snapshot::new("tank/b@s2").expect("a valid name");
+    Host::Fake(src.clone())
+        .run_ok(&cmd::hold_all("other", &[other]))
+        .await
+        .expect("the fake holds");
+    src.clear_log();
+    let reps = run_cached(&j, &src, &dst, &mut cache).await;
+    assert_eq!(report(&reps, "tank/b").action, Action::Incremental);
+    assert_eq!(src.held("tank/b", TAG), ["s2"]);
+    assert_eq!(src.held("tank/b", "other"), ["s2"]);
+    assert_eq!(
+        src.commands()
+            .into_iter()
+            .filter(|c| c.starts_with("zfs holds"))
+            .collect::<Vec<_>>(),
+        [
+            "zfs holds -H tank/a@s1 tank/b@s1",
+            "zfs holds -H tank/a@s1 tank/b@s1 tank/b@s2"
+        ]
+    );
+}
+
 /// The snapshot listings a host was asked for, as the datasets they name.
 fn snapshot_listings(commands: &[String]) -> Vec<String> {
     commands

@@ -1,5 +1,6 @@
 //! This job's holds: exactly one held snapshot per dataset per job, on each side.
 
+use super::cache::SideCache;
 use crate::host::{CommandFailed, Host};
 use crate::zfs::cmd;
 use crate::zfs::list::Listing;
@@ -27,10 +28,9 @@ pub fn parse_holds(out: &str) -> Vec<(Snapshot, String)> {
         .collect()
 }
 
-/// Every (snapshot, tag) hold on the snapshots of `listing`: the listing's `userrefs`
-/// says which snapshots have any, so this is one `zfs holds` call (none if no holds).
-pub async fn read_holds(host: &Host, listing: &Listing) -> Result<Vec<(Snapshot, String)>> {
-    let held: Vec<Snapshot> = listing
+/// The snapshots of `listing` that carry any hold: its `userrefs` says which.
+fn held_in(listing: &Listing) -> Vec<Snapshot> {
+    listing
         .datasets
         .values()
         .flat_map(|d| {
@@ -39,23 +39,93 @@ pub async fn read_holds(host: &Host, listing: &Listing) -> Result<Vec<(Snapshot,
                 .filter(|p| p.userrefs > 0)
                 .map(|p| d.point_name(p))
         })
-        .collect();
-    if held.is_empty() {
+        .collect()
+}
+
+/// Every (snapshot, tag) hold on the snapshots of `listing`: the listing's `userrefs`
+/// says which snapshots have any, so this is one `zfs holds` call (none if no holds).
+pub async fn read_holds(host: &Host, listing: &Listing) -> Result<Vec<(Snapshot, String)>> {
+    holds_of(host, &held_in(listing)).await
+}
+
+/// Every (snapshot, tag) hold on `snaps`, in one `zfs holds` call (none for none).
+async fn holds_of(host: &Host, snaps: &[Snapshot]) -> Result<Vec<(Snapshot, String)>> {
+    if snaps.is_empty() {
         return Ok(Vec::new());
     }
-    let out = host.run_ok(&cmd::holds(&held)).await?;
+    let out = host.run_ok(&cmd::holds(snaps)).await?;
     Ok(parse_holds(&out.stdout))
 }
 
+/// The holds on the snapshots a side's cache says carry any, asked while the side is
+/// listed: a run with nothing new then pays the listing alone, not the listing and
+/// then `zfs holds`. Used only when the listing names no held snapshot that was not
+/// asked about ([`HoldBook::load`]).
+pub struct EarlyHolds {
+    asked: BTreeSet<Snapshot>,
+    /// `None`: the command failed (a snapshot of the cache gone, say).
+    answer: Option<Vec<(Snapshot, String)>>,
+}
+
+impl EarlyHolds {
+    /// Asks `host` about the held snapshots of `cache` (its entries for this host).
+    pub async fn ask(host: &Host, cache: &SideCache) -> EarlyHolds {
+        let asked: BTreeSet<Snapshot> = if cache.host == host.label() {
+            cache
+                .datasets
+                .iter()
+                .flat_map(|(ds, e)| {
+                    e.snapshots
+                        .iter()
+                        .filter(|p| p.userrefs > 0)
+                        .filter_map(|p| ds.snapshot(&p.name).ok())
+                })
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let list: Vec<Snapshot> = asked.iter().cloned().collect();
+        let answer = holds_of(host, &list).await.ok();
+        EarlyHolds { asked, answer }
+    }
+
+    /// The holds on `needed`, if each of them was asked about and the answer came; rows
+    /// for names not needed (asked in vain, or never asked) are dropped.
+    fn answer_for(&self, needed: &[Snapshot]) -> Option<Vec<(Snapshot, String)>> {
+        let rows = self.answer.as_ref()?;
+        if !needed.iter().all(|s| self.asked.contains(s)) {
+            return None;
+        }
+        let needed: BTreeSet<&Snapshot> = needed.iter().collect();
+        Some(
+            rows.iter()
+                .filter(|(s, _)| needed.contains(s))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
 impl HoldBook {
-    /// Reads this tag's holds on the snapshots of `listing`.
-    pub async fn load(host: &Host, listing: &Listing, tag: &str) -> HoldBook {
+    /// Reads this tag's holds on the snapshots of `listing`, from `early` when it
+    /// answers for every held one.
+    pub async fn load(
+        host: &Host,
+        listing: &Listing,
+        tag: &str,
+        early: Option<&EarlyHolds>,
+    ) -> HoldBook {
         let mut book = HoldBook {
             tag: tag.to_string(),
             held: BTreeMap::new(),
             load_error: None,
         };
-        match read_holds(host, listing).await {
+        let needed = held_in(listing);
+        let read = match early.and_then(|e| e.answer_for(&needed)) {
+            Some(rows) => Ok(rows),
+            None => holds_of(host, &needed).await,
+        };
+        match read {
             Ok(all) => {
                 for (snap, _) in all.into_iter().filter(|(_, t)| *t == book.tag) {
                     book.held
@@ -244,6 +314,40 @@ impl HoldBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snap(n: &str) -> Snapshot {
+        Snapshot::new(n).expect("a valid test name")
+    }
+
+    fn early(asked: &[&str], answer: Option<&[(&str, &str)]>) -> EarlyHolds {
+        EarlyHolds {
+            asked: asked.iter().map(|n| snap(n)).collect(),
+            answer: answer.map(|a| a.iter().map(|(s, t)| (snap(s), t.to_string())).collect()),
+        }
+    }
+
+    #[test]
+    fn an_early_answer_serves_only_names_it_was_asked_and_drops_rows_not_needed() {
+        let e = early(
+            &["t/a@1", "t/b@1"],
+            Some(&[
+                ("t/a@1", "zferry:job"),
+                ("t/b@1", "zferry:job"),
+                ("t/x@9", "zferry:job"),
+            ]),
+        );
+        // Asked of more than the listing now holds: the rows for the rest are dropped,
+        // and so is a row the host answered unasked.
+        assert_eq!(
+            e.answer_for(&[snap("t/a@1")]),
+            Some(vec![(snap("t/a@1"), "zferry:job".to_string())])
+        );
+        assert_eq!(e.answer_for(&[]), Some(vec![]));
+        // A held snapshot it was not asked about: the holds are read again.
+        assert_eq!(e.answer_for(&[snap("t/a@1"), snap("t/a@2")]), None);
+        // It failed: read again.
+        assert_eq!(early(&["t/a@1"], None).answer_for(&[snap("t/a@1")]), None);
+    }
 
     #[test]
     fn parses_holds_output() {

@@ -1,7 +1,8 @@
 //! The two ends of a job and what is read from them: one `zfs list -Hp` of the source
 //! (`list`), one of what the job owns on the target (`list_owned`), the holds on the
 //! listed snapshots ([`holds`]); with the job's [`cache`], filesystems first and then
-//! only the snapshots that changed (`list_cached`).
+//! only the snapshots that changed (`list_cached`), and the holds the cache knows of
+//! asked meanwhile.
 //!
 //! Below `replicate`, `status` and `prune`, which all read a side the same way, so a
 //! status costs the same listing a run makes and goes through the same SSH guard.
@@ -20,6 +21,7 @@ use crate::zfs::list::{
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
 use cache::SideCache;
+use holds::EarlyHolds;
 use std::collections::BTreeSet;
 
 /// Both ends of a job.
@@ -49,6 +51,8 @@ pub(crate) struct Cached {
     /// Whether the host answered with `snapshots_changed` (OpenZFS >= 2.2), so what a
     /// receive leaves can be kept for the next run, also on datasets the run makes.
     pub tracks: bool,
+    /// The holds on the snapshots the cache says are held, asked with the listing.
+    pub early_holds: Option<EarlyHolds>,
 }
 
 /// [`list`] as a [`Cached`] that keeps nothing.
@@ -60,6 +64,7 @@ async fn uncached(host: &Host, roots: &[Dataset]) -> Result<Cached> {
         fresh: SideCache::default(),
         reused: 0,
         tracks: false,
+        early_holds: None,
     })
 }
 
@@ -75,7 +80,9 @@ pub(crate) async fn list_cached(
         return uncached(host, roots).await;
     };
     let label = host.label();
-    let out = host.run(&list_argv_at(roots, Depth::Filesystems)).await?;
+    let argv = list_argv_at(roots, Depth::Filesystems);
+    let (out, early) = tokio::join!(host.run(&argv), EarlyHolds::ask(host, cache));
+    let out = out?;
     if !out.ok() && out.stderr.contains(SNAPSHOTS_CHANGED) {
         log::debug!("{label} has no {SNAPSHOTS_CHANGED} (OpenZFS < 2.2): listing every snapshot");
         return uncached(host, roots).await;
@@ -115,6 +122,7 @@ pub(crate) async fn list_cached(
         fresh,
         reused,
         tracks: true,
+        early_holds: Some(early),
     })
 }
 
