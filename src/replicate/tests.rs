@@ -78,6 +78,14 @@ fn report<'a>(reports: &'a [DatasetReport], source: &str) -> &'a DatasetReport {
         .expect("a report for every source dataset")
 }
 
+/// The commands `host` ran that start with `words`, in order.
+fn starting(host: &Fake, words: &str) -> Vec<String> {
+    host.commands()
+        .into_iter()
+        .filter(|c| c.starts_with(words))
+        .collect()
+}
+
 fn position(commands: &[String], cmd: &str) -> usize {
     commands
         .iter()
@@ -250,11 +258,7 @@ async fn a_receive_that_keeps_leaving_a_token_is_given_up_naming_the_target() {
         "{err}"
     );
     assert!(err.contains("zfs receive -A backup/client/tank/a"), "{err}");
-    let resumes = src
-        .commands()
-        .iter()
-        .filter(|c| c.starts_with("zfs send -t "))
-        .count();
+    let resumes = starting(&src, "zfs send -t ").len();
     assert_eq!(resumes, MAX_RESUMES, "one stream per try, then it stops");
     assert!(dst.held("backup/client/tank/a", TAG).is_empty());
 }
@@ -750,11 +754,7 @@ async fn only_a_stream_still_going_after_the_first_line_asks_for_its_size() {
     dst.receive_lasts("backup/client/tank/b", long);
     let reps = run(&job(&["tank/a", "tank/b"]), &src, &dst).await;
     assert!(reps.iter().all(|r| r.action == Action::Full), "{reps:?}");
-    let asked: Vec<String> = src
-        .commands()
-        .into_iter()
-        .filter(|c| c.starts_with("zfs send -nP"))
-        .collect();
+    let asked = starting(&src, "zfs send -nP");
     let for_b = ["zfs send -nP tank/b@s1".to_string()];
     if progress::draws_bar() {
         // `cargo test` on a terminal: a bar asks first, for every stream.
@@ -912,16 +912,22 @@ async fn holds_move_with_one_hold_and_one_release_per_side_however_many_datasets
     }
 }
 
-/// The new bases are held while the copies are checked: with the check, the hold and
-/// the release a second each (sync tasks on a real pool), the run after the streams
-/// takes two seconds, not three; the release still waits for the hold.
-#[tokio::test(start_paused = true)]
-async fn the_new_bases_are_held_while_the_copies_are_checked() {
+/// `tank/a` and `tank/b` copied at `s1` by a first run, then `s2` taken on both.
+async fn two_copied_then_s2() -> (Arc<Fake>, Arc<Fake>, Job) {
     let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
     let j = job(&["tank/a", "tank/b"]);
     run(&j, &src, &dst).await;
     src.snapshot("tank/a", "s2");
     src.snapshot("tank/b", "s2");
+    (src, dst, j)
+}
+
+/// The new bases are held while the copies are checked: with the check, the hold and
+/// the release a second each (sync tasks on a real pool), the run after the streams
+/// takes two seconds, not three; the release still waits for the hold.
+#[tokio::test(start_paused = true)]
+async fn the_new_bases_are_held_while_the_copies_are_checked() {
+    let (src, dst, j) = two_copied_then_s2().await;
     let second = std::time::Duration::from_secs(1);
     for host in [&src, &dst] {
         host.command_lasts("zfs hold ", second);
@@ -950,11 +956,7 @@ async fn the_new_bases_are_held_while_the_copies_are_checked() {
 /// old base stays held on both sides.
 #[tokio::test]
 async fn a_copy_failing_its_check_has_its_new_hold_withdrawn_with_the_others_release() {
-    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
-    let j = job(&["tank/a", "tank/b"]);
-    run(&j, &src, &dst).await;
-    src.snapshot("tank/a", "s2");
-    src.snapshot("tank/b", "s2");
+    let (src, dst, j) = two_copied_then_s2().await;
     dst.receive_wrong_guid("backup/client/tank/b");
     dst.clear_log();
     let reps = run(&j, &src, &dst).await;
@@ -967,13 +969,8 @@ async fn a_copy_failing_its_check_has_its_new_hold_withdrawn_with_the_others_rel
         assert_eq!(host.held(&format!("{prefix}tank/a"), TAG), ["s2"]);
         assert_eq!(host.held(&format!("{prefix}tank/b"), TAG), ["s1"]);
     }
-    let releases: Vec<String> = dst
-        .commands()
-        .into_iter()
-        .filter(|c| c.starts_with("zfs release"))
-        .collect();
     assert_eq!(
-        releases,
+        starting(&dst, "zfs release"),
         [format!(
             "zfs release {TAG} backup/client/tank/a@s1 backup/client/tank/b@s2"
         )]
@@ -982,11 +979,7 @@ async fn a_copy_failing_its_check_has_its_new_hold_withdrawn_with_the_others_rel
 
 #[tokio::test]
 async fn a_hold_refused_on_one_snapshot_warns_for_its_dataset_and_keeps_its_old_hold() {
-    let (src, dst) = hosts(&[("tank/a", &["s1"]), ("tank/b", &["s1"])]);
-    let j = job(&["tank/a", "tank/b"]);
-    run(&j, &src, &dst).await;
-    src.snapshot("tank/a", "s2");
-    src.snapshot("tank/b", "s2");
+    let (src, dst, j) = two_copied_then_s2().await;
     dst.refuse_holds("backup/client/tank/a@s2");
     let reps = run(&j, &src, &dst).await;
     let a = report(&reps, "tank/a");
@@ -1047,21 +1040,9 @@ async fn with_the_cache_the_holds_are_asked_while_the_sides_list() {
         .iter()
         .all(|r| r.action == Action::UpToDate && r.warnings.is_empty()));
     assert!(took >= second && took < 2 * second, "{took:?}");
-    for host in [&src, &dst] {
-        let holds: Vec<String> = host
-            .commands()
-            .into_iter()
-            .filter(|c| c.starts_with("zfs holds"))
-            .collect();
-        assert_eq!(holds.len(), 1, "{holds:?}");
-    }
-    assert_eq!(
-        src.commands()
-            .into_iter()
-            .filter(|c| c.starts_with("zfs holds"))
-            .collect::<Vec<_>>(),
-        ["zfs holds -H tank/a@s1 tank/b@s1"]
-    );
+    let holds = |host: &Fake| starting(host, "zfs holds");
+    assert_eq!(holds(&dst).len(), 1, "{:?}", holds(&dst));
+    assert_eq!(holds(&src), ["zfs holds -H tank/a@s1 tank/b@s1"]);
     // Someone holds a new snapshot: its dataset is listed afresh, and its holds read.
     src.snapshot("tank/b", "s2");
     let other = Snapshot::new("tank/b@s2").expect("a valid name");
@@ -1075,10 +1056,7 @@ async fn with_the_cache_the_holds_are_asked_while_the_sides_list() {
     assert_eq!(src.held("tank/b", TAG), ["s2"]);
     assert_eq!(src.held("tank/b", "other"), ["s2"]);
     assert_eq!(
-        src.commands()
-            .into_iter()
-            .filter(|c| c.starts_with("zfs holds"))
-            .collect::<Vec<_>>(),
+        holds(&src),
         [
             "zfs holds -H tank/a@s1 tank/b@s1",
             "zfs holds -H tank/a@s1 tank/b@s1 tank/b@s2"
