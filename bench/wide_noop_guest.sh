@@ -5,11 +5,14 @@
 #   tests/lab/lab up meas && tests/lab/lab provision target/release/zferry meas
 #   tests/lab/lab cp meas bench/wide_noop_guest.sh /root/w.sh
 #   tests/lab/lab cp meas bench/guest_common.sh /root/guest_common.sh
+#   tests/lab/lab cp meas OTHER-BUILD /usr/local/bin/zferry-b     # optional second build
 #   tests/lab/lab ssh meas -- sh /root/w.sh [ROUNDS] [CHILDREN]
 # A tree ps/w (1 + CHILDREN datasets, 2 snapshots each) is pulled once by zferry over ssh
 # from root@127.0.0.1 into pd/zferry (unmounted copies, as on a backup server); then each
 # round times, one after the other: `zferry -v run` with nothing new (stamped -v lines in
-# /tmp/noop-rROUND.log), and alone the commands such a run sends: the filesystem listing
+# /tmp/noop-rROUND.log), then `zferry-b -v run` when present (the same job and state: a
+# no-op changes neither; the two builds' order swapped every other round, stamped lines in
+# /tmp/noop-b-rROUND.log), and alone the commands such a run sends: the filesystem listing
 # of each side, `zfs holds` of the job's held snapshots on each side. Prints
 # "round what ms".
 set -eu
@@ -50,14 +53,22 @@ src_held=$(held ps/w) dst_held=$(held "$copies")
 fs="name,type,guid,createtxg,encryption,keystatus,written,receive_resume_token,userrefs,creation,snapshots_changed"
 round=1
 while [ $round -le "$ROUNDS" ]; do
-  zpool sync
-  stamper /tmp/zferry.fifo /tmp/noop.log
-  s=$(date +%s%N)
-  zferry -v run --config /root/wide.toml wide > /tmp/zferry.fifo 2>&1
-  e=$(date +%s%N)
-  wait
-  awk -v t0="$(( s / 1000000 ))" '{ $1 -= t0; print }' /tmp/noop.log > /tmp/noop-r"$round".log
-  echo "$round zferry-noop $(( (e - s) / 1000000 ))"
+  builds=zferry
+  if command -v zferry-b >/dev/null; then
+    if [ $((round % 2)) -eq 1 ]; then builds="zferry zferry-b"; else builds="zferry-b zferry"; fi
+  fi
+  for b in $builds; do
+    zpool sync
+    stamper /tmp/zferry.fifo /tmp/noop.log
+    s=$(date +%s%N)
+    "$b" -v run --config /root/wide.toml wide > /tmp/zferry.fifo 2>&1
+    e=$(date +%s%N)
+    wait
+    log=/tmp/noop-r"$round".log what=zferry-noop
+    [ "$b" = zferry ] || log=/tmp/noop-b-r"$round".log what=zferry-b-noop
+    awk -v t0="$(( s / 1000000 ))" '{ $1 -= t0; print }' /tmp/noop.log > "$log"
+    echo "$round $what $(( (e - s) / 1000000 ))"
+  done
   ms ssh-true ssh root@127.0.0.1 true
   ms src-fs-listing ssh root@127.0.0.1 zfs list -Hp -t filesystem,volume -o "$fs" -r ps/w
   ms dst-fs-listing zfs list -Hp -t filesystem,volume -o "$fs" -r "$copies"

@@ -17,7 +17,7 @@ use crate::progress::{self, Progress};
 use crate::report::{Action, DatasetReport, RunReport};
 use crate::sides::cache::{JobCache, SideCache};
 use crate::sides::holds::{EarlyHolds, HoldBook};
-use crate::sides::{list_cached, list_owned, relist, unmountable, Cached, Sides};
+use crate::sides::{complete_owned, list_cached, list_owned, relist, unmountable, Cached, Sides};
 use crate::zfs::cmd;
 use crate::zfs::list::{DatasetInfo, Listing};
 use crate::zfs::name::Dataset;
@@ -107,7 +107,7 @@ async fn connect_and_list(
     } else {
         (far, near)
     };
-    let lists = src.and_then(|src| lists_of(job, &sides, src, dst?, cache));
+    let lists = both_listed(job, &sides, src, dst, cache).await;
     Ok((sides, lists))
 }
 
@@ -131,7 +131,25 @@ async fn list_sides(job: &Job, sides: &Sides, cache: Option<&JobCache>) -> Resul
         list_side(job, &sides.source, true, cache),
         list_side(job, &sides.target, false, cache)
     );
-    lists_of(job, sides, src?, dst?, cache)
+    both_listed(job, sides, src, dst, cache).await
+}
+
+/// Both sides' listings as one run's [`Lists`], the target's first completed where it
+/// was listed by name: the source's listing says which copies the job needs.
+async fn both_listed(
+    job: &Job,
+    sides: &Sides,
+    src: Result<Cached>,
+    dst: Result<Cached>,
+    cache: Option<&JobCache>,
+) -> Result<Lists> {
+    let (src, mut dst) = (src?, dst?);
+    if dst.only.is_some() {
+        let wanted = plan::expand(&src.listing, &job.datasets, |s| job.target_of(s))?;
+        let targets = wanted.pairs.into_iter().map(|(_, t)| t);
+        complete_owned(&sides.target, &mut dst, targets, cache.map(|c| &c.target)).await?;
+    }
+    lists_of(job, sides, src, dst, cache)
 }
 
 /// One side's listing: the `source`'s datasets, or what the job owns on the target.

@@ -1156,15 +1156,14 @@ async fn with_the_cache_snapshots_are_listed_only_where_they_changed() {
             .map(|(_, g)| *g)
             .collect::<Vec<_>>()
     );
-    // One listing checks the copy and reads it back.
-    let named: Vec<String> = dst
-        .commands()
-        .into_iter()
-        .filter(|c| c.starts_with("zfs list -Hp -t filesystem,volume,snapshot -o"))
-        .collect();
-    assert_eq!(named.len(), 1, "{named:#?}");
+    // The copies are listed by the names the cache knows, and one listing checks the
+    // copy and reads it back.
+    let named = starting(&dst, "zfs list -Hp -t filesystem,volume,snapshot -o");
+    assert_eq!(named.len(), 2, "{named:#?}");
+    let copies: Vec<String> = names.iter().map(|d| format!("backup/client/{d}")).collect();
+    assert!(named[0].ends_with(&copies.join(" ")), "{named:#?}");
     assert!(
-        named[0]
+        named[1]
             .ends_with("backup/client/tank/d3 backup/client/tank/d3@s1 backup/client/tank/d3@s2"),
         "{named:#?}"
     );
@@ -1354,4 +1353,117 @@ async fn a_missing_compressor_is_named_and_nothing_is_sent() {
     );
     assert_eq!(cmds.iter().filter(|c| *c == "zstd -V").count(), 1);
     assert!(dst.snapshots("backup/client/tank/a").is_empty());
+}
+
+/// The prefix of a listing by name (`list_named_argv`).
+const NAMED: &str = "zfs list -Hp -t filesystem,volume,snapshot -o";
+
+/// The prefix of a listing of whole subtrees' filesystems (`Depth::Filesystems`).
+const SUBTREES: &str = "zfs list -Hp -t filesystem,volume -s createtxg";
+
+/// The names a listing by name asked for (the words after its columns).
+fn named_in(command: &str) -> Vec<String> {
+    command.split(' ').skip(7).map(str::to_string).collect()
+}
+
+/// With the cache, the copies it knows are listed by name, in parts at once (an
+/// unmounted copy listed with `-r` is opened again to look for children): 101 copies
+/// go in three listings of about a third each, with each listing a second long the
+/// run takes one second, and no subtree is listed on the target.
+#[tokio::test(start_paused = true)]
+async fn with_the_cache_the_copies_are_listed_by_name_in_parts_at_once() {
+    let names: Vec<String> = std::iter::once("tank/w".to_string())
+        .chain((0..100).map(|i| format!("tank/w/c{i:03}")))
+        .collect();
+    let spec: Vec<(&str, &[&str])> = names.iter().map(|d| (d.as_str(), &["s1"][..])).collect();
+    let (src, dst) = hosts(&spec);
+    let j = Job {
+        parallel: Some(8),
+        ..job(&["tank/w"])
+    };
+    let mut cache = JobCache::default();
+    run_cached(&j, &src, &dst, &mut cache).await;
+    assert_eq!(cache.target.datasets.len(), 101);
+    dst.clear_log();
+    let second = std::time::Duration::from_secs(1);
+    dst.command_lasts(NAMED, second);
+    let started = tokio::time::Instant::now();
+    let reps = run_cached(&j, &src, &dst, &mut cache).await;
+    let took = started.elapsed();
+    assert!(
+        reps.iter().all(|r| r.action == Action::UpToDate),
+        "{reps:?}"
+    );
+    let parts = starting(&dst, NAMED);
+    let sizes: Vec<usize> = parts.iter().map(|c| named_in(c).len()).collect();
+    assert_eq!(sizes, [34, 34, 33], "{parts:#?}");
+    let mut asked: Vec<String> = parts.iter().flat_map(|c| named_in(c)).collect();
+    asked.sort();
+    let copies: Vec<String> = names.iter().map(|d| format!("backup/client/{d}")).collect();
+    assert_eq!(asked, copies);
+    assert!(took >= second && took < 2 * second, "{took:?}");
+    assert_eq!(starting(&dst, SUBTREES), Vec::<String>::new());
+}
+
+/// A listing by name sees only the copies the cache knows. The job's others, from the
+/// source's listing, are listed apart, by name too: a copy the cache forgot is found
+/// and gets its incremental, a new dataset's copy (which does not exist) its full
+/// stream, and the copy of a source without snapshots (a parent the run created, with
+/// no entry of its own) is known by name from then on. The run after lists by name
+/// alone again.
+#[tokio::test]
+async fn copies_the_cache_does_not_know_are_listed_apart() {
+    let (src, dst) = hosts(&[("tank", &[]), ("tank/a", &["s1"]), ("tank/b", &["s1"])]);
+    let j = job(&["tank"]);
+    let mut cache = JobCache::default();
+    run_cached(&j, &src, &dst, &mut cache).await;
+    dst.clear_log();
+    run_cached(&j, &src, &dst, &mut cache).await;
+    let apart = |dst: &Fake| {
+        starting(dst, NAMED)
+            .iter()
+            .skip(1)
+            .map(|c| named_in(c))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(apart(&dst), [["backup/client/tank"]], "the parent, once");
+    let b = ds("backup/client/tank/b");
+    cache.target.datasets.remove(&b);
+    cache.target.names.remove(&b);
+    src.snapshot("tank/b", "s2");
+    src.create("tank/c");
+    src.snapshot("tank/c", "s1");
+    dst.clear_log();
+    let reps = run_cached(&j, &src, &dst, &mut cache).await;
+    assert_eq!(
+        report(&reps, "tank/b").action,
+        Action::Incremental,
+        "{reps:?}"
+    );
+    assert_eq!(report(&reps, "tank/c").action, Action::Full, "{reps:?}");
+    assert_eq!(report(&reps, "tank/a").action, Action::UpToDate, "{reps:?}");
+    assert_eq!(
+        named_in(&starting(&dst, NAMED)[0]),
+        ["backup/client/tank", "backup/client/tank/a"]
+    );
+    assert_eq!(
+        apart(&dst)[0],
+        ["backup/client/tank/b", "backup/client/tank/c"]
+    );
+    assert_eq!(starting(&dst, SUBTREES), Vec::<String>::new());
+    for d in ["tank/b", "tank/c"] {
+        assert_eq!(
+            dst.snapshots(&format!("backup/client/{d}")),
+            src.snapshots(d)
+        );
+    }
+    dst.clear_log();
+    let reps = run_cached(&j, &src, &dst, &mut cache).await;
+    assert!(
+        reps.iter()
+            .all(|r| matches!(r.action, Action::UpToDate | Action::Skipped)),
+        "{reps:?}"
+    );
+    assert_eq!(starting(&dst, NAMED).len(), 1);
+    assert_eq!(named_in(&starting(&dst, NAMED)[0]).len(), 4);
 }

@@ -30,7 +30,7 @@
 use crate::zfs::list::{DatasetInfo, Listing, Point};
 use crate::zfs::name::Dataset;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The cache is ignored once this old (seconds): a full listing at least once a day.
 pub const MAX_AGE: u64 = 24 * 3600;
@@ -59,6 +59,10 @@ pub struct SideCache {
     pub host: String,
     /// By dataset.
     pub datasets: BTreeMap<Dataset, Entry>,
+    /// Every dataset the side had, with an entry or not (a parent without snapshots has
+    /// no `snapshots_changed`, so no entry): what a run lists by name on a target.
+    #[serde(default)]
+    pub names: BTreeSet<Dataset>,
 }
 
 /// Both sides of one job, as saved in its state directory.
@@ -159,6 +163,7 @@ impl SideCache {
         let mark = end
             .snapshots_changed
             .filter(|_| end.guid != 0 && same && all_in);
+        self.names.insert(end.name.clone());
         let Some(mark) = mark else {
             self.datasets.remove(&end.name);
             return;
@@ -204,6 +209,7 @@ impl SideCache {
         SideCache {
             host: host.to_string(),
             datasets,
+            names: listing.datasets.keys().cloned().collect(),
         }
     }
 }
@@ -228,6 +234,9 @@ mod tests {
         // At 2000, t/b changed within SETTLE and t/c has no snapshots_changed.
         let c = SideCache::from_listing("h", &listing, 2000);
         assert_eq!(c.datasets.keys().collect::<Vec<_>>(), [&ds("t/a")]);
+        // Every name is kept all the same: a run lists them by name.
+        let names: Vec<&Dataset> = c.names.iter().collect();
+        assert_eq!(names, [&ds("t/a"), &ds("t/b"), &ds("t/c")]);
         assert!(c.valid("h", &ds("t/a"), 11, Some(1000)).is_some());
         assert!(
             c.valid("other", &ds("t/a"), 11, Some(1000)).is_none(),

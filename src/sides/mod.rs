@@ -21,6 +21,7 @@ use crate::zfs::list::{
 use crate::zfs::name::Dataset;
 use anyhow::{anyhow, bail, Result};
 use cache::SideCache;
+use futures_util::future::join_all;
 use holds::EarlyHolds;
 use std::collections::BTreeSet;
 
@@ -53,6 +54,9 @@ pub(crate) struct Cached {
     pub tracks: bool,
     /// The holds on the snapshots the cache says are held, asked with the listing.
     pub early_holds: Option<EarlyHolds>,
+    /// Set when only these datasets were asked (by name), not everything under the
+    /// roots: a dataset not in it was not seen, whether it exists or not.
+    pub only: Option<BTreeSet<Dataset>>,
 }
 
 /// [`list`] as a [`Cached`] that keeps nothing.
@@ -65,6 +69,7 @@ async fn uncached(host: &Host, roots: &[Dataset]) -> Result<Cached> {
         reused: 0,
         tracks: false,
         early_holds: None,
+        only: None,
     })
 }
 
@@ -79,16 +84,54 @@ pub(crate) async fn list_cached(
     let Some(cache) = cache else {
         return uncached(host, roots).await;
     };
-    let label = host.label();
-    let argv = list_argv_at(roots, Depth::Filesystems);
-    let (out, early) = tokio::join!(host.run(&argv), EarlyHolds::ask(host, cache));
-    let out = out?;
-    if !out.ok() && out.stderr.contains(SNAPSHOTS_CHANGED) {
-        log::debug!("{label} has no {SNAPSHOTS_CHANGED} (OpenZFS < 2.2): listing every snapshot");
+    let (c, early) = tokio::join!(
+        filesystems_through(host, roots, cache),
+        EarlyHolds::ask(host, cache)
+    );
+    Ok(c?.with_early(early))
+}
+
+/// [`list_cached`] without the early holds: one filesystem listing of `roots`, made
+/// whole [`through_cache`].
+async fn filesystems_through(host: &Host, roots: &[Dataset], cache: &SideCache) -> Result<Cached> {
+    let out = host.run(&list_argv_at(roots, Depth::Filesystems)).await?;
+    if lacks_changed(host, &out) {
         return uncached(host, roots).await;
     }
     let missing = missing_roots(host, &out)?;
-    let mut listing = parse_filesystems(&out.stdout)?;
+    through_cache(host, parse_filesystems(&out.stdout)?, missing, cache).await
+}
+
+impl Cached {
+    /// With the holds asked meanwhile, where the listing went through the cache.
+    fn with_early(mut self, early: EarlyHolds) -> Cached {
+        if self.tracks {
+            self.early_holds = Some(early);
+        }
+        self
+    }
+}
+
+/// Whether `out` is a listing's refusal of `snapshots_changed` (OpenZFS < 2.2).
+fn lacks_changed(host: &Host, out: &Output) -> bool {
+    let lacks = !out.ok() && out.stderr.contains(SNAPSHOTS_CHANGED);
+    if lacks {
+        let label = host.label();
+        log::debug!("{label} has no {SNAPSHOTS_CHANGED} (OpenZFS < 2.2): listing every snapshot");
+    }
+    lacks
+}
+
+/// A filesystem listing with `snapshots_changed` made whole: each dataset's snapshots
+/// from `cache` while its entry still describes it, else listed (one listing of the
+/// datasets that changed).
+async fn through_cache(
+    host: &Host,
+    mut listing: Listing,
+    missing: Vec<String>,
+    cache: &SideCache,
+) -> Result<Cached> {
+    let label = host.label();
     let mut stale = BTreeSet::new();
     for d in listing.datasets.values_mut() {
         match cache.valid(label, &d.name, d.guid, d.snapshots_changed) {
@@ -122,8 +165,145 @@ pub(crate) async fn list_cached(
         fresh,
         reused,
         tracks: true,
-        early_holds: Some(early),
+        early_holds: None,
+        only: None,
     })
+}
+
+/// At most this many listings by name go at once: each is an SSH session on the
+/// host's one connection, and sshd allows 10 by default (`MaxSessions`).
+const PARTS_AT_ONCE: usize = 4;
+
+/// A listing by name gets at least this many names before the names are split.
+const NAMES_PER_PART: usize = 32;
+
+/// The datasets `cache` knows under `roots` on `host`: what a listing by name asks.
+fn known_below(host: &Host, roots: &[Dataset], cache: &SideCache) -> Vec<Dataset> {
+    if cache.host != host.label() {
+        return Vec::new();
+    }
+    let named: BTreeSet<&Dataset> = cache.names.iter().chain(cache.datasets.keys()).collect();
+    named
+        .into_iter()
+        .filter(|d| roots.iter().any(|r| d.is_within(r)))
+        .cloned()
+        .collect()
+}
+
+/// `names` in parts for [`list_known`]: one part for a few, up to [`PARTS_AT_ONCE`]
+/// for many, and more where a part's names would not fit one command.
+fn parts_of(names: &[Dataset]) -> Vec<Vec<String>> {
+    let per = names
+        .len()
+        .div_ceil((names.len() / NAMES_PER_PART).clamp(1, PARTS_AT_ONCE));
+    let mut parts: Vec<Vec<String>> = Vec::new();
+    let mut bytes = 0;
+    for n in names {
+        let full = parts
+            .last()
+            .is_none_or(|p| p.len() == per || bytes + n.as_str().len() + 1 > NAMES_PER_COMMAND);
+        if full {
+            parts.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += n.as_str().len() + 1;
+        parts.last_mut().expect("pushed above").push(n.to_string());
+    }
+    parts
+}
+
+/// Lists the filesystems `cache` knows under `roots` by name, in parts at once, then
+/// goes on as [`list_cached`]. On a backup server the copies are not mounted, and
+/// listing an unmounted filesystem by name costs a third of listing it with `-r` (which
+/// opens it again to look for children), less again in parts at once
+/// (bench/split-listing.md). A dataset the cache does not know is not seen: the
+/// listing says which names it covered ([`Cached::only`]) and [`complete_owned`]
+/// lists the job's others.
+async fn list_known(
+    host: &Host,
+    roots: &[Dataset],
+    names: Vec<Dataset>,
+    cache: &SideCache,
+) -> Result<Cached> {
+    let (listed, early) = tokio::join!(by_name(host, &names), EarlyHolds::ask(host, cache));
+    let c = match listed? {
+        Some((listing, missing)) => Cached {
+            only: Some(names.into_iter().collect()),
+            ..through_cache(host, listing, missing, cache).await?
+        },
+        None => filesystems_through(host, roots, cache).await?,
+    };
+    Ok(c.with_early(early))
+}
+
+/// The filesystems `names` (each with its `snapshots_changed`) and the names that do
+/// not exist, listed in parts ([`parts_of`]), [`PARTS_AT_ONCE`] at a time. `None` when
+/// the host would not list by name (no `snapshots_changed`, or the guard of an older
+/// zferry). Rows for names not asked are refused: the peer may be hostile.
+async fn by_name(host: &Host, names: &[Dataset]) -> Result<Option<(Listing, Vec<String>)>> {
+    let (mut listing, mut missing) = (Listing::default(), Vec::new());
+    for wave in parts_of(names).chunks(PARTS_AT_ONCE) {
+        let argvs: Vec<Vec<String>> = wave.iter().map(|p| list_named_argv(p)).collect();
+        let outs = join_all(argvs.iter().map(|a| host.run(a))).await;
+        for (out, part) in outs.into_iter().zip(wave) {
+            let out = out?;
+            let Ok(m) = missing_roots(host, &out) else {
+                log::debug!(
+                    "{}: no listing by name ({}): listing whole subtrees",
+                    host.label(),
+                    out.stderr.trim()
+                );
+                return Ok(None);
+            };
+            let l = parse_named(&out.stdout)?;
+            only_asked(&l, part).map_err(|row| {
+                anyhow!("{} listed {row}, which it was not asked for", host.label())
+            })?;
+            listing.datasets.extend(l.datasets);
+            missing.extend(m);
+        }
+    }
+    Ok(Some((listing, missing)))
+}
+
+/// Adds to `owned`, a listing by name ([`list_known`]), the job's targets it did not
+/// cover (`wanted`, every copy the source's listing calls for: a new dataset's, or one
+/// the cache dropped), by name too; nothing below them matters to the job that is not
+/// in `wanted`. Nothing to do after a listing of whole subtrees, or when every target
+/// was asked.
+pub(crate) async fn complete_owned(
+    host: &Host,
+    owned: &mut Cached,
+    wanted: impl IntoIterator<Item = Dataset>,
+    cache: Option<&SideCache>,
+) -> Result<()> {
+    let (Some(asked), Some(cache)) = (&owned.only, cache) else {
+        return Ok(());
+    };
+    let unseen: Vec<Dataset> = wanted
+        .into_iter()
+        .filter(|t| !asked.contains(t))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if unseen.is_empty() {
+        return Ok(());
+    }
+    let label = host.label();
+    log::debug!(
+        "{label}: {} targets the last run's listing did not have, listed apart",
+        unseen.len()
+    );
+    let Some((listing, missing)) = by_name(host, &unseen).await? else {
+        bail!("{label} listed datasets by name, then refused to");
+    };
+    let more = through_cache(host, listing, missing, cache).await?;
+    owned.listing.datasets.extend(more.listing.datasets);
+    owned.missing.extend(more.missing);
+    owned.fresh.datasets.extend(more.fresh.datasets);
+    owned.fresh.names.extend(more.fresh.names);
+    owned.reused += more.reused;
+    Ok(())
 }
 
 async fn list_at(host: &Host, roots: &[Dataset], depth: Depth) -> Result<(Listing, Vec<String>)> {
@@ -169,7 +349,14 @@ pub(crate) async fn list_owned(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let (owned, chain) = tokio::join!(list_cached(host, &roots, cache), async {
+    let owned = async {
+        let known = cache.map(|c| (c, known_below(host, &roots, c)));
+        match known {
+            Some((c, names)) if !names.is_empty() => list_known(host, &roots, names, c).await,
+            _ => list_cached(host, &roots, cache).await,
+        }
+    };
+    let (owned, chain) = tokio::join!(owned, async {
         if chain.is_empty() {
             Ok((Listing::default(), Vec::new()))
         } else {
@@ -311,6 +498,28 @@ mod tests {
             only_asked(&twice, &asked(&["t/a", "t/a@s1"])),
             Err("t/a@s1".into())
         );
+    }
+
+    #[test]
+    fn names_go_in_parts_of_at_least_32_and_at_most_4_unless_a_command_would_overflow() {
+        let names = |k: usize, len: usize| -> Vec<Dataset> {
+            (0..k)
+                .map(|i| Dataset::new(&format!("p/{i:0>len$}")).unwrap())
+                .collect()
+        };
+        let counts =
+            |k, len| -> Vec<usize> { parts_of(&names(k, len)).iter().map(Vec::len).collect() };
+        assert_eq!(counts(10, 5), [10]);
+        assert_eq!(counts(63, 5), [63]);
+        assert_eq!(counts(101, 5), [34, 34, 33]);
+        assert_eq!(counts(1000, 5), [250; 4]);
+        let long = names(3000, 200);
+        let parts = parts_of(&long);
+        assert!(parts.len() > PARTS_AT_ONCE, "{}", parts.len());
+        let bytes = |p: &[String]| p.iter().map(|n| n.len() + 1).sum::<usize>();
+        assert!(parts.iter().all(|p| bytes(p) <= NAMES_PER_COMMAND));
+        let all: Vec<String> = long.iter().map(|d| d.to_string()).collect();
+        assert_eq!(parts.concat(), all, "every name once, in order");
     }
 
     #[tokio::test]

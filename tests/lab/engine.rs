@@ -647,22 +647,40 @@ fn a_cached_run_lists_snapshots_only_where_they_changed() {
     // Its holds were found where the entries said: nothing placed or released again.
     assert!(!r.stderr.contains("zfs hold "), "{}", r.stderr);
     assert!(!r.stderr.contains("zfs release "), "{}", r.stderr);
-    // A no-op run: filesystems only, on both sides (the `-d 0` chain has no snapshots).
+    // A no-op run: filesystems only, on both sides (the `-d 0` chain has no snapshots);
+    // the source's with `-r` (new datasets show), the copies by the names the cache
+    // knows (an unmounted copy listed with `-r` is opened again to look for children).
     let r = pull();
     assert_eq!(r.action(&format!("{c}/data/k1")), "up_to_date");
     let lists = listings(&r.stderr);
+    let copies = format!("{s}/backup/client/{c}/data");
+    let by_name = format!(" {copies} {copies}/k0 {copies}/k1");
     assert!(
-        lists
-            .iter()
-            .all(|l| l.contains("-t filesystem,volume -s") || l.contains(" -d 0 ")),
+        lists.iter().all(|l| l.contains(" -d 0 ")
+            || l.contains("-t filesystem,volume -s") && l.ends_with(&format!(" -r {c}/data"))
+            || l.contains("-t filesystem,volume,snapshot -o") && l.ends_with(&by_name)),
         "{lists:#?}"
     );
+    assert_eq!(lists.len(), 3, "{lists:#?}");
     assert!(
         r.stderr
             .contains("snapshots of 6 datasets taken from the last run's listing"),
         "{}",
         r.stderr
     );
+    // The holds the entries know of were asked while each side listed, before the run
+    // planned from the listings: one `zfs holds` per side, none after.
+    let planned = r
+        .stderr
+        .find("taken from the last run's listing")
+        .expect("the line asserted above");
+    let asked: Vec<usize> = r
+        .stderr
+        .match_indices("zfs holds -H")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(asked.len(), 2, "{}", r.stderr);
+    assert!(asked.iter().all(|&i| i < planned), "{}", r.stderr);
     // A new snapshot right away: seen, sent, and only its dataset's snapshots listed.
     lab.run_ok("client", &["zfs", "snapshot", &format!("{c}/data/k1@s3")]);
     let r = pull();
@@ -741,6 +759,37 @@ fn a_cached_run_lists_snapshots_only_where_they_changed() {
         lab.guids("server", &copy),
         lab.guids("client", &format!("{c}/data/k1"))
     );
+    // A copy destroyed behind zferry's back: the listing by name says it does not exist
+    // (and still lists the others), and it is made again. A new dataset on the client,
+    // which the cache cannot know: its copy is listed apart (it does not exist), and made.
+    let k0 = format!("{copies}/k0");
+    lab.run_ok("server", &["zfs", "release", &tag, &format!("{k0}@s2")]);
+    lab.run_ok("server", &["zfs", "destroy", "-r", &k0]);
+    lab.script(
+        "client",
+        r#"zfs create "$1"; zfs snapshot "$1@s1""#,
+        &[&format!("{c}/data/k2")],
+    );
+    let r = pull();
+    assert_eq!(r.action(&format!("{c}/data/k0")), "full", "{r:?}");
+    assert_eq!(r.action(&format!("{c}/data/k2")), "full", "{r:?}");
+    assert_eq!(r.action(&format!("{c}/data/k1")), "up_to_date", "{r:?}");
+    let lists = listings(&r.stderr);
+    assert!(
+        lists
+            .iter()
+            .any(|l| l.contains("-t filesystem,volume,snapshot -o") && l.ends_with(&by_name)),
+        "{lists:#?}"
+    );
+    // The new copy alone, by name, after the source's listing showed it.
+    let apart = format!(",snapshots_changed {copies}/k2");
+    assert!(lists.iter().any(|l| l.ends_with(&apart)), "{lists:#?}");
+    for k in ["k0", "k2"] {
+        assert_eq!(
+            lab.guids("server", &format!("{copies}/{k}")),
+            lab.guids("client", &format!("{c}/data/{k}"))
+        );
+    }
 }
 
 /// Makes `c`'s zfs on the client answer the lab user's `zfs send` of `c`'s datasets with

@@ -3,7 +3,7 @@
 //! nothing. The replicator: what a hostile receiver writes (resume tokens) never makes
 //! the sender leak plaintext or another dataset.
 
-use crate::common::zferry::zferry;
+use crate::common::zferry::{zferry, Run};
 use crate::common::{lab, Lab, DST_PERMS, SRC_PERMS, USER};
 use zferry::zfs::token::{build, parse};
 
@@ -125,7 +125,10 @@ fn pull_and_push_through_the_guard_and_nothing_else() {
     let backup = format!("{s}/backup/client/{c}/data");
     let r = zferry(lab, "server", &format!("-v {push}"));
     assert_eq!(r.action(&backup), "incremental", "{r:?}");
-    let named = |l: &&str| l.contains("-t filesystem,volume,snapshot -o");
+    // (The copies themselves are listed by name too, through the guard: no snapshot
+    // named; the host's label has an `@`, the command after it none.)
+    let snapshot_named = |l: &str| l.split("] ").nth(1).is_some_and(|c| c.contains('@'));
+    let named = |l: &&str| l.contains("-t filesystem,volume,snapshot -o") && snapshot_named(l);
     let checked = format!("{copy} {copy}@s2 {copy}@s3");
     assert!(
         r.stderr
@@ -137,6 +140,14 @@ fn pull_and_push_through_the_guard_and_nothing_else() {
         "{}",
         r.stderr
     );
+    let copies_by_name = |r: &Run| {
+        r.stderr.lines().any(|l| {
+            l.contains("-t filesystem,volume,snapshot -o")
+                && !snapshot_named(l)
+                && l.ends_with(&format!(" {copy}"))
+        })
+    };
+    assert!(copies_by_name(&r), "{}", r.stderr);
     let r = zferry(lab, "server", &format!("-v {push}"));
     assert_eq!(r.action(&backup), "up_to_date", "{r:?}");
     // (The parents without snapshots of their own are listed every run: an unset
@@ -147,6 +158,7 @@ fn pull_and_push_through_the_guard_and_nothing_else() {
         .any(|l| l.contains("-t snapshot,bookmark") && l.contains(&format!("{c}/data")));
     assert!(!data_listed, "{}", r.stderr);
     assert!(!r.stderr.contains("rejected"), "{}", r.stderr);
+    assert!(copies_by_name(&r), "{}", r.stderr);
     assert_eq!(
         lab.guids("offsite", &copy),
         lab.guids("client", &format!("{c}/data"))
