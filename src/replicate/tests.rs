@@ -14,6 +14,12 @@ use stream::COMPRESS_MIN;
 
 const TAG: &str = "zferry:job";
 
+/// The prefix of a listing by name (`list_named_argv`).
+const NAMED: &str = "zfs list -Hp -t filesystem,volume,snapshot -o";
+
+/// The prefix of a listing of whole subtrees' filesystems (`Depth::Filesystems`).
+const SUBTREES: &str = "zfs list -Hp -t filesystem,volume -s createtxg";
+
 fn ds(n: &str) -> Dataset {
     Dataset::new(n).expect("a valid test dataset name")
 }
@@ -934,7 +940,7 @@ async fn the_new_bases_are_held_while_the_copies_are_checked() {
         host.command_lasts("zfs release ", second);
     }
     // The check's listing by name (a run's own listings add bookmarks to the types).
-    dst.command_lasts("zfs list -Hp -t filesystem,volume,snapshot -o", second);
+    dst.command_lasts(NAMED, second);
     let start = tokio::time::Instant::now();
     let reps = run(&j, &src, &dst).await;
     let took = start.elapsed();
@@ -1158,7 +1164,7 @@ async fn with_the_cache_snapshots_are_listed_only_where_they_changed() {
     );
     // The copies are listed by the names the cache knows, and one listing checks the
     // copy and reads it back.
-    let named = starting(&dst, "zfs list -Hp -t filesystem,volume,snapshot -o");
+    let named = starting(&dst, NAMED);
     assert_eq!(named.len(), 2, "{named:#?}");
     let copies: Vec<String> = names.iter().map(|d| format!("backup/client/{d}")).collect();
     assert!(named[0].ends_with(&copies.join(" ")), "{named:#?}");
@@ -1354,12 +1360,6 @@ async fn a_missing_compressor_is_named_and_nothing_is_sent() {
     assert_eq!(cmds.iter().filter(|c| *c == "zstd -V").count(), 1);
     assert!(dst.snapshots("backup/client/tank/a").is_empty());
 }
-
-/// The prefix of a listing by name (`list_named_argv`).
-const NAMED: &str = "zfs list -Hp -t filesystem,volume,snapshot -o";
-
-/// The prefix of a listing of whole subtrees' filesystems (`Depth::Filesystems`).
-const SUBTREES: &str = "zfs list -Hp -t filesystem,volume -s createtxg";
 
 /// The names a listing by name asked for (the words after its columns).
 fn named_in(command: &str) -> Vec<String> {

@@ -239,7 +239,7 @@ async fn list_known(
 /// The filesystems `names` (each with its `snapshots_changed`) and the names that do
 /// not exist, listed in parts ([`parts_of`]), [`PARTS_AT_ONCE`] at a time. `None` when
 /// the host would not list by name (no `snapshots_changed`, or the guard of an older
-/// zferry). Rows for names not asked are refused: the peer may be hostile.
+/// zferry). Rows for names not asked are refused ([`parse_asked`]).
 async fn by_name(host: &Host, names: &[Dataset]) -> Result<Option<(Listing, Vec<String>)>> {
     let (mut listing, mut missing) = (Listing::default(), Vec::new());
     for wave in parts_of(names).chunks(PARTS_AT_ONCE) {
@@ -255,11 +255,9 @@ async fn by_name(host: &Host, names: &[Dataset]) -> Result<Option<(Listing, Vec<
                 );
                 return Ok(None);
             };
-            let l = parse_named(&out.stdout)?;
-            only_asked(&l, part).map_err(|row| {
-                anyhow!("{} listed {row}, which it was not asked for", host.label())
-            })?;
-            listing.datasets.extend(l.datasets);
+            listing
+                .datasets
+                .extend(parse_asked(host, &out.stdout, part)?.datasets);
             missing.extend(m);
         }
     }
@@ -406,7 +404,13 @@ pub(crate) async fn reread(host: &Host, groups: &[Vec<String>]) -> Result<Listin
 /// One [`list_named_argv`] listing.
 async fn reread_names(host: &Host, names: &[String]) -> Result<Listing> {
     let out = host.run_ok(&list_named_argv(names)).await?;
-    let listing = parse_named(&out.stdout)?;
+    parse_asked(host, &out.stdout, names)
+}
+
+/// A [`list_named_argv`] listing's rows, refused (naming `host`) if any is not one of
+/// `names`: the peer may be hostile, and what it adds must not reach the plan or cache.
+fn parse_asked(host: &Host, stdout: &str, names: &[String]) -> Result<Listing> {
+    let listing = parse_named(stdout)?;
     only_asked(&listing, names)
         .map_err(|row| anyhow!("{} listed {row}, which it was not asked for", host.label()))?;
     Ok(listing)
