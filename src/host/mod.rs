@@ -233,6 +233,11 @@ impl Host {
     /// Runs `argv` and fails with both the command and its stderr when it exits non-zero.
     pub async fn run_ok(&self, argv: &[String]) -> Result<Output> {
         let out = self.run(argv).await?;
+        self.succeeded(argv, out)
+    }
+
+    /// `out` of `argv` if it exited 0, else the [`CommandFailed`] [`Host::run_ok`] gives.
+    pub fn succeeded(&self, argv: &[String], out: Output) -> Result<Output> {
         if !out.ok() {
             return Err(CommandFailed {
                 command: shell_quote(argv),

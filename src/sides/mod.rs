@@ -145,12 +145,15 @@ async fn through_cache(
         }
     }
     let reused = listing.datasets.len() - stale.len();
-    if !stale.is_empty() {
-        let names: Vec<Dataset> = stale.iter().cloned().collect();
-        let out = host.run_ok(&list_argv_at(&names, Depth::Snapshots)).await?;
+    // In parts: every dataset of a big source is stale after a `zfs snapshot -r`, and
+    // one command over SSH holds at most 128 KiB of names.
+    let names: Vec<Dataset> = stale.iter().cloned().collect();
+    let snapshots = |part: &[Dataset]| list_argv_at(part, Depth::Snapshots);
+    for part in in_parts(host, &names, snapshots).await {
+        let out = host.succeeded(&part.argv, part.out?)?;
         for (name, s) in parse_listing(&out.stdout)?.datasets {
             match listing.datasets.get_mut(&name) {
-                Some(d) if stale.contains(&name) => {
+                Some(d) if part.names.contains(&name) => {
                     d.snapshots = s.snapshots;
                     d.bookmarks = s.bookmarks;
                 }
@@ -190,24 +193,49 @@ fn known_below(host: &Host, roots: &[Dataset], cache: &SideCache) -> Vec<Dataset
         .collect()
 }
 
-/// `names` in parts for [`list_known`]: one part for a few, up to [`PARTS_AT_ONCE`]
-/// for many, and more where a part's names would not fit one command.
-fn parts_of(names: &[Dataset]) -> Vec<Vec<String>> {
+/// `names` in parts for the listings by name: one part for a few, up to
+/// [`PARTS_AT_ONCE`] for many, and more where a part's names would not fit one command.
+fn parts_of(names: &[Dataset]) -> Vec<&[Dataset]> {
     let per = names
         .len()
         .div_ceil((names.len() / NAMES_PER_PART).clamp(1, PARTS_AT_ONCE));
-    let mut parts: Vec<Vec<String>> = Vec::new();
-    let mut bytes = 0;
-    for n in names {
-        let full = parts
-            .last()
-            .is_none_or(|p| p.len() == per || bytes + n.as_str().len() + 1 > NAMES_PER_COMMAND);
-        if full {
-            parts.push(Vec::new());
-            bytes = 0;
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, n) in names.iter().enumerate() {
+        let len = n.as_str().len() + 1;
+        if i > start && (i - start == per || bytes + len > NAMES_PER_COMMAND) {
+            parts.push(&names[start..i]);
+            (start, bytes) = (i, 0);
         }
-        bytes += n.as_str().len() + 1;
-        parts.last_mut().expect("pushed above").push(n.to_string());
+        bytes += len;
+    }
+    if start < names.len() {
+        parts.push(&names[start..]);
+    }
+    parts
+}
+
+/// One part of a listing in parts: its names, its argv and what it gave.
+struct Part<'a> {
+    names: &'a [Dataset],
+    argv: Vec<String>,
+    out: Result<Output>,
+}
+
+/// Runs the argv `argv_of` builds for each part of `names` ([`parts_of`]),
+/// [`PARTS_AT_ONCE`] at a time; the parts in order.
+async fn in_parts<'a>(
+    host: &Host,
+    names: &'a [Dataset],
+    argv_of: impl Fn(&[Dataset]) -> Vec<String>,
+) -> Vec<Part<'a>> {
+    let mut parts = Vec::new();
+    for wave in parts_of(names).chunks(PARTS_AT_ONCE) {
+        let argvs: Vec<Vec<String>> = wave.iter().map(|p| argv_of(p)).collect();
+        let outs = join_all(argvs.iter().map(|a| host.run(a))).await;
+        for ((names, argv), out) in wave.iter().zip(argvs).zip(outs) {
+            parts.push(Part { names, argv, out });
+        }
     }
     parts
 }
@@ -242,26 +270,30 @@ async fn list_known(
 /// zferry). Rows for names not asked are refused ([`parse_asked`]).
 async fn by_name(host: &Host, names: &[Dataset]) -> Result<Option<(Listing, Vec<String>)>> {
     let (mut listing, mut missing) = (Listing::default(), Vec::new());
-    for wave in parts_of(names).chunks(PARTS_AT_ONCE) {
-        let argvs: Vec<Vec<String>> = wave.iter().map(|p| list_named_argv(p)).collect();
-        let outs = join_all(argvs.iter().map(|a| host.run(a))).await;
-        for (out, part) in outs.into_iter().zip(wave) {
-            let out = out?;
-            let Ok(m) = missing_roots(host, &out) else {
-                log::debug!(
-                    "{}: no listing by name ({}): listing whole subtrees",
-                    host.label(),
-                    out.stderr.trim()
-                );
-                return Ok(None);
-            };
-            listing
-                .datasets
-                .extend(parse_asked(host, &out.stdout, part)?.datasets);
-            missing.extend(m);
-        }
+    let named = |part: &[Dataset]| list_named_argv(&strings(part));
+    for Part {
+        names: part, out, ..
+    } in in_parts(host, names, named).await
+    {
+        let out = out?;
+        let Ok(m) = missing_roots(host, &out) else {
+            log::debug!(
+                "{}: no listing by name ({}): listing whole subtrees",
+                host.label(),
+                out.stderr.trim()
+            );
+            return Ok(None);
+        };
+        listing
+            .datasets
+            .extend(parse_asked(host, &out.stdout, &strings(part))?.datasets);
+        missing.extend(m);
     }
     Ok(Some((listing, missing)))
+}
+
+fn strings(names: &[Dataset]) -> Vec<String> {
+    names.iter().map(Dataset::to_string).collect()
 }
 
 /// Adds to `owned`, a listing by name ([`list_known`]), the job's targets it did not
@@ -512,7 +544,7 @@ mod tests {
                 .collect()
         };
         let counts =
-            |k, len| -> Vec<usize> { parts_of(&names(k, len)).iter().map(Vec::len).collect() };
+            |k, len| -> Vec<usize> { parts_of(&names(k, len)).iter().map(|p| p.len()).collect() };
         assert_eq!(counts(10, 5), [10]);
         assert_eq!(counts(63, 5), [63]);
         assert_eq!(counts(101, 5), [34, 34, 33]);
@@ -520,10 +552,33 @@ mod tests {
         let long = names(3000, 200);
         let parts = parts_of(&long);
         assert!(parts.len() > PARTS_AT_ONCE, "{}", parts.len());
-        let bytes = |p: &[String]| p.iter().map(|n| n.len() + 1).sum::<usize>();
+        let bytes = |p: &[Dataset]| p.iter().map(|n| n.as_str().len() + 1).sum::<usize>();
         assert!(parts.iter().all(|p| bytes(p) <= NAMES_PER_COMMAND));
-        let all: Vec<String> = long.iter().map(|d| d.to_string()).collect();
-        assert_eq!(parts.concat(), all, "every name once, in order");
+        assert_eq!(parts.concat(), long, "every name once, in order");
+    }
+
+    /// Every dataset of a big source is stale after a `zfs snapshot -r`: its snapshots
+    /// are listed in parts that each fit one command over SSH, and all of them arrive.
+    #[tokio::test]
+    async fn the_snapshots_of_many_stale_datasets_are_listed_in_commands_of_bounded_size() {
+        let names: Vec<String> = (0..1500).map(|i| format!("t/{i:0>100}")).collect();
+        let mut spec: Vec<(&str, &[&str])> = vec![("t", &["s1"])];
+        spec.extend(names.iter().map(|n| (n.as_str(), &["s1"][..])));
+        let fake = Arc::new(Fake::new(&spec));
+        let host = Host::Fake(fake.clone());
+        let root = Dataset::new("t").unwrap();
+        let c = list_cached(&host, &[root], Some(&SideCache::default()))
+            .await
+            .unwrap();
+        assert_eq!(c.listing.datasets.len(), 1501);
+        assert!(c.listing.datasets.values().all(|d| d.snapshots.len() == 1));
+        let lists: Vec<String> = fake
+            .commands()
+            .into_iter()
+            .filter(|c| c.starts_with("zfs list -Hp -t snapshot,bookmark"))
+            .collect();
+        assert!(lists.len() > 4, "{}", lists.len());
+        assert!(lists.iter().all(|c| c.len() < NAMES_PER_COMMAND + 1024));
     }
 
     #[tokio::test]
