@@ -187,7 +187,7 @@ impl Host {
         }
         let label = t.label();
         log::debug!("ssh: connecting to {label}");
-        let session = b.connect(&t.host).await.map_err(|e| {
+        let session = b.connect_mux(&t.host).await.map_err(|e| {
             anyhow!("cannot connect to {label} over SSH: {e}; check the host, user, key and known_hosts (try: ssh {}{}{})",
                 t.port.map(|p| format!("-p {p} ")).unwrap_or_default(),
                 t.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
