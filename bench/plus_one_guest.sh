@@ -7,6 +7,8 @@
 #   tests/lab/lab cp meas bench/guest_common.sh /root/guest_common.sh
 #   tests/lab/lab cp meas OTHER-BUILD /usr/local/bin/zferry-b     # optional second build
 #   tests/lab/lab ssh meas -- sh /root/p.sh [ROUNDS] [CHILDREN]
+# PARALLEL_zferry / PARALLEL_zferry_b (environment) set that variant's `parallel`; with the
+# same build copied to zferry-b, a run compares two settings. INITIAL_ROUNDS: below.
 # A tree ps/t (1 + CHILDREN datasets) is copied once by each variant; then each round adds
 # one snapshot (4 KiB of random data) to every dataset, and every variant pulls it over ssh
 # from root@127.0.0.1 into a copy of its own, interleaved, the order rotated each round:
@@ -41,6 +43,8 @@ user = "root"
 datasets = ["ps/t"]
 destination = "pd/$v"
 EOF
+  p=$(eval "echo \${PARALLEL_$(echo "$v" | tr - _):-}")
+  [ -z "$p" ] || echo "parallel = $p" >> /root/"$v".toml
   zfs list -H pd/"$v" >/dev/null 2>&1 || zfs create pd/"$v"
   "$v" -q run --config /root/"$v".toml "$v"
 done
@@ -78,9 +82,33 @@ one() { # round variant
 copy_of() { # variant dataset
   if [ "$1" = bare ]; then echo "pd/bare/t${2#ps/t}"; else echo "pd/$1/127.0.0.1/$2"; fi
 }
+# INITIAL_ROUNDS (environment, default 0): first, that many initial copies of the tree by
+# each zferry variant, the order reversed every other round ("initial ROUND VARIANT ms"),
+# each into a fresh destination with the variant's holds (source and copy) released.
+i=1
+while [ "$i" -le "${INITIAL_ROUNDS:-0}" ]; do
+  order=$(for v in $variants; do [ "$v" = bare ] || echo "$v"; done)
+  [ $((i % 2)) -eq 0 ] && order=$(echo "$order" | tac)
+  for v in $order; do
+    for snap in $(zfs list -H -o name -t snapshot -r ps/t pd/"$v"); do
+      zfs release "zferry:$v" "$snap" 2>/dev/null || true
+    done
+    zfs destroy -r pd/"$v"
+    rm -rf /root/"$v"-state
+    zfs create pd/"$v"
+    zpool sync
+    s=$(date +%s%N)
+    "$v" -q run --config /root/"$v".toml "$v"
+    e=$(date +%s%N)
+    echo "initial $i $v $(( (e - s) / 1000000 ))"
+  done
+  i=$((i + 1))
+done
+# The rounds' snapshots are named after the run, so a second run goes on from the first.
+RUN_ID=$(date +%H%M%S)
 r=1
 while [ $r -le "$ROUNDS" ]; do
-  for d in $(datasets); do small_snapshots "$d" "r$r" 1; done
+  for d in $(datasets); do small_snapshots "$d" "r${RUN_ID}n$r" 1; done
   sleep 3
   # shellcheck disable=SC2086 # the variants are words
   set -- $variants

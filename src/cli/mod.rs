@@ -405,7 +405,7 @@ struct Common {
     /// Bandwidth limit, bytes per second: 1048576, 512K, 10M, 1.5G.
     #[arg(long, value_name = "RATE")]
     bwlimit: Option<BwLimit>,
-    /// Datasets replicated at once, children after their parents (default 4, at most 8).
+    /// Datasets replicated at once, children after their parents (default 8, at most 8).
     #[arg(long, value_name = "N")]
     parallel: Option<usize>,
     /// Wire compression of plain (non-raw) streams: zstd, zstd:LEVEL (1-19) or none;

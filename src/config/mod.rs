@@ -262,12 +262,14 @@ pub struct Job {
     pub compress: Compress,
 }
 
-/// Datasets a job replicates at once unless it says otherwise (`parallel`).
-pub const DEFAULT_PARALLEL: usize = 4;
+/// Datasets a job replicates at once unless it says otherwise (`parallel`): faster than 4
+/// on initial and catch-up runs alike (bench/parallel.md).
+pub const DEFAULT_PARALLEL: usize = 8;
 
 /// The most datasets a job replicates at once: each dataset in flight holds one session
-/// on the remote host's one SSH connection (its stream, else its next command), and sshd
-/// allows 10 per connection (`MaxSessions`).
+/// on the remote host's one SSH connection (its stream, else its next command), a job
+/// opens no more sessions than its `parallel` ([`crate::host::Host::at_most`]), and sshd
+/// allows 10 per connection by default (`MaxSessions`).
 pub const MAX_PARALLEL: usize = 8;
 
 /// [`Job`] as it is written: flat, so a bad value's error names its field and line

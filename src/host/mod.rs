@@ -21,6 +21,11 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The most sessions a connection opens at once unless a job says fewer
+/// ([`Host::at_most`]): sshd's default `MaxSessions`, beyond which it refuses them.
+pub const MAX_SESSIONS: usize = 10;
 
 /// The single-threaded runtime every front door runs zferry's async I/O on: work is
 /// one dataset at a time and bounded by zfs and ssh, not by this process.
@@ -99,6 +104,8 @@ pub enum Host {
         label: String,
         /// The shared control connection.
         session: Arc<Session>,
+        /// Sessions that may open at once on it; a command waits for one.
+        sessions: Arc<Semaphore>,
     },
     /// An in-memory model of a host, for the replicator's unit tests.
     #[cfg(test)]
@@ -196,7 +203,48 @@ impl Host {
         Ok(Host::Ssh {
             label,
             session: Arc::new(session),
+            sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
         })
+    }
+
+    /// This host with at most `n` sessions open at once on its connection (at least
+    /// one): what a job opens is bounded by its `parallel`, so a host whose sshd allows
+    /// fewer than [`MAX_SESSIONS`] works with a `parallel` within its `MaxSessions`.
+    pub fn at_most(&self, n: usize) -> Host {
+        match self {
+            Host::Ssh { label, session, .. } => Host::Ssh {
+                label: label.clone(),
+                session: session.clone(),
+                sessions: Arc::new(Semaphore::new(n.max(1))),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// Room for one more session, waiting for it (commands here need none).
+    async fn slot(&self) -> Slot {
+        match self {
+            Host::Ssh { sessions, .. } => Slot(Some(
+                sessions
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("never closed"),
+            )),
+            _ => Slot(None),
+        }
+    }
+
+    /// Room for one more session if one is free now.
+    fn free_slot(&self) -> Option<Slot> {
+        match self {
+            Host::Ssh { sessions, .. } => sessions
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|p| Slot(Some(p))),
+            _ => Some(Slot(None)),
+        }
     }
 
     /// `local` or `user@host:port`.
@@ -211,7 +259,22 @@ impl Host {
 
     /// Runs `argv` to completion and captures its output.
     pub async fn run(&self, argv: &[String]) -> Result<Output> {
-        let mut p = self.spawn(argv, false, true).await?;
+        let p = self.spawn(argv, false, true).await?;
+        self.output_of(argv, p).await
+    }
+
+    /// [`Host::run`] only if a session is free now (`None` otherwise): for what may be
+    /// skipped, such as a size estimate beside running streams.
+    pub async fn run_if_free(&self, argv: &[String]) -> Result<Option<Output>> {
+        let Some(slot) = self.free_slot() else {
+            return Ok(None);
+        };
+        let p = self.start(&[argv], Io::Null, Io::Piped, slot).await?;
+        Ok(Some(self.output_of(argv, p).await?))
+    }
+
+    /// What `p` (running `argv`) printed, and its exit.
+    async fn output_of(&self, argv: &[String], mut p: Proc) -> Result<Output> {
         let mut stdout = String::new();
         let mut out = p.stdout.take().expect("stdout is piped");
         let (r, status) = tokio::join!(out.read_to_string(&mut stdout), p.wait());
@@ -279,6 +342,12 @@ impl Host {
         stdin: Io,
         stdout: Io,
     ) -> Result<Proc> {
+        let slot = self.slot().await;
+        self.start(stages, stdin, stdout, slot).await
+    }
+
+    /// [`Host::spawn_pipeline`] in `slot`, which the command keeps until it ends.
+    async fn start(&self, stages: &[&[String]], stdin: Io, stdout: Io, slot: Slot) -> Result<Proc> {
         let line = shell_pipeline(stages);
         log::command(self.label(), &line);
         let pipe = |io: Io| match io {
@@ -305,10 +374,11 @@ impl Host {
                     stdout: child.stdout.take().map(|s| Box::new(s) as _),
                     stderr: child.stderr.take().map(|s| Box::new(s) as _),
                     child: Child::Local(child),
+                    _slot: slot,
                     host: self.label().to_string(),
                 })
             }
-            Host::Ssh { session, label } => {
+            Host::Ssh { session, label, .. } => {
                 let ospipe = |io: Io| match io {
                     Io::Null => openssh::Stdio::null(),
                     Io::Piped => openssh::Stdio::piped(),
@@ -322,12 +392,13 @@ impl Host {
                     .stderr(openssh::Stdio::piped())
                     .spawn()
                     .await
-                    .with_context(|| format!("cannot start a command on {label}"))?;
+                    .map_err(|e| refused(e, label))?;
                 Ok(Proc {
                     stdin: child.stdin().take().map(|s| Box::new(s) as _),
                     stdout: child.stdout().take().map(|s| Box::new(s) as _),
                     stderr: child.stderr().take().map(|s| Box::new(s) as _),
                     child: Child::Remote(child),
+                    _slot: slot,
                     host: label.clone(),
                 })
             }
@@ -350,6 +421,7 @@ impl Host {
                     stdout: stdout_ours.map(|s| Box::new(s) as _),
                     stderr: None,
                     child: Child::Fake(task),
+                    _slot: slot,
                     host: self.label().to_string(),
                 })
             }
@@ -413,6 +485,24 @@ pub struct Proc {
     stderr: Option<Box<dyn AsyncRead + Unpin + Send>>,
     child: Child,
     host: String,
+    /// Its session's place under the host's limit, given back when it ends.
+    _slot: Slot,
+}
+
+/// A place under a host's session limit ([`Host::at_most`]); empty where commands need none.
+// Held, never read: dropping it frees the place.
+struct Slot(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+
+/// Why a session did not open on `label`: sshd refuses sessions beyond its
+/// `MaxSessions`, which a `parallel` above it runs into.
+fn refused(e: openssh::Error, label: &str) -> anyhow::Error {
+    // The cause (the master's answer) is in the error's sources.
+    let why = format!("{:#}", anyhow::Error::from(e));
+    if why.contains("refused") {
+        anyhow!("cannot start a command on {label}: {why}; its sshd allows fewer sessions per connection (MaxSessions) than this job's parallel: lower parallel for the host ([hosts.\"NAME\"] parallel), or raise MaxSessions there")
+    } else {
+        anyhow!("cannot start a command on {label}: {why}")
+    }
 }
 
 impl Proc {

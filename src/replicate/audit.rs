@@ -45,7 +45,7 @@ pub async fn audit(jobs: &[(String, Job)], release_stale: bool) -> Result<Vec<Ho
     let mut entries = Vec::new();
     let mut pool = Pool::default();
     for (_, job) in jobs {
-        let remote = pool.get(&job.ssh).await?;
+        let remote = pool.get(&job.ssh).await?.at_most(job.parallel());
         let sides = job.kind.sides(&remote);
         let target_roots = std::slice::from_ref(&job.destination);
         for (host, roots) in [

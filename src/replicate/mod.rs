@@ -9,7 +9,7 @@ mod verify;
 
 use crate::clock::now;
 use crate::config::{BwLimit, Job, Kind};
-use crate::host::{CommandFailed, Host, Pool};
+use crate::host::{CommandFailed, Host, Output, Pool};
 use crate::human::human_bytes;
 use crate::log;
 use crate::plan::{self, DatasetPlan, Options, Step, Verdict};
@@ -95,7 +95,8 @@ async fn connect_and_list(
 ) -> Result<(Sides, Result<Lists>)> {
     let source_here = job.kind == Kind::Push;
     let far = async {
-        let remote = pool.get(&job.ssh).await?;
+        // A job opens no more sessions than it streams datasets at once.
+        let remote = pool.get(&job.ssh).await?.at_most(job.parallel());
         let listed = list_side(job, &remote, !source_here, cache).await;
         anyhow::Ok((remote, listed))
     };
@@ -1043,7 +1044,7 @@ async fn stream_shown(
     }
     let late = async {
         tokio::time::sleep(progress::LINE_EVERY / 2).await;
-        if let Some(total) = estimate_bytes(sides, span, raw, true).await {
+        if let Some(total) = late_estimate(sides, span, raw).await {
             let _ = learnt.set(total);
         }
         std::future::pending::<Infallible>().await
@@ -1064,6 +1065,24 @@ fn sends_raw(span: &cmd::SendSpan, raw: bool) -> bool {
     }
 }
 
+/// The `zfs send -nP` size of a running stream, for its ETA: only in a session that is
+/// free now, as the other datasets' streams and commands must not wait for it.
+async fn late_estimate(sides: &Sides, span: &cmd::SendSpan, raw: bool) -> Option<u64> {
+    let out = sides
+        .source
+        .run_if_free(&cmd::send(span, raw, true))
+        .await
+        .ok()??;
+    size_in(&out)
+}
+
+/// `zfs send -nP`'s size in `out`, when it succeeded.
+fn size_in(out: &Output) -> Option<u64> {
+    out.ok()
+        .then(|| cmd::parse_send_size(&format!("{}{}", out.stdout, out.stderr)))
+        .flatten()
+}
+
 /// The `zfs send -nP` size of a stream, for progress's ETA and the choice to compress;
 /// `None` when not `wanted` or the estimate fails (progress then shows bytes and rate).
 async fn estimate_bytes(
@@ -1076,9 +1095,7 @@ async fn estimate_bytes(
         return None;
     }
     let out = sides.source.run(&cmd::send(span, raw, true)).await.ok()?;
-    out.ok()
-        .then(|| cmd::parse_send_size(&format!("{}{}", out.stdout, out.stderr)))
-        .flatten()
+    size_in(&out)
 }
 
 #[cfg(test)]

@@ -922,3 +922,77 @@ fn an_incremental_leaves_canmount_and_a_stream_with_properties_is_refused() {
     );
     assert_eq!(taken.trim(), "on\treceived");
 }
+
+/// A host whose sshd allows 2 sessions per connection: `parallel = 2` opens no more than
+/// that (a late size estimate only in a free session), and `parallel = 4` fails the
+/// datasets whose session was refused with an error naming `MaxSessions` and `parallel`.
+/// Runs in one VM: zferry pulls from a second sshd there (port 2299, `MaxSessions 2`,
+/// the lab user's own key).
+#[test]
+fn a_job_opens_no_more_sessions_than_its_parallel_and_a_refusal_says_so() {
+    let lab = lab();
+    let m = "e15m";
+    lab.pool("client", m);
+    let kids: Vec<String> = (0..6).map(|i| format!("{m}/t/k{i}")).collect();
+    lab.script(
+        "client",
+        r#"m="$1"; shift
+           zfs create "$m/t"
+           for k in "$@"; do zfs create "$k"; done
+           # Ten snapshots each: streams long enough under TCG for -v's late estimate.
+           for s in s0 s1 s2 s3 s4 s5 s6 s7 s8 s9; do
+             for d in "$m/t" "$@"; do head -c 65536 /dev/urandom > "/$d/$s.bin"; done
+             zfs snapshot -r "$m/t@$s"
+           done
+           zfs allow -u zferry send,hold,release "$m/t"
+           h=/home/zferry/e15; rm -rf "$h"; mkdir -p "$h"
+           ssh-keygen -q -t ed25519 -N '' -f "$h/hostkey"
+           [ ! -f /run/sshd-e15.pid ] || kill "$(cat /run/sshd-e15.pid)" 2>/dev/null || true
+           mkdir -p /run/sshd
+           /usr/sbin/sshd -p 2299 -o ListenAddress=127.0.0.1 -o MaxSessions=2 \
+             -o HostKey="$h/hostkey" -o PidFile=/run/sshd-e15.pid
+           echo "[127.0.0.1]:2299 $(cut -d' ' -f1,2 "$h/hostkey.pub")" > "$h/known_hosts"
+           chown -R zferry "$h""#,
+        &[&[m.to_string()], kids.as_slice()]
+            .concat()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let pull = |dest: &str, parallel: usize| {
+        lab.create_allowed("client", &format!("{m}/{dest}"), DST_PERMS);
+        zferry(
+            lab,
+            "client",
+            &format!(
+                "-v pull --host 127.0.0.1 --port 2299 --user {USER} --known-hosts-file /home/zferry/e15/known_hosts --name c --datasets {m}/t --destination {m}/{dest} --job-name {dest} --parallel {parallel}"
+            ),
+        )
+    };
+    let two = pull("two", 2);
+    let four = pull("four", 4);
+    lab.ok(
+        "client",
+        "kill $(cat /run/sshd-e15.pid); rm -f /run/sshd-e15.pid",
+    );
+    assert_eq!(
+        two.code,
+        Some(0),
+        "parallel 2 within MaxSessions 2: {two:?}"
+    );
+    for d in std::iter::once(format!("{m}/t")).chain(kids.iter().cloned()) {
+        let copy = format!("{m}/two/c/{d}@s9");
+        let guid = |ds: &str| lab.run_ok("client", &["zfs", "get", "-Hpo", "value", "guid", ds]);
+        assert_eq!(guid(&copy), guid(&format!("{d}@s9")), "{copy}");
+    }
+    assert_eq!(
+        four.code,
+        Some(1),
+        "parallel 4 above MaxSessions 2: {four:?}"
+    );
+    assert!(
+        four.stderr.contains("MaxSessions") && four.stderr.contains("lower parallel"),
+        "a refused session names MaxSessions and parallel: {}",
+        four.stderr
+    );
+}

@@ -78,9 +78,10 @@ options:
   parallel:
     description:
       - Datasets replicated at once; a child starts after its parent is done. Reports stay
-        per dataset, in order. At most V(8) (sshd allows 10 sessions per connection).
+        per dataset, in order. At most V(8). The job opens at most this many SSH
+        sessions on its host at once: a host whose sshd C(MaxSessions) is below it needs less.
     type: int
-    default: 4
+    default: 8
   compress:
     description:
       - Wire compression of plain (non-raw) streams of a pull. V(zstd) (level 3) or
