@@ -498,7 +498,8 @@ struct Slot(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 fn refused(e: openssh::Error, label: &str) -> anyhow::Error {
     // The cause (the master's answer) is in the error's sources.
     let why = format!("{:#}", anyhow::Error::from(e));
-    if why.contains("refused") {
+    // Not "Connection refused": a gone master is not a session limit.
+    if why.contains("open refused") {
         anyhow!("cannot start a command on {label}: {why}; its sshd allows fewer sessions per connection (MaxSessions) than this job's parallel: lower parallel for the host ([hosts.\"NAME\"] parallel), or raise MaxSessions there")
     } else {
         anyhow!("cannot start a command on {label}: {why}")
