@@ -79,7 +79,7 @@ options:
     description:
       - Datasets replicated at once; a child starts after its parent is done. Reports stay
         per dataset, in order. At most V(8). The job opens at most this many SSH
-        sessions on its host at once: a host whose sshd C(MaxSessions) is below it needs less.
+        sessions on its host at once; a host whose sshd C(MaxSessions) is below it needs less.
     type: int
     default: 8
   compress:
