@@ -274,18 +274,11 @@ async fn run_listed(
         .filter(|p| p.steps.iter().any(receives_incremental))
         .map(|p| p.target.clone())
         .collect();
-    let asks_canmount = !opts.dry_run && !incremental.is_empty();
-    let (mut src_holds, mut dst_holds, kept_unmounted) = tokio::join!(
-        HoldBook::load(&sides.source, &src_list, &tag, src_early.as_ref()),
-        HoldBook::load(&sides.target, &dst_list, &tag, dst_early.as_ref()),
-        async {
-            if asks_canmount {
-                unmountable(&sides.target, &incremental).await
-            } else {
-                BTreeSet::new()
-            }
-        }
-    );
+    let kept_unmounted = if !opts.dry_run && !incremental.is_empty() {
+        unmountable(&sides.target, &incremental).await
+    } else {
+        BTreeSet::new()
+    };
     log::debug!(
         "{name}: {} datasets, {} at once",
         plans.len(),
@@ -302,13 +295,29 @@ async fn run_listed(
         wire: &wire,
         unmountable: &kept_unmounted,
     };
-    let mut reports = run_plans(
+    // The holds are first needed to move them after the streams, and a stream that
+    // destroys nothing changes none (the job's lock keeps its other runs out): then
+    // they are read while the streams run. A plan that rolls back or destroys reads
+    // them first, so the book is what the run started from.
+    let holds_first = plans.iter().any(needs_fresh_listing);
+    let load_holds = async {
+        tokio::join!(
+            HoldBook::load(&sides.source, &src_list, &tag, src_early.as_ref()),
+            HoldBook::load(&sides.target, &dst_list, &tag, dst_early.as_ref()),
+        )
+    };
+    let streams = run_plans(
         plans,
         job.parallel(),
         |p, herald| execute_dataset(&shared, p, herald),
         |parent| !dst_list.datasets.contains_key(parent),
-    )
-    .await;
+    );
+    let (mut reports, (mut src_holds, mut dst_holds)) = if holds_first {
+        let holds = load_holds.await;
+        (streams.await, holds)
+    } else {
+        tokio::join!(streams, load_holds)
+    };
     // What the cache needs to follow the run: the holds as they were, and the copies'
     // other snapshots read with their check. Whether the target reports
     // snapshots_changed is asked of the host, not of its datasets: before an initial

@@ -712,8 +712,9 @@ async fn one_new_snapshot_costs_one_stream_one_check_and_one_hold_move() {
         verbs(&src),
         [
             "zfs list -Hp",
-            "zfs holds -H",
+            // The holds are read while the stream runs (nothing is destroyed).
             "zfs send -I",
+            "zfs holds -H",
             "zfs hold zferry:job",
             "zfs release zferry:job"
         ]
@@ -723,10 +724,10 @@ async fn one_new_snapshot_costs_one_stream_one_check_and_one_hold_move() {
         [
             "zfs list -Hp",
             "zfs list -Hp",
-            "zfs holds -H",
             // Whether the copy keeps canmount itself: its receive then leaves out -o.
             "zfs get -Hp",
             "zfs receive -u",
+            "zfs holds -H",
             // The copy's GUID, read back by name.
             "zfs list -Hp",
             "zfs hold zferry:job",
